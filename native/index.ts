@@ -1,0 +1,6 @@
+/** The native surface of pidfd-cr: small typed wrappers over libc (see libc.ts). */
+export * from './pidfd.js';
+export * from './fd.js';
+export * from './fdpass.js';
+export * from './process.js';
+export { errnoName, errnoNumber, uvPoll, type UvPollHandle } from './libc.js';
