@@ -1,1 +1,54 @@
-console.log('stub');
+#!/usr/bin/env node
+/**
+ * pidfd-cr command line: a thin shell. Each command parses its own argv, calls the
+ * library and returns an exit status; PcrErrors become one line on stderr and the exit
+ * code of their `code` (src/errors.ts). Unexpected errors keep their stack.
+ */
+import { PcrError, exitCodeFor } from '../errors.js';
+
+type Command = (argv: string[]) => Promise<number>;
+
+const commands: Record<string, () => Promise<Command>> = {
+  dump: async () => (await import('./commands/dump.js')).run,
+  show: async () => (await import('./commands/show.js')).run,
+  restore: async () => (await import('./commands/restore.js')).run,
+  demo: async () => (await import('./commands/demo.js')).run,
+};
+
+const USAGE = `usage: pidfd-cr <command> [options]
+
+commands:
+  dump -t PID -D DIR [--leave-stopped] [--force]   checkpoint the pidfds of a tree
+  show -D DIR [--json]                             print an image
+  restore -D DIR [--trace] [--trace-file F] [--pid-map F] [--hold] [--timeout S]
+  demo [--trace]                                   dump and restore a built-in example
+
+'pidfd-cr <command> --help' describes one command.`;
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    (name === undefined ? process.stderr : process.stdout).write(USAGE + '\n');
+    return name === undefined ? 2 : 0;
+  }
+  const load = commands[name];
+  if (!load) {
+    process.stderr.write(`pidfd-cr: unknown command '${name}'\n${USAGE}\n`);
+    return 2;
+  }
+  return (await load())(rest);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    if (err instanceof PcrError) {
+      process.stderr.write(`pidfd-cr: ${err.message}\n`);
+    } else {
+      process.stderr.write(`pidfd-cr: internal error: ${(err as Error)?.stack ?? String(err)}\n`);
+    }
+    process.exitCode = exitCodeFor(err);
+  },
+);

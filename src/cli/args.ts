@@ -1,0 +1,27 @@
+/** Shared argv parsing for the commands: node:util parseArgs with UsageError on bad input. */
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { UsageError } from '../errors.js';
+
+export function parseCommandArgs<T extends NonNullable<ParseArgsConfig['options']>>(
+  command: string,
+  argv: string[],
+  options: T,
+) {
+  try {
+    return parseArgs({ args: argv, options, strict: true, allowPositionals: false });
+  } catch (err) {
+    throw new UsageError(`${command}: ${(err as Error).message}`);
+  }
+}
+
+/** A positive integer option, or a UsageError naming the option. */
+export function intOption(
+  command: string,
+  name: string,
+  value: string | undefined,
+): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^[0-9]+$/.test(value))
+    throw new UsageError(`${command}: --${name} must be a positive integer, got '${value}'`);
+  return Number(value);
+}

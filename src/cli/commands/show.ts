@@ -1,0 +1,5 @@
+import { PcrError } from '../../errors.js';
+
+export async function run(_argv: string[]): Promise<number> {
+  throw new PcrError('PCR_ERR_UNSUPPORTED', 'show is not implemented yet');
+}
