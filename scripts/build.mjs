@@ -4,7 +4,14 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, copyFileSync, chmodSync, readdirSync, rmSync } from 'node:fs';
 
 const bin = (name) => `node_modules/.bin/${name}`;
-const run = (cmd, args) => execFileSync(cmd, args, { stdio: 'inherit' });
+const run = (cmd, args) => {
+  try {
+    execFileSync(cmd, args, { stdio: 'inherit' });
+  } catch {
+    console.error(`build: ${cmd} failed`);
+    process.exit(1);
+  }
+};
 
 mkdirSync('gen', { recursive: true });
 const protos = readdirSync('proto')

@@ -2,13 +2,15 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { UsageError } from '../errors.js';
 
-export function parseCommandArgs<T extends NonNullable<ParseArgsConfig['options']>>(
+export type ParsedValues = Record<string, string | boolean | (string | boolean)[] | undefined>;
+
+export function parseCommandArgs(
   command: string,
   argv: string[],
-  options: T,
-) {
+  options: NonNullable<ParseArgsConfig['options']>,
+): ParsedValues {
   try {
-    return parseArgs({ args: argv, options, strict: true, allowPositionals: false });
+    return parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values;
   } catch (err) {
     throw new UsageError(`${command}: ${(err as Error).message}`);
   }
