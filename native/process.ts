@@ -16,6 +16,8 @@ export interface SpawnOptions {
   dup2?: ReadonlyArray<readonly [number, number]>;
   /** Close every fd ≥ this number in the child, after the dup2s. */
   closeFrom?: number;
+  /** fds closed in the child after the dup2s (not open there: ignored by glibc). */
+  close?: readonly number[];
   /** Start a new session (the child is not in our process group). */
   setsid?: boolean;
 }
@@ -35,6 +37,12 @@ export function spawn(opts: SpawnOptions): number {
       checkReturned(
         libc.posix_spawn_file_actions_adddup2(fa, from, to),
         'posix_spawn_file_actions_adddup2',
+      );
+    }
+    for (const fd of opts.close ?? []) {
+      checkReturned(
+        libc.posix_spawn_file_actions_addclose(fa, fd),
+        'posix_spawn_file_actions_addclose',
       );
     }
     if (opts.closeFrom !== undefined) {

@@ -1,0 +1,120 @@
+/**
+ * How a worker makes one pidfd file (open file description), by target kind:
+ * - alive / zombie in the tree: pidfd_open(restored pid, flags);
+ * - thread: pidfd_open(tid, PIDFD_THREAD) of a live non-leader thread of this process;
+ * - external: pidfd_open(pid, flags), then the pidfs handle (= ino) must equal the
+ *   dumped ino on the same boot, else the pid now names another process.
+ * And how it is installed: dup3 onto each fd number of the task that holds this file
+ * (close-on-exec until `finalize` sets the recorded bit), so several fds of one file share
+ * one open file description, as dup did before the dump.
+ */
+import { readFileSync } from 'node:fs';
+import {
+  pidfdOpen,
+  openPath,
+  getStatusFlags,
+  pidfsHandleIno,
+  dup3,
+  closeQuiet,
+  setCloexec,
+  O_CLOEXEC,
+} from '../../native/index.js';
+import { FLAGS } from '../image/model.js';
+import { PcrError, isErrno } from '../errors.js';
+
+const PIDFD_OPEN_FLAGS = FLAGS.O_NONBLOCK | FLAGS.O_EXCL;
+const REOPEN_FLAGS = FLAGS.O_ACCMODE | FLAGS.O_NONBLOCK | FLAGS.O_LARGEFILE;
+
+/**
+ * A pidfd to `pid` whose file flags are exactly `flags` (without O_CLOEXEC). pidfd_open
+ * gives O_RDWR plus PIDFD_NONBLOCK/PIDFD_THREAD; other access modes and O_LARGEFILE come
+ * from re-opening /proc/self/fd/N (measured: gives O_LARGEFILE | the mode asked, same
+ * ino), which cannot keep PIDFD_THREAD. The result is checked with F_GETFL.
+ */
+export function openPidfd(pid: number, flags: number): number {
+  const first = pidfdOpen(pid, flags & PIDFD_OPEN_FLAGS);
+  if (flags === (FLAGS.O_RDWR | (flags & PIDFD_OPEN_FLAGS))) return first;
+  try {
+    if ((flags & ~REOPEN_FLAGS) !== 0 || (flags & FLAGS.O_LARGEFILE) === 0) {
+      throw new PcrError(
+        'PCR_ERR_UNSUPPORTED',
+        `pidfd flags 0${flags.toString(8)} (target pid ${pid}) cannot be reproduced`,
+      );
+    }
+    const fd = openPath(`/proc/self/fd/${first}`, (flags & ~FLAGS.O_LARGEFILE) | O_CLOEXEC);
+    const got = getStatusFlags(fd);
+    if (got !== flags) {
+      closeQuiet(fd);
+      throw new PcrError(
+        'PCR_ERR_RESTORE',
+        `re-opened pidfd of pid ${pid} has flags 0${got.toString(8)}, wanted 0${flags.toString(8)}`,
+      );
+    }
+    return fd;
+  } finally {
+    closeQuiet(first);
+  }
+}
+
+export function bootId(): string {
+  return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+}
+
+export interface ExternalTarget {
+  /** fdinfo Pid at dump time: the tid for a thread pidfd. */
+  pid: number;
+  ino: bigint;
+  comm: string;
+}
+
+/**
+ * Re-opens a target outside the tree. A pidfs ino is a per-boot counter: only on the same
+ * boot, and only if pid_open's file has the dumped ino, is it the same process.
+ */
+export function openExternal(
+  target: ExternalTarget,
+  flags: number,
+  imageBootId: string,
+  currentBootId: string = bootId(),
+): number {
+  const name = `external target ${target.comm || '?'} (pid ${target.pid}, ino ${target.ino})`;
+  if (imageBootId !== currentBootId) {
+    throw new PcrError(
+      'PCR_ERR_RESTORE',
+      `${name}: the image is from boot ${imageBootId}, this is boot ${currentBootId}`,
+    );
+  }
+  let fd: number;
+  try {
+    fd = openPidfd(target.pid, flags);
+  } catch (err) {
+    if (isErrno(err, 'ESRCH') || isErrno(err, 'ENOENT')) {
+      throw new PcrError('PCR_ERR_RESTORE', `${name}: gone (pidfd_open: ESRCH)`, { cause: err });
+    }
+    throw err;
+  }
+  const ino = pidfsHandleIno(fd);
+  if (ino !== target.ino) {
+    closeQuiet(fd);
+    throw new PcrError(
+      'PCR_ERR_RESTORE',
+      `${name}: gone, pid ${target.pid} is now another process (ino ${ino})`,
+    );
+  }
+  return fd;
+}
+
+/**
+ * Puts `fd` at every number in `numbers` (close-on-exec for now; finalize sets the
+ * recorded bit) and closes the original unless it is one of them. dup3 replaces the
+ * placeholder reserved at spawn atomically.
+ */
+export function installFile(fd: number, numbers: readonly number[]): void {
+  for (const n of numbers) if (n !== fd) dup3(fd, n, true);
+  if (!numbers.includes(fd)) closeQuiet(fd);
+}
+
+/** Sets exactly the recorded close-on-exec bit of each installed fd. */
+export function finalizeCloexec(fds: ReadonlyArray<{ fd: number; cloexec: boolean }>): void {
+  for (const { fd, cloexec } of fds) setCloexec(fd, cloexec);
+}

@@ -1,0 +1,72 @@
+/**
+ * posix_spawn with a controlled fd table: the child gets exactly its stdio, /dev/null
+ * placeholders at the reserved fd numbers, and nothing else. Everything this process
+ * opens is close-on-exec, but a worker's own placeholders (and fds a host program
+ * inherited) are not, so every other non-cloexec fd is closed in the child.
+ */
+import { readdirSync } from 'node:fs';
+import {
+  spawn as posixSpawn,
+  openPath,
+  dupAbove,
+  closeQuiet,
+  getCloexec,
+  O_CLOEXEC,
+} from '../../native/index.js';
+
+const O_RDWR = 0o2;
+
+export interface CleanSpawn {
+  path: string;
+  argv: readonly string[];
+  env: Readonly<Record<string, string>>;
+  /** This process's fds that become the child's 0, 1, 2; null gives /dev/null. */
+  stdio: readonly [number | null, number | null, number | null];
+  /** fd numbers taken in the child by /dev/null placeholders (they win over stdio). */
+  reserve?: readonly number[];
+}
+
+/** Our fds that would survive exec: not close-on-exec. */
+function inheritableFds(): number[] {
+  const out: number[] = [];
+  for (const name of readdirSync('/proc/self/fd')) {
+    const fd = Number(name);
+    try {
+      if (!getCloexec(fd)) out.push(fd);
+    } catch {
+      // the directory fd of readdirSync itself, closed by now
+    }
+  }
+  return out;
+}
+
+/** Spawns the child and returns its pid. Node does not reap it: the caller must. */
+export function spawnClean(req: CleanSpawn): number {
+  const reserve = [...new Set(req.reserve ?? [])].sort((a, b) => a - b);
+  // Every source fd lives above every target, so no dup2 clobbers a later source.
+  const top = Math.max(2, ...reserve) + 1;
+  const devnull = openPath('/dev/null', O_RDWR | O_CLOEXEC);
+  const lifted: number[] = [];
+  try {
+    const nul = dupAbove(devnull, top);
+    lifted.push(nul);
+    const dup2: Array<[number, number]> = req.stdio.map((src, i): [number, number] => {
+      if (src === null) return [nul, i];
+      const copy = dupAbove(src, top);
+      lifted.push(copy);
+      return [copy, i];
+    });
+    for (const n of reserve) dup2.push([nul, n]);
+    const targets = new Set(dup2.map(([, to]) => to));
+    return posixSpawn({
+      path: req.path,
+      argv: req.argv,
+      env: req.env,
+      dup2,
+      close: inheritableFds().filter((fd) => !targets.has(fd)),
+    });
+  } finally {
+    closeQuiet(devnull);
+    lifted.forEach(closeQuiet);
+  }
+}

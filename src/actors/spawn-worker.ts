@@ -1,0 +1,71 @@
+/**
+ * Starting a worker: posix_spawn of `node dist/src/worker/main.js` with every fd number
+ * the task will hold already taken by a /dev/null placeholder, so Node's own fds (epoll,
+ * eventfd, sockets …) can never land there; the worker later dup3()s each pidfd onto its
+ * placeholder, which replaces it atomically. The worker arms PR_SET_PDEATHSIG itself as
+ * its first act (src/worker/early.ts).
+ */
+import { fileURLToPath } from 'node:url';
+import { pidfdOpen } from '../../native/index.js';
+import { spawnClean } from './spawn-clean.js';
+import { WORKER_ENV, FAULT_ENV, encodeIdentity, type WorkerIdentity } from '../worker/identity.js';
+
+/** Variables that cost start-up time (NODE_EXTRA_CA_CERTS: +20–90 ms) or confuse a child. */
+const DROPPED_ENV = [
+  'NODE_OPTIONS',
+  'NODE_EXTRA_CA_CERTS',
+  'NODE_CHANNEL_FD',
+  'NODE_CHANNEL_SERIALIZATION_MODE',
+  'NODE_UNIQUE_ID',
+  'NODE_TEST_CONTEXT',
+];
+
+export const WORKER_SCRIPT = fileURLToPath(new URL('../worker/main.js', import.meta.url));
+
+export interface WorkerSpawn {
+  dumpedPid: number;
+  rundir: string;
+  reservedFds: readonly number[];
+  /** Our fd given to the worker as stderr; null: /dev/null. */
+  stderrFd: number | null;
+  /** Test hook passed as PCR_FAULT (docs/restore.md); else an inherited PCR_FAULT stays. */
+  fault?: string;
+  /** Base environment (default: process.env). */
+  env?: Readonly<Record<string, string | undefined>>;
+}
+
+export interface SpawnedWorker {
+  pid: number;
+  /** Our pidfd of the worker (close-on-exec): for reaping and liveness. */
+  pidfd: number;
+}
+
+export function workerEnv(req: WorkerSpawn): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(req.env ?? process.env)) {
+    if (v !== undefined && !DROPPED_ENV.includes(k)) env[k] = v;
+  }
+  const reservedFds = [...new Set(req.reservedFds)].sort((a, b) => a - b);
+  const id: WorkerIdentity = {
+    dumpedPid: req.dumpedPid,
+    rundir: req.rundir,
+    reservedFds,
+    spawnerPid: process.pid,
+    stderrUsable: req.stderrFd !== null && !reservedFds.includes(2),
+  };
+  env[WORKER_ENV] = encodeIdentity(id);
+  if (req.fault) env[FAULT_ENV] = req.fault;
+  return env;
+}
+
+export function spawnWorker(req: WorkerSpawn): SpawnedWorker {
+  const pid = spawnClean({
+    path: process.execPath,
+    argv: [process.execPath, WORKER_SCRIPT],
+    env: workerEnv(req),
+    stdio: [null, null, req.stderrFd],
+    reserve: req.reservedFds,
+  });
+  // The child is ours and not reaped, so its pid cannot have been reused yet.
+  return { pid, pidfd: pidfdOpen(pid) };
+}

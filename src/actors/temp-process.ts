@@ -1,0 +1,124 @@
+/**
+ * The temporary process x of a dead-target group (CRIU's design, docs/restore.md): a
+ * `/bin/sh` that waits on its stdin and then dies with exactly the recorded wait status.
+ * Its stdin is one end of a socket pair whose other end only we hold: closing it is the
+ * "die now" order, and if we die first x sees EOF and dies too, so it is never left
+ * behind. After it died we reap it and CHECK how it died; it is never assumed.
+ */
+import {
+  seqpacketPair,
+  pidfdOpen,
+  pidfdSendSignal,
+  waitPidfd,
+  closeQuiet,
+  WEXITED,
+  WNOHANG,
+} from '../../native/index.js';
+import { PcrError } from '../errors.js';
+import { spawnClean } from './spawn-clean.js';
+import { whenReadable } from './readiness.js';
+
+const SIGKILL = 9;
+/** Signals whose default action does not kill (CHLD CONT STOP TSTP TTIN TTOU URG WINCH). */
+const NON_FATAL = new Set([17, 18, 19, 20, 21, 22, 23, 28]);
+
+export interface TempProcess {
+  pid: number;
+  /** Our helper pidfd of x (for waiting and reaping), closed by finish/abort; -1 then. */
+  pidfd: number;
+  /** The wait status word x must die with. */
+  status: number;
+  /** Our end of x's stdin; closing it makes x die. -1 once closed. */
+  control: number;
+}
+
+export const describeStatus = (w: number): string =>
+  (w & 0x7f) === 0 ? `exit ${w >> 8}` : `signal ${w & 0x7f}${w & 0x80 ? ' (core)' : ''}`;
+
+/** The shell script that dies with wait status `w`, or a PcrError if none can. */
+export function scriptFor(w: number): string {
+  const sig = w & 0x7f;
+  if (sig === 0 && (w & 0xff) === 0 && w >> 8 <= 255 && w >= 0) return `read _; exit ${w >> 8}`;
+  if (sig > 0 && sig < 65 && w >> 8 === 0 && !NON_FATAL.has(sig)) {
+    // The core bit appears only if a core file is really written: not reproduced.
+    if (w & 0x80) throw unsupported(w, 'a core dump cannot be reproduced without writing one');
+    return `ulimit -c 0; read _; kill -${sig} $$`;
+  }
+  throw unsupported(w, 'not a status a process can die with');
+}
+
+const unsupported = (w: number, why: string): PcrError =>
+  new PcrError('PCR_ERR_UNSUPPORTED', `dead target with wait status ${w}: ${why}`);
+
+/** Spawns x; it waits until `finishTemp` (or our death). */
+export function startTemp(status: number): TempProcess {
+  const script = scriptFor(status);
+  const [ours, theirs] = seqpacketPair();
+  let pid: number;
+  try {
+    pid = spawnClean({
+      path: '/bin/sh',
+      argv: ['sh', '-c', script],
+      env: { PATH: '/usr/bin:/bin' },
+      stdio: [theirs, null, null],
+    });
+  } catch (err) {
+    closeQuiet(ours);
+    throw err;
+  } finally {
+    closeQuiet(theirs);
+  }
+  return { pid, pidfd: pidfdOpen(pid), status, control: ours };
+}
+
+/** pidfd_open(x, flags) for one file of the group (flags: PIDFD_NONBLOCK, PIDFD_THREAD). */
+export function openTempPidfd(temp: TempProcess, flags: number): number {
+  return pidfdOpen(temp.pid, flags);
+}
+
+/** Closes an fd field once (a second close could hit a reused number) and marks it -1. */
+function release(temp: TempProcess, field: 'pidfd' | 'control'): void {
+  if (temp[field] >= 0) closeQuiet(temp[field]);
+  temp[field] = -1;
+}
+
+/** Tells x to die, waits (event loop free), reaps it and checks its wait status. */
+export async function finishTemp(temp: TempProcess, signal?: AbortSignal): Promise<void> {
+  release(temp, 'control');
+  try {
+    await whenReadable(temp.pidfd, signal);
+  } catch (err) {
+    abortTemp(temp);
+    throw err;
+  }
+  try {
+    const got = waitPidfd(temp.pidfd, WEXITED | WNOHANG);
+    if (got === null) throw new PcrError('PCR_ERR_INTERNAL', `temp ${temp.pid}: not exited`);
+    if (got.status !== temp.status) {
+      throw new PcrError(
+        'PCR_ERR_RESTORE',
+        `temporary process ${temp.pid} died with ${describeStatus(got.status)} ` +
+          `(status ${got.status}), expected ${describeStatus(temp.status)} (status ${temp.status})`,
+      );
+    }
+  } finally {
+    release(temp, 'pidfd');
+  }
+}
+
+/** Cleanup path: kill x, reap it (blocking: SIGKILL is prompt), close everything. */
+export function abortTemp(temp: TempProcess): void {
+  release(temp, 'control');
+  if (temp.pidfd < 0) return;
+  try {
+    pidfdSendSignal(temp.pidfd, SIGKILL);
+  } catch {
+    // already dead
+  }
+  try {
+    waitPidfd(temp.pidfd, WEXITED);
+  } catch {
+    // already reaped
+  }
+  release(temp, 'pidfd');
+}
