@@ -1,0 +1,74 @@
+/**
+ * The temporary process x: pidfds opened to it (plain, nonblocking, thread) become
+ * pidfds to a reaped process with exactly the recorded wait status, all of one ino; x is
+ * reaped by finishTemp and dies on EOF if its creator goes away.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  startTemp,
+  openTempPidfd,
+  finishTemp,
+  abortTemp,
+  scriptFor,
+} from '../../src/actors/temp-process.js';
+import {
+  closeQuiet,
+  pidfdGetInfo,
+  PIDFD_INFO,
+  PIDFD_NONBLOCK,
+  PIDFD_THREAD,
+  waitPidfd,
+  WEXITED,
+} from '../../native/index.js';
+import { PcrError } from '../../src/errors.js';
+import { fdinfo, exists } from '../helpers/proc-view.js';
+
+const STATUSES = [0, 3 << 8, 255 << 8, 15, 9, 2, 3, 10, 11, 6];
+
+for (const status of STATUSES) {
+  test(`x dies with wait status ${status}; its pidfds show it reaped with that status`, async () => {
+    const temp = startTemp(status);
+    const fds = [0, PIDFD_NONBLOCK, PIDFD_THREAD].map((f) => openTempPidfd(temp, f));
+    try {
+      const pid = temp.pid;
+      await finishTemp(temp);
+      assert.equal(exists(pid), false, 'x is reaped');
+      const inos = new Set(fds.map((fd) => fdinfo(process.pid, fd).ino));
+      assert.equal(inos.size, 1);
+      for (const fd of fds) {
+        assert.equal(fdinfo(process.pid, fd).pid, -1);
+        const info = pidfdGetInfo(fd, PIDFD_INFO.EXIT);
+        assert.equal(info.hasExit, true);
+        assert.equal(info.exitCode, status);
+      }
+      assert.equal(fdinfo(process.pid, fds[2]!).flags & 0o200, 0o200, 'PIDFD_THREAD kept');
+      assert.equal(temp.pidfd, -1, 'helper pidfd closed');
+    } finally {
+      abortTemp(temp);
+      fds.forEach(closeQuiet);
+    }
+  });
+}
+
+test('statuses no process can die with, or only with a core file, are refused', () => {
+  for (const bad of [11 | 0x80, 0x137f, 17, 19, 256 << 8, -1]) {
+    assert.throws(() => scriptFor(bad), PcrError, `status ${bad}`);
+  }
+});
+
+test('x dies when its creator closes the control end (creator death = EOF)', async () => {
+  const temp = startTemp(0);
+  // What the kernel does when the creator dies: our end of x's stdin is closed.
+  closeQuiet(temp.control);
+  temp.control = -1;
+  const got = waitPidfd(temp.pidfd, WEXITED);
+  assert.equal(got?.status, 0);
+  closeQuiet(temp.pidfd);
+});
+
+test('a wrong status is reported, not assumed', async () => {
+  const temp = startTemp(3 << 8);
+  temp.status = 4 << 8; // what the creator expects differs from what x does
+  await assert.rejects(finishTemp(temp), /died with exit 3 \(status 768\), expected exit 4/);
+});
