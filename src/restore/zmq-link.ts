@@ -1,0 +1,127 @@
+/**
+ * The control link between the coordinator and its workers: one ZeroMQ ROUTER bound at
+ * `ipc://<rundir>/ctl` (a fresh 0700 directory per restore: a second bind on an ipc path
+ * silently takes it over), one DEALER per worker whose routing id is its dumped pid as a
+ * decimal string. One frame per message (the protobuf bytes); `linger: 0` everywhere so
+ * closing never waits for unsent messages. Sends are chained: zeromq.js allows only one
+ * pending send per socket.
+ */
+import { join } from 'node:path';
+import { Router, Dealer } from 'zeromq';
+import { PcrError } from '../errors.js';
+
+export const controlAddress = (rundir: string): string => `ipc://${join(rundir, 'ctl')}`;
+
+/** A serial queue of sends on one socket; errors go to `onError`. */
+class SendQueue {
+  private tail: Promise<void> = Promise.resolve();
+  constructor(private readonly onError: (err: Error) => void) {}
+  push(send: () => Promise<void>): Promise<void> {
+    this.tail = this.tail.then(send).catch((err: Error) => this.onError(err));
+    return this.tail;
+  }
+  drain(): Promise<void> {
+    return this.tail;
+  }
+}
+
+export interface RouterHandlers {
+  onFrame(routingId: string, frame: Buffer): void;
+  onError(err: Error): void;
+}
+
+export class ControlRouter {
+  private readonly sends: SendQueue;
+  private closed = false;
+
+  private constructor(
+    private readonly socket: Router,
+    readonly address: string,
+    private readonly handlers: RouterHandlers,
+  ) {
+    this.sends = new SendQueue(handlers.onError);
+    void this.receiveLoop();
+  }
+
+  static async bind(rundir: string, handlers: RouterHandlers): Promise<ControlRouter> {
+    // mandatory: a send to a worker that is not connected fails instead of vanishing.
+    const socket = new Router({ linger: 0, mandatory: true, handover: false });
+    const address = controlAddress(rundir);
+    try {
+      await socket.bind(address);
+    } catch (err) {
+      socket.close();
+      throw new PcrError('PCR_ERR_RESTORE', `cannot bind ${address}: ${(err as Error).message}`, {
+        cause: err,
+      });
+    }
+    return new ControlRouter(socket, address, handlers);
+  }
+
+  private async receiveLoop(): Promise<void> {
+    try {
+      for await (const [id, frame] of this.socket) {
+        if (id === undefined || frame === undefined) continue;
+        this.handlers.onFrame(id.toString(), frame);
+      }
+    } catch (err) {
+      if (!this.closed) this.handlers.onError(err as Error);
+    }
+  }
+
+  send(routingId: string, frame: Uint8Array): Promise<void> {
+    return this.sends.push(() => this.socket.send([routingId, frame]));
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.sends.drain();
+    this.socket.close();
+  }
+}
+
+export interface DealerHandlers {
+  onFrame(frame: Buffer): void;
+  onError(err: Error): void;
+}
+
+export class ControlDealer {
+  private readonly sends: SendQueue;
+  private closed = false;
+
+  constructor(
+    rundir: string,
+    routingId: string,
+    private readonly handlers: DealerHandlers,
+  ) {
+    this.socket = new Dealer({ linger: 0, routingId });
+    this.socket.connect(controlAddress(rundir));
+    this.sends = new SendQueue(handlers.onError);
+    void this.receiveLoop();
+  }
+
+  private readonly socket: Dealer;
+
+  private async receiveLoop(): Promise<void> {
+    try {
+      for await (const [frame] of this.socket) {
+        if (frame !== undefined) this.handlers.onFrame(frame);
+      }
+    } catch (err) {
+      if (!this.closed) this.handlers.onError(err as Error);
+    }
+  }
+
+  send(frame: Uint8Array): Promise<void> {
+    return this.sends.push(() => this.socket.send(frame));
+  }
+
+  /** Waits until every queued send was handed to ZeroMQ, then closes (linger 0). */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.sends.drain();
+    this.socket.close();
+  }
+}
