@@ -418,7 +418,9 @@ export const coordinatorMachine = setup({
       entry: [
         assign({
           differences: ({ context }) =>
-            compareReports(context.image, context.pidMap, context.reports),
+            compareReports(context.image, context.pidMap, context.reports, {
+              externalDead: context.plan.externalDead,
+            }),
         }),
         {
           type: 'reportResult',

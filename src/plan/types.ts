@@ -182,6 +182,8 @@ export interface RestorePlan {
   rootPid: number;
   /** Boot id of the dump; external-reopen requires the same boot. */
   bootId: string;
+  /** External targets were planned as dead (PlanOptions.externalDead). */
+  externalDead: boolean;
   /** Worker tasks, parents first (image order). Zombie tasks are ZombieChild entries. */
   tasks: TaskPlan[];
   files: FilePlan[];
