@@ -24,23 +24,19 @@ import { watchReadable, type Watch } from './readiness.js';
 export const fdSocketPath = (rundir: string, dumpedPid: number): string =>
   join(rundir, `fd-${dumpedPid}.sock`);
 
-/** The payload of one SCM_RIGHTS message: which file each attached fd is. */
-export interface FdPayloadCodec {
-  encode(fileIds: readonly number[]): Buffer;
-  decode(payload: Buffer): number[];
-}
-
-export interface ReceivedFile {
-  fileId: number;
-  /** Close-on-exec; the receiver owns it. */
-  fd: number;
+export interface FdMessage {
+  /** At least one byte (SCM_RIGHTS needs data): here the FdTransfer naming the files. */
+  payload: Buffer;
+  /** At most 253; received ones are close-on-exec and owned by the receiver. */
+  fds: number[];
 }
 
 export interface FdListenerOptions {
-  codec: FdPayloadCodec;
+  /** An already bound, listening, non-blocking socket (else one is bound at `path`). */
+  listenFd?: number;
   /** SO_PEERCRED check: pids allowed to send (restored workers). */
   isExpectedPeer(pid: number): boolean;
-  onFiles(files: ReceivedFile[], peerPid: number): void;
+  onMessage(msg: FdMessage, peerPid: number): void;
   onError(err: Error): void;
 }
 
@@ -50,7 +46,7 @@ export interface FdListener {
 }
 
 export function listenForFds(path: string, opts: FdListenerOptions): FdListener {
-  const listenFd = listenSeqpacket(path);
+  const listenFd = opts.listenFd ?? listenSeqpacket(path);
   const conns = new Map<number, Watch>();
   const dropConn = (fd: number): void => {
     conns.get(fd)?.stop();
@@ -61,7 +57,7 @@ export function listenForFds(path: string, opts: FdListenerOptions): FdListener 
     try {
       for (let msg = recvFds(fd); msg !== null; msg = recvFds(fd)) {
         if (msg.payload.length === 0) return dropConn(fd);
-        opts.onFiles(pairFiles(opts.codec, msg.payload, msg.fds, peerPid), peerPid);
+        opts.onMessage(msg, peerPid);
       }
     } catch (err) {
       dropConn(fd);
@@ -78,10 +74,7 @@ export function listenForFds(path: string, opts: FdListenerOptions): FdListener 
           continue;
         }
         const conn = fd;
-        conns.set(
-          conn,
-          watchReadable(conn, () => drain(conn, peer)),
-        );
+        conns.set(conn, watchReadable(conn, () => drain(conn, peer)));
       }
     } catch (err) {
       opts.onError(err as Error);
@@ -98,54 +91,19 @@ export function listenForFds(path: string, opts: FdListenerOptions): FdListener 
   };
 }
 
-function pairFiles(
-  codec: FdPayloadCodec,
-  payload: Buffer,
-  fds: number[],
-  peerPid: number,
-): ReceivedFile[] {
-  const ids = codec.decode(payload);
-  if (ids.length !== fds.length) {
-    fds.forEach(closeQuiet);
-    throw new PcrError(
-      'PCR_ERR_RESTORE',
-      `fds from pid ${peerPid}: payload names ${ids.length} files but ${fds.length} fds came`,
-    );
-  }
-  return ids.map((fileId, i) => ({ fileId, fd: fds[i]! }));
-}
-
 /**
- * Sends `files` to the listener at `path`, in chunks of at most 253 fds. Our fds stay
- * open. A Unix connect completes at once; sendmsg blocks only if the receiver's queue is
- * full (messages here are small).
+ * Sends `messages` to the listener at `path` over one connection, then closes it (queued
+ * messages stay readable). A Unix connect completes at once (or waits in the backlog);
+ * sendmsg blocks only if the receiver's queue is full (messages here are small).
  */
-export function sendFiles(
-  path: string,
-  files: readonly ReceivedFile[],
-  codec: FdPayloadCodec,
-): void {
+export function sendFdMessages(path: string, messages: readonly FdMessage[]): void {
   const sock = connectSeqpacket(path);
   try {
-    for (let i = 0; i < files.length; i += MAX_FDS_PER_MESSAGE) {
-      const chunk = files.slice(i, i + MAX_FDS_PER_MESSAGE);
-      sendFds(
-        sock,
-        codec.encode(chunk.map((f) => f.fileId)),
-        chunk.map((f) => f.fd),
-      );
+    for (const m of messages) {
+      if (m.fds.length > MAX_FDS_PER_MESSAGE) throw new RangeError(`more than ${MAX_FDS_PER_MESSAGE} fds`);
+      sendFds(sock, m.payload, m.fds);
     }
   } finally {
     closeQuiet(sock);
   }
 }
-
-/** Payload codec used until the protocol's FdTransfer message is wired: JSON file ids. */
-export const jsonFdPayload: FdPayloadCodec = {
-  encode: (ids) => Buffer.from(JSON.stringify(ids)),
-  decode: (buf) => {
-    const ids: unknown = JSON.parse(buf.toString());
-    if (!Array.isArray(ids) || !ids.every(Number.isInteger)) throw new Error('bad fd payload');
-    return ids as number[];
-  },
-};

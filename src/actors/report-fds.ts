@@ -1,67 +1,79 @@
 /**
- * A worker's report of the pidfds it holds, read from its own /proc/self (the same files
- * an outside observer reads), for verification (compareReports): per fd its number,
- * file flags, close-on-exec bit, ino and fdinfo Pid; for a reaped target (Pid -1) the
- * exit status from PIDFD_GET_INFO; and which fds share one open file description (kcmp).
+ * A worker's report of the pidfds it holds, read from /proc (the same files an outside
+ * observer reads) for verification (compareReports): per fd its number, file flags,
+ * close-on-exec bit, ino and fdinfo Pid; for a reaped target (Pid -1) the exit status
+ * from PIDFD_GET_INFO; and its open-file class: the smallest (restored pid, fd) of the
+ * whole restored tree that kcmp(KCMP_FILE) says is the same open file description
+ * (two pidfd_open calls give one ino but different files: only kcmp tells them apart).
  */
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { kcmpFile, pidfdGetInfo, PIDFD_INFO } from '../../native/index.js';
-import { FLAGS } from '../image/model.js';
+import { readPidfds, type ProcPidfd } from '../procfs/index.js';
+import type { FdReport, PidMap, ReportedFd } from '../plan/messages.js';
 
-export interface ReportedFd {
-  fd: number;
-  /** f_flags without O_CLOEXEC. */
-  flags: number;
-  cloexec: boolean;
-  ino: bigint;
-  /** fdinfo Pid: the target's pid, -1 once reaped. */
-  pid: number;
-  /** Reaped target: wait status from PIDFD_GET_INFO (EXIT), when the kernel has one. */
-  exitStatus?: number;
-}
-
-export interface OwnReport {
-  pid: number;
-  tids: number[];
-  fds: ReportedFd[];
-  /** Groups of fd numbers that are one open file description (kcmp), each sorted. */
-  sameFile: number[][];
-}
-
-const PIDFD_LINK = 'anon_inode:[pidfd]';
-
-function field(text: string, key: string): string | undefined {
-  const m = new RegExp(`^${key}:\\s*(.*)$`, 'm').exec(text);
-  return m?.[1];
-}
-
-function readOne(fd: number): ReportedFd | null {
-  let link: string;
-  let info: string;
+/** Exit status of a reaped target through our own pidfd, when the kernel kept one. */
+function exitStatusOf(fd: number): number | undefined {
   try {
-    link = readlinkSync(`/proc/self/fd/${fd}`);
-    if (link !== PIDFD_LINK) return null;
-    info = readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8');
+    const info = pidfdGetInfo(fd, PIDFD_INFO.EXIT);
+    return info.hasExit ? info.exitCode : undefined;
   } catch {
-    return null; // closed meanwhile (e.g. the directory fd of readdir)
+    return undefined;
   }
-  const allFlags = Number.parseInt(field(info, 'flags') ?? '0', 8);
-  const entry: ReportedFd = {
-    fd,
-    flags: allFlags & ~FLAGS.O_CLOEXEC,
-    cloexec: (allFlags & FLAGS.O_CLOEXEC) !== 0,
-    ino: BigInt(field(info, 'ino') ?? '0'),
-    pid: Number.parseInt(field(info, 'Pid') ?? '0', 10),
-  };
-  if (entry.pid === -1) {
+}
+
+type Holder = [pid: number, fd: number];
+
+/** Every pidfd of the tree's processes, grouped by ino, each group sorted by (pid, fd). */
+function holdersByIno(pids: readonly number[]): Map<bigint, Holder[]> {
+  const byIno = new Map<bigint, Holder[]>();
+  for (const pid of [...pids].sort((a, b) => a - b)) {
+    let fds: ProcPidfd[];
     try {
-      const exit = pidfdGetInfo(fd, PIDFD_INFO.EXIT);
-      if (exit.hasExit) entry.exitStatus = exit.exitCode;
+      fds = readPidfds(pid);
     } catch {
-      // no exit information kept for this target
+      continue; // exited meanwhile, or a zombie
+    }
+    for (const f of fds) {
+      const list = byIno.get(f.ino) ?? [];
+      list.push([pid, f.fd]);
+      byIno.set(f.ino, list);
     }
   }
-  return entry;
+  return byIno;
+}
+
+export function fileClassOf(self: number, fd: number, candidates: readonly Holder[]): string {
+  for (const [pid, other] of candidates) {
+    try {
+      if (kcmpFile(self, fd, pid, other) === 0) return `${pid}:${other}`;
+    } catch {
+      // that process or fd went away: not our class
+    }
+  }
+  return `${self}:${fd}`;
+}
+
+/** The FdReport of this process (task `dumpedPid`) within the tree of `pidMap`. */
+export function reportFds(dumpedPid: number, pidMap: PidMap): FdReport {
+  const self = process.pid;
+  const own = readPidfds(self);
+  const tree = new Set([self, ...pidMap.pids.map((p) => p.restored)]);
+  const byIno = holdersByIno([...tree]);
+  const fds: ReportedFd[] = own.map((f) => {
+    const r: ReportedFd = {
+      fd: f.fd,
+      flags: f.flags,
+      cloexec: f.cloexec,
+      ino: f.ino.toString(),
+      targetPid: f.pid,
+      fileClass: fileClassOf(self, f.fd, byIno.get(f.ino) ?? []),
+    };
+    if (f.pid === -1) {
+      const status = exitStatusOf(f.fd);
+      if (status !== undefined) r.exitStatus = status;
+    }
+    return r;
+  });
+  return { pid: dumpedPid, restoredPid: self, fds };
 }
 
 /** Partitions `fds` of process `pid` into open-file-description classes with kcmp. */
@@ -73,22 +85,4 @@ export function sameFileClasses(pid: number, fds: readonly number[]): number[][]
     else classes.push([fd]);
   }
   return classes;
-}
-
-export function reportOwnPidfds(): OwnReport {
-  const fds = readdirSync('/proc/self/fd')
-    .map(Number)
-    .sort((a, b) => a - b)
-    .map(readOne)
-    .filter((e): e is ReportedFd => e !== null);
-  const tids = readdirSync('/proc/self/task').map(Number);
-  return {
-    pid: process.pid,
-    tids: tids.sort((a, b) => a - b),
-    fds,
-    sameFile: sameFileClasses(
-      process.pid,
-      fds.map((f) => f.fd),
-    ),
-  };
 }

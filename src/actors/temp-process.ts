@@ -14,6 +14,8 @@ import {
   WEXITED,
   WNOHANG,
 } from '../../native/index.js';
+import { existsSync, symlinkSync } from 'node:fs';
+import { join } from 'node:path';
 import { PcrError } from '../errors.js';
 import { spawnClean } from './spawn-clean.js';
 import { whenReadable } from './readiness.js';
@@ -50,6 +52,26 @@ export function scriptFor(w: number): string {
 const unsupported = (w: number, why: string): PcrError =>
   new PcrError('PCR_ERR_UNSUPPORTED', `dead target with wait status ${w}: ${why}`);
 
+/**
+ * A process that dies at once with wait status `status` and is never reaped by us until
+ * teardown: a zombie child. Its comm is `comm` when given (exec through a symlink named
+ * so in `linkDir`: the kernel takes comm from the executed path's last component).
+ */
+export function spawnZombie(status: number, comm?: string, linkDir?: string): number {
+  const script = scriptFor(status).replace('read _; ', '');
+  let path = '/bin/sh';
+  if (comm && linkDir && /^[^/\0]{1,15}$/.test(comm)) {
+    path = join(linkDir, comm);
+    if (!existsSync(path)) symlinkSync('/bin/sh', path);
+  }
+  return spawnClean({
+    path,
+    argv: [comm || 'sh', '-c', script],
+    env: { PATH: '/usr/bin:/bin' },
+    stdio: [null, null, null],
+  });
+}
+
 /** Spawns x; it waits until `finishTemp` (or our death). */
 export function startTemp(status: number): TempProcess {
   const script = scriptFor(status);
@@ -82,8 +104,8 @@ function release(temp: TempProcess, field: 'pidfd' | 'control'): void {
   temp[field] = -1;
 }
 
-/** Tells x to die, waits (event loop free), reaps it and checks its wait status. */
-export async function finishTemp(temp: TempProcess, signal?: AbortSignal): Promise<void> {
+/** Tells x to die, waits (event loop free), reaps it; returns how it died (wait status). */
+export async function reapTemp(temp: TempProcess, signal?: AbortSignal): Promise<number> {
   release(temp, 'control');
   try {
     await whenReadable(temp.pidfd, signal);
@@ -94,15 +116,21 @@ export async function finishTemp(temp: TempProcess, signal?: AbortSignal): Promi
   try {
     const got = waitPidfd(temp.pidfd, WEXITED | WNOHANG);
     if (got === null) throw new PcrError('PCR_ERR_INTERNAL', `temp ${temp.pid}: not exited`);
-    if (got.status !== temp.status) {
-      throw new PcrError(
-        'PCR_ERR_RESTORE',
-        `temporary process ${temp.pid} died with ${describeStatus(got.status)} ` +
-          `(status ${got.status}), expected ${describeStatus(temp.status)} (status ${temp.status})`,
-      );
-    }
+    return got.status;
   } finally {
     release(temp, 'pidfd');
+  }
+}
+
+/** reapTemp, then CHECK that x died with the recorded status. */
+export async function finishTemp(temp: TempProcess, signal?: AbortSignal): Promise<void> {
+  const status = await reapTemp(temp, signal);
+  if (status !== temp.status) {
+    throw new PcrError(
+      'PCR_ERR_RESTORE',
+      `temporary process ${temp.pid} died with ${describeStatus(status)} ` +
+        `(status ${status}), expected ${describeStatus(temp.status)} (status ${temp.status})`,
+    );
   }
 }
 

@@ -10,11 +10,34 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   listenForFds,
-  sendFiles,
+  sendFdMessages,
   fdSocketPath,
-  jsonFdPayload,
-  type ReceivedFile,
+  type FdMessage,
 } from '../../src/actors/fd-channel.js';
+
+interface ReceivedFile {
+  fileId: number;
+  fd: number;
+}
+
+/** Messages of at most 253 fds, each naming its file ids as JSON. */
+function messagesOf(files: ReceivedFile[]): FdMessage[] {
+  const out: FdMessage[] = [];
+  for (let i = 0; i < files.length; i += 253) {
+    const chunk = files.slice(i, i + 253);
+    out.push({
+      payload: Buffer.from(JSON.stringify(chunk.map((f) => f.fileId))),
+      fds: chunk.map((f) => f.fd),
+    });
+  }
+  return out;
+}
+
+function filesOf(msg: FdMessage): ReceivedFile[] {
+  const ids = JSON.parse(msg.payload.toString()) as number[];
+  assert.equal(ids.length, msg.fds.length);
+  return ids.map((fileId, i) => ({ fileId, fd: msg.fds[i]! }));
+}
 import { pidfdOpen, closeQuiet, kcmpFile, getCloexec } from '../../native/index.js';
 
 function withRundir(t: { after(fn: () => void): void }): string {
@@ -31,12 +54,13 @@ test('300 pidfds arrive in order, same open files, cloexec', async (t) => {
   }));
   const got: ReceivedFile[] = [];
   const peers = new Set<number>();
+  let messages = 0;
   const done = new Promise<void>((resolve, reject) => {
     const listener = listenForFds(path, {
-      codec: jsonFdPayload,
       isExpectedPeer: (pid) => pid === process.pid,
-      onFiles(files, peer) {
-        got.push(...files);
+      onMessage(msg, peer) {
+        messages += 1;
+        got.push(...filesOf(msg));
         peers.add(peer);
         if (got.length === sent.length) {
           listener.close();
@@ -47,8 +71,9 @@ test('300 pidfds arrive in order, same open files, cloexec', async (t) => {
     });
   });
   try {
-    sendFiles(path, sent, jsonFdPayload);
+    sendFdMessages(path, messagesOf(sent));
     await done;
+    assert.equal(messages, 2);
     assert.deepEqual([...peers], [process.pid]);
     assert.deepEqual(
       got.map((f) => f.fileId),
@@ -69,11 +94,10 @@ test('an unexpected peer is refused and its fds are not taken', async (t) => {
   let received = 0;
   const refused = new Promise<Error>((resolve) => {
     const listener = listenForFds(path, {
-      codec: jsonFdPayload,
       isExpectedPeer: () => false,
-      onFiles: (files) => {
-        received += files.length;
-        files.forEach((f) => closeQuiet(f.fd));
+      onMessage: (msg) => {
+        received += msg.fds.length;
+        msg.fds.forEach(closeQuiet);
       },
       onError: (err) => {
         listener.close();
@@ -83,7 +107,7 @@ test('an unexpected peer is refused and its fds are not taken', async (t) => {
   });
   try {
     try {
-      sendFiles(path, [{ fileId: 1, fd: pidfd }], jsonFdPayload);
+      sendFdMessages(path, messagesOf([{ fileId: 1, fd: pidfd }]));
     } catch {
       // the receiver may close before we sent: EPIPE/ECONNRESET is fine here
     }

@@ -14,7 +14,7 @@ import {
   bootId,
 } from '../../src/actors/open-files.js';
 import { helperThreads, reserveThreads } from '../../src/actors/threads.js';
-import { reportOwnPidfds } from '../../src/actors/report-fds.js';
+import { reportFds, sameFileClasses } from '../../src/actors/report-fds.js';
 import {
   closeQuiet,
   kcmpFile,
@@ -113,17 +113,18 @@ test('install: several fds of one file share it; finalize sets exact cloexec; re
       numbers.map((n) => getCloexec(n)),
       [false, true, false],
     );
-    const report = reportOwnPidfds();
+    const report = reportFds(1, { pids: [], tids: [] });
     const mine = report.fds.filter((f) => numbers.includes(f.fd));
     assert.deepEqual(
-      mine.map((f) => [f.fd, f.pid, f.flags, f.cloexec]),
+      mine.map((f) => [f.fd, f.targetPid, f.flags, f.cloexec]),
       [
         [901, pid, 0o4002, false],
         [902, pid, 0o4002, true],
         [950, pid, 0o4002, false],
       ],
     );
-    assert.ok(report.sameFile.some((c) => c.join() === numbers.join()));
+    assert.deepEqual(new Set(mine.map((f) => f.fileClass)), new Set([`${process.pid}:901`]));
+    assert.ok(sameFileClasses(process.pid, numbers).some((c) => c.join() === numbers.join()));
   } finally {
     numbers.forEach(closeQuiet);
   }

@@ -1,0 +1,113 @@
+/**
+ * The processes a worker makes and must reap itself (Node does not reap posix_spawn'ed
+ * children): its child workers, its zombie children (never reaped before teardown: that
+ * is what they restore), and orphans of the subtree (every worker is a child subreaper, so
+ * a process orphaned below it comes back to it, not to init, which reaps only every 1–2 s
+ * here).
+ */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  pidfdOpen,
+  pidfdSendSignal,
+  waitPidfd,
+  waitpid,
+  closeQuiet,
+  WEXITED,
+  WNOHANG,
+} from '../../native/index.js';
+import { spawnWorker } from '../actors/spawn-worker.js';
+import { spawnZombie } from '../actors/temp-process.js';
+import { whenReadable } from '../actors/readiness.js';
+import type { WorkerChild, ZombieChild } from '../plan/types.js';
+import type { PidPair } from '../plan/messages.js';
+
+export class Children {
+  private readonly workers = new Map<number, number>();
+  private readonly zombies = new Map<number, number>();
+
+  constructor(
+    private readonly rundir: string,
+    private readonly stderrFd: number | null,
+  ) {}
+
+  spawnWorkers(list: readonly WorkerChild[]): PidPair[] {
+    return list.map((c) => {
+      const { pid, pidfd } = spawnWorker({
+        dumpedPid: c.pid,
+        rundir: this.rundir,
+        reservedFds: c.reservedFds,
+        stderrFd: this.stderrFd,
+      });
+      // No helper pidfd is kept: the child is ours, its pid stays valid until we reap it.
+      closeQuiet(pidfd);
+      this.workers.set(c.pid, pid);
+      return { dumped: c.pid, restored: pid };
+    });
+  }
+
+  spawnZombies(list: readonly ZombieChild[]): PidPair[] {
+    if (list.length === 0) return [];
+    const linkDir = join(this.rundir, `comm-${process.pid}`);
+    mkdirSync(linkDir, { recursive: true });
+    return list.map((z) => {
+      const pid = spawnZombie(z.exitStatus, z.comm, linkDir);
+      this.zombies.set(z.pid, pid);
+      return { dumped: z.pid, restored: pid };
+    });
+  }
+
+  /**
+   * Teardown: waits for the child workers to exit (they got TEARDOWN too), SIGKILLs any
+   * still there after `graceMs`, reaps them, the zombies and every orphan that came to us.
+   */
+  async reapAll(graceMs: number): Promise<void> {
+    await Promise.all([...this.workers.values()].map((pid) => reapWorker(pid, graceMs)));
+    for (const pid of this.zombies.values()) reapQuietly(pid);
+    this.workers.clear();
+    this.zombies.clear();
+    reapOrphans();
+  }
+}
+
+async function reapWorker(pid: number, graceMs: number): Promise<void> {
+  let fd: number;
+  try {
+    fd = pidfdOpen(pid);
+  } catch {
+    return reapQuietly(pid);
+  }
+  try {
+    const timer = AbortSignal.timeout(graceMs);
+    try {
+      await whenReadable(fd, timer);
+    } catch {
+      pidfdSendSignal(fd, 9);
+    }
+    waitPidfd(fd, WEXITED);
+  } catch {
+    // already reaped
+  } finally {
+    closeQuiet(fd);
+  }
+}
+
+function reapQuietly(pid: number): void {
+  try {
+    waitpid(pid, 0);
+  } catch {
+    // not ours any more, or already reaped
+  }
+}
+
+/** waitpid(-1, WNOHANG) until nothing is left: safe in a worker, which has no other children. */
+export function reapOrphans(): void {
+  for (;;) {
+    try {
+      const [pid] = waitpid(-1, WNOHANG);
+      if (pid <= 0) return;
+    } catch {
+      return; // ECHILD
+    }
+  }
+}

@@ -1,0 +1,217 @@
+/**
+ * The task machine's actors, implemented with the effects of src/actors for one worker
+ * process. State that must outlive one actor (the fd inbox, the temporaries, the
+ * children) lives in WorkerEffects; the actors are `fromPromise` and honour their abort
+ * signal where they wait.
+ */
+import { fromPromise } from 'xstate';
+import { closeQuiet } from '../../native/index.js';
+import { PcrError } from '../errors.js';
+import { fdSocketPath, sendFdMessages } from '../actors/fd-channel.js';
+import { openPidfd, openExternal, installFile, finalizeCloexec, bootId } from '../actors/open-files.js';
+import { reserveThreads } from '../actors/threads.js';
+import { startTemp, reapTemp, abortTemp, type TempProcess as XProcess } from '../actors/temp-process.js';
+import { reportFds } from '../actors/report-fds.js';
+import { encodeFdTransfer } from '../plan/wire.js';
+import { requireRestoredPid, restoredTid } from '../plan/pidmap.js';
+import type { OpenStep, Phase } from '../plan/types.js';
+import type { PidMap } from '../plan/messages.js';
+import type {
+  FileFd,
+  OpenFilesInput,
+  OpenFilesOutput,
+  RecvFdsInput,
+  RecvFdsOutput,
+  SendFdsInput,
+  SendFdsOutput,
+  SpawnChildrenInput,
+  SpawnChildrenOutput,
+  SpawnTempInput,
+  SpawnTempOutput,
+  FinishTempInput,
+  FinishTempOutput,
+  FinalizeFdsInput,
+  FinalizeFdsOutput,
+  ReportFdsInput,
+  ReportFdsOutput,
+  TearDownInput,
+} from '../machines/task-actors.js';
+import { FdInbox } from './inbox.js';
+import { Children } from './children.js';
+import { injectFault, type Fault } from './fault.js';
+
+export interface WorkerEffectsOptions {
+  dumpedPid: number;
+  rundir: string;
+  /** Our fd given to child workers as stderr (null: /dev/null). */
+  stderrFd: number | null;
+  fault?: Fault;
+  /** How long teardown waits for child workers before SIGKILL. */
+  teardownGraceMs?: number;
+}
+
+export class WorkerEffects {
+  readonly inbox: FdInbox;
+  private readonly children: Children;
+  private readonly temps = new Map<number, XProcess>();
+
+  constructor(private readonly opts: WorkerEffectsOptions) {
+    this.inbox = new FdInbox(opts.rundir, opts.dumpedPid);
+    this.children = new Children(opts.rundir, opts.stderrFd);
+  }
+
+  private fault(phase: Phase): Promise<void> {
+    return injectFault(this.opts.fault, this.opts.dumpedPid, phase);
+  }
+
+  async spawnChildren(input: SpawnChildrenInput): Promise<SpawnChildrenOutput> {
+    await this.fault('spawn');
+    const children = [
+      ...this.children.spawnWorkers(input.workerChildren),
+      ...this.children.spawnZombies(input.zombieChildren),
+    ];
+    const tids = await reserveThreads(input.threads.length);
+    const threads = input.threads.map((dumped, i) => ({ dumped, restored: tids[i]! }));
+    return { children, threads };
+  }
+
+  async spawnTemp(input: SpawnTempInput): Promise<SpawnTempOutput> {
+    const temps = input.temps.map((step) => {
+      const x = startTemp(step.exitStatus);
+      this.temps.set(step.groupId, x);
+      return { ...step, pid: x.pid };
+    });
+    return { temps, helperFds: [] };
+  }
+
+  private openOne(step: OpenStep, pidMap: PidMap): number {
+    const how = step.how;
+    switch (how.strategy) {
+      case 'pidfd-open':
+        return openPidfd(requireRestoredPid(pidMap, how.taskPid), step.flags);
+      case 'thread-open': {
+        const tid = restoredTid(pidMap, how.tid);
+        if (tid === undefined) {
+          throw new PcrError('PCR_ERR_INTERNAL', `no restored thread for dumped tid ${how.tid}`);
+        }
+        return openPidfd(tid, step.flags);
+      }
+      case 'external-reopen':
+        return openExternal({ pid: how.pid, ino: BigInt(how.ino), comm: '' }, step.flags, how.bootId, bootId());
+      case 'temp': {
+        const x = this.temps.get(how.groupId);
+        if (!x) throw new PcrError('PCR_ERR_INTERNAL', `no temporary process for group ${how.groupId}`);
+        return openPidfd(x.pid, step.flags);
+      }
+    }
+  }
+
+  async openFiles(input: OpenFilesInput): Promise<OpenFilesOutput> {
+    await this.fault(input.phase);
+    this.inbox.setPidMap(input.pidMap);
+    const files: FileFd[] = [];
+    const helperFds: number[] = [];
+    for (const step of input.opens) {
+      const fd = this.openOne(step, input.pidMap);
+      if (step.installAt.length === 0) {
+        helperFds.push(fd); // opened only to be sent: closed in finalize
+        files.push({ fileId: step.fileId, fd });
+      } else {
+        installFile(fd, step.installAt.map((i) => i.fd));
+        files.push({ fileId: step.fileId, fd: step.installAt[0]!.fd });
+      }
+    }
+    return { files, helperFds };
+  }
+
+  async sendFds(input: SendFdsInput): Promise<SendFdsOutput> {
+    const byId = new Map(input.files.map((f) => [f.fileId, f.fd]));
+    for (const send of input.sends) {
+      const fds = send.fileIds.map((id) => {
+        const fd = byId.get(id);
+        if (fd === undefined) throw new PcrError('PCR_ERR_INTERNAL', `file ${id} is not held, cannot send it to task ${send.to}`);
+        return fd;
+      });
+      const payload = Buffer.from(
+        encodeFdTransfer({ from: input.pid, phase: input.phase, fileIds: send.fileIds }),
+      );
+      sendFdMessages(fdSocketPath(this.opts.rundir, send.to), [{ payload, fds }]);
+    }
+    return { messages: input.sends.length };
+  }
+
+  async recvFds(input: RecvFdsInput, signal: AbortSignal): Promise<RecvFdsOutput> {
+    this.inbox.setPidMap(input.pidMap);
+    if (input.phase === 'dead') await this.fault('dead');
+    const onAbort = (): void => this.inbox.cancel(new PcrError('PCR_ERR_RESTORE', 'receive cancelled'));
+    signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      const batches = await this.inbox.receive(input.phase, input.receives, input.pidMap);
+      const files: FileFd[] = [];
+      batches.forEach((b, i) => {
+        const step = input.receives[i]!;
+        step.files.forEach((f, j) => {
+          const fd = b.fds[j]!;
+          const at = f.installAt.map((x) => x.fd);
+          installFile(fd, at);
+          files.push({ fileId: f.fileId, fd: at[0] ?? fd });
+        });
+      });
+      return { files, helperFds: [] };
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+    }
+  }
+
+  async finishTemp(input: FinishTempInput, signal: AbortSignal): Promise<FinishTempOutput> {
+    await this.fault('kill-temp');
+    const reaped = await Promise.all(
+      input.temps.map(async (t) => {
+        const x = this.temps.get(t.groupId);
+        if (!x) throw new PcrError('PCR_ERR_INTERNAL', `no temporary process for group ${t.groupId}`);
+        const status = await reapTemp(x, signal);
+        this.temps.delete(t.groupId);
+        return { groupId: t.groupId, status };
+      }),
+    );
+    return { reaped };
+  }
+
+  async finalizeFds(input: FinalizeFdsInput): Promise<FinalizeFdsOutput> {
+    await this.fault('finalize');
+    const planned = new Set(input.fds.map((f) => f.fd));
+    const closed = [...new Set(input.drop)].filter((fd) => !planned.has(fd));
+    closed.forEach(closeQuiet);
+    finalizeCloexec(input.fds);
+    // Nothing more will be sent to us: stop listening, remove the socket.
+    this.inbox.close();
+    return { closed };
+  }
+
+  async reportFds(input: ReportFdsInput): Promise<ReportFdsOutput> {
+    await this.fault('verify');
+    return reportFds(input.pid, input.pidMap);
+  }
+
+  async tearDown(_input: TearDownInput): Promise<void> {
+    this.inbox.close();
+    for (const x of this.temps.values()) abortTemp(x);
+    this.temps.clear();
+    await this.children.reapAll(this.opts.teardownGraceMs ?? 2000);
+  }
+
+  /** The actors for `taskMachine.provide({ actors })`. */
+  actors() {
+    return {
+      spawnChildren: fromPromise<SpawnChildrenOutput, SpawnChildrenInput>(({ input }) => this.spawnChildren(input)),
+      spawnTemp: fromPromise<SpawnTempOutput, SpawnTempInput>(({ input }) => this.spawnTemp(input)),
+      openFiles: fromPromise<OpenFilesOutput, OpenFilesInput>(({ input }) => this.openFiles(input)),
+      sendFds: fromPromise<SendFdsOutput, SendFdsInput>(({ input }) => this.sendFds(input)),
+      recvFds: fromPromise<RecvFdsOutput, RecvFdsInput>(({ input, signal }) => this.recvFds(input, signal)),
+      finishTemp: fromPromise<FinishTempOutput, FinishTempInput>(({ input, signal }) => this.finishTemp(input, signal)),
+      finalizeFds: fromPromise<FinalizeFdsOutput, FinalizeFdsInput>(({ input }) => this.finalizeFds(input)),
+      reportFds: fromPromise<ReportFdsOutput, ReportFdsInput>(({ input }) => this.reportFds(input)),
+      tearDown: fromPromise<void, TearDownInput>(({ input }) => this.tearDown(input)),
+    };
+  }
+}
