@@ -1,0 +1,113 @@
+/**
+ * Watching restored workers from the coordinator: a pidfd per worker (pidfds poll
+ * readable once their process exits, for any process, not only children). How it died:
+ * PIDFD_GET_INFO(EXIT) once reaped (our pidfd existed before the reap), else the zombie's
+ * /proc/P/stat field 52.
+ */
+import { readFileSync } from 'node:fs';
+import {
+  pidfdOpen,
+  pidfdGetInfo,
+  pidfdSendSignal,
+  closeQuiet,
+  PIDFD_INFO,
+} from '../../native/index.js';
+import { watchReadable, type Watch } from '../actors/readiness.js';
+
+export interface Watched {
+  dumpedPid: number;
+  pid: number;
+  pidfd: number;
+  watch: Watch | undefined;
+  exited: boolean;
+}
+
+function zombieStatus(pid: number): number | undefined {
+  try {
+    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    return fields[0] === 'Z' ? Number(fields[49]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The wait status of an exited process behind `pidfd`; -1 when nothing tells it. */
+export function exitStatusOf(pidfd: number, pid: number): number {
+  try {
+    const info = pidfdGetInfo(pidfd, PIDFD_INFO.EXIT);
+    if (info.hasExit) return info.exitCode;
+  } catch {
+    // not reaped yet: ESRCH-free path below
+  }
+  return zombieStatus(pid) ?? -1;
+}
+
+export class WorkerMonitor {
+  private readonly watched = new Map<number, Watched>();
+  private readonly waiters = new Set<() => void>();
+
+  constructor(private readonly onExit: (dumpedPid: number, status: number) => void) {}
+
+  /** Starts watching; `pidfd` is taken over (closed by close()). */
+  add(dumpedPid: number, pid: number, pidfd: number = pidfdOpen(pid)): void {
+    if (this.watched.has(dumpedPid)) return;
+    const w: Watched = { dumpedPid, pid, pidfd, watch: undefined, exited: false };
+    w.watch = watchReadable(pidfd, () => {
+      w.watch?.stop();
+      w.watch = undefined;
+      w.exited = true;
+      this.onExit(dumpedPid, exitStatusOf(pidfd, pid));
+      this.waiters.forEach((f) => f());
+    });
+    this.watched.set(dumpedPid, w);
+  }
+
+  get(dumpedPid: number): Watched | undefined {
+    return this.watched.get(dumpedPid);
+  }
+
+  all(): Watched[] {
+    return [...this.watched.values()];
+  }
+
+  alive(): Watched[] {
+    return this.all().filter((w) => !w.exited);
+  }
+
+  /** Resolves once every watched worker exited, or after `ms` (false then). */
+  waitAllExited(ms: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      const check = (): void => {
+        if (this.alive().length > 0) return;
+        clearTimeout(timer);
+        this.waiters.delete(check);
+        resolve(true);
+      };
+      const timer = setTimeout(() => {
+        this.waiters.delete(check);
+        resolve(this.alive().length === 0);
+      }, ms);
+      this.waiters.add(check);
+      check();
+    });
+  }
+
+  killAll(): void {
+    for (const w of this.alive()) {
+      try {
+        pidfdSendSignal(w.pidfd, 9);
+      } catch {
+        // gone meanwhile
+      }
+    }
+  }
+
+  close(): void {
+    for (const w of this.watched.values()) {
+      w.watch?.stop();
+      closeQuiet(w.pidfd);
+    }
+    this.watched.clear();
+  }
+}
