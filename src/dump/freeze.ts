@@ -241,6 +241,18 @@ function settle(tid: number, s: Seized): void {
   }
 }
 
+/**
+ * A tracee that died while traced waits for its tracer to collect the exit before its
+ * real parent can reap it: collect it (it is gone already, nothing else changes).
+ */
+function collectExit(tid: number): void {
+  try {
+    waitpid(tid, __WALL | WNOHANG);
+  } catch {
+    // not ours to collect
+  }
+}
+
 /** Detaches every seized thread; a thread that died meanwhile is skipped. */
 function detachAll(seized: Map<number, Seized>): void {
   let first: unknown;
@@ -249,7 +261,8 @@ function detachAll(seized: Map<number, Seized>): void {
     try {
       ptraceDetach(tid, s.signal);
     } catch (err) {
-      if (!isErrno(err, 'ESRCH')) first ??= err;
+      if (isErrno(err, 'ESRCH')) collectExit(tid);
+      else first ??= err;
     }
   }
   seized.clear();

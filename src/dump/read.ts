@@ -49,8 +49,16 @@ function whileFrozen<T>(pid: number, read: () => T): T {
   }
 }
 
+/** A task that was live when frozen and is a zombie now was killed (SIGKILL) meanwhile. */
+function checkStillLive(w: WalkedTask): void {
+  if (w.procState !== 'Z' && readStat(w.pid).state === 'Z') {
+    throw new PcrError('PCR_ERR_TASK_EXITED', `task ${w.pid} exited while it was being dumped`);
+  }
+}
+
 export function readTask(w: WalkedTask): TaskRead {
   return whileFrozen(w.pid, () => {
+    checkStillLive(w);
     const stat = readStat(w.pid);
     const status = readStatus(w.pid);
     const state = stateOf(w.procState);
@@ -67,7 +75,9 @@ export function readTask(w: WalkedTask): TaskRead {
       nsPids: status.nsPids,
     };
     if (zombie) task.exitStatus = stat.exitCode;
-    return { task, pidfds: zombie ? [] : readPidfds(w.pid) };
+    const pidfds = zombie ? [] : readPidfds(w.pid);
+    checkStillLive(w); // a zombie shows no fds: the list just read must be from a live task
+    return { task, pidfds };
   });
 }
 
