@@ -1,0 +1,270 @@
+/**
+ * Freezing a tree with ptrace, as CRIU does: PTRACE_SEIZE + PTRACE_INTERRUPT on every
+ * thread of every live task, then waitpid(tid, __WALL) for the stop. Nothing the tasks'
+ * parents can see changes (no SIGSTOP/SIGCONT in their waitid, no cgroup move, no
+ * freezer cgroup). Zombies cannot be seized and never change. The walk is repeated
+ * until a pass finds no new task or thread: a stopped task cannot fork or clone.
+ *
+ * Release: PTRACE_DETACH each thread (it resumes; a task that was in group-stop stays
+ * stopped, the kernel re-arms the stop). --leave-stopped first queues SIGSTOP to each
+ * process, so it enters group-stop as soon as it is detached (a signal given to
+ * PTRACE_DETACH is ignored outside signal-delivery-stop, so kill(2) is the way).
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  __WALL,
+  kill,
+  ptraceDetach,
+  ptraceInterrupt,
+  ptraceSeize,
+  waitpid,
+  WNOHANG,
+} from '../../native/index.js';
+import { isErrno, PcrError } from '../errors.js';
+import { readChildren, readStat, readStatus, readTids } from '../procfs/index.js';
+import { TaskVanished, walkTree, type WalkedTask } from './walk.js';
+
+const SIGSTOP = 19;
+const PTRACE_EVENT_STOP = 128;
+const MAX_WALKS = 100;
+
+export interface FreezeOptions {
+  /** How long one thread may take to reach its ptrace-stop (default 10 s). */
+  stopTimeoutMs?: number;
+}
+
+export interface FrozenTree {
+  /** Pre-order; procState is the state letter before the freeze (T, Z, S, R …). */
+  tasks: WalkedTask[];
+  /** Detaches every thread; idempotent. */
+  release(opts?: { leaveStopped?: boolean }): void;
+}
+
+interface Seized {
+  pid: number;
+  /** Signal to give back at detach (the tracee was in signal-delivery-stop). */
+  signal: number;
+  /** Its ptrace-stop was reported (PTRACE_DETACH works only on a stopped tracee). */
+  stopped: boolean;
+}
+
+export async function freezeTree(rootPid: number, opts: FreezeOptions = {}): Promise<FrozenTree> {
+  const seized = new Map<number, Seized>();
+  const firstSeen = new Map<number, WalkedTask>();
+  const timeoutMs = opts.stopTimeoutMs ?? 10_000;
+  try {
+    for (let walks = 0; ; walks++) {
+      if (walks >= MAX_WALKS) {
+        throw new PcrError('PCR_ERR_TIMEOUT', `tree of ${rootPid} kept changing: not frozen`);
+      }
+      const tasks = walkOnce(rootPid);
+      if (tasks === null) continue;
+      checkNotSelf(tasks);
+      let changed = false;
+      for (const t of tasks) {
+        if (!firstSeen.has(t.pid)) {
+          firstSeen.set(t.pid, t);
+          changed = true;
+        }
+        if (t.procState !== 'Z') changed = (await seizeTask(t, seized, timeoutMs)) || changed;
+      }
+      if (!changed) {
+        const final = tasks.map((t) => ({ ...t, procState: firstSeen.get(t.pid)!.procState }));
+        return frozen(final, seized);
+      }
+    }
+  } catch (err) {
+    try {
+      detachAll(seized);
+    } catch {
+      // the first error is the one to report; a tracee left attached is freed when we exit
+    }
+    throw err;
+  }
+}
+
+function walkOnce(rootPid: number): WalkedTask[] | null {
+  try {
+    return walkTree(rootPid, { readStat, readChildren });
+  } catch (err) {
+    if (err instanceof TaskVanished) return null; // not frozen yet: the tree may change
+    throw err;
+  }
+}
+
+function checkNotSelf(tasks: WalkedTask[]): void {
+  if (tasks.some((t) => t.pid === process.pid)) {
+    throw new PcrError(
+      'PCR_ERR_USAGE',
+      `the tree contains the dumper itself (pid ${process.pid}); dump a tree it is not part of`,
+    );
+  }
+}
+
+/** Seizes the threads of `t` not seized yet; true if any was new. */
+async function seizeTask(t: WalkedTask, seized: Map<number, Seized>, timeoutMs: number) {
+  let tids: number[];
+  try {
+    tids = readTids(t.pid);
+  } catch (err) {
+    if (err instanceof PcrError && err.code === 'PCR_ERR_NO_SUCH_PROCESS') return true;
+    throw err;
+  }
+  let changed = false;
+  for (const tid of tids) {
+    if (seized.has(tid)) continue;
+    changed = true;
+    if (!seize(t.pid, tid)) continue;
+    seized.set(tid, { pid: t.pid, signal: 0, stopped: false });
+    await waitForStop(t.pid, tid, seized, timeoutMs);
+  }
+  return changed;
+}
+
+/** PTRACE_SEIZE + PTRACE_INTERRUPT; false when the thread is gone or became a zombie. */
+function seize(pid: number, tid: number): boolean {
+  try {
+    ptraceSeize(tid);
+  } catch (err) {
+    if (isErrno(err, 'ESRCH')) return false;
+    if (isErrno(err, 'EPERM') || isErrno(err, 'EACCES')) {
+      if (isZombie(pid)) return false;
+      throw permissionError(pid, tid, err);
+    }
+    throw err;
+  }
+  ptraceInterrupt(tid);
+  return true;
+}
+
+function isZombie(pid: number): boolean {
+  try {
+    return readStat(pid).state === 'Z';
+  } catch {
+    return false;
+  }
+}
+
+function permissionError(pid: number, tid: number, cause: unknown): PcrError {
+  let tracer = 0;
+  try {
+    tracer = readStatus(tid).tracerPid;
+  } catch {
+    // gone or unreadable: fall through to the general explanation
+  }
+  const who = tid === pid ? `task ${pid}` : `thread ${tid} of task ${pid}`;
+  if (tracer !== 0) {
+    return new PcrError(
+      'PCR_ERR_PERMISSION',
+      `${who} is already traced by process ${tracer}; a task has one tracer at a time`,
+      { cause },
+    );
+  }
+  return new PcrError(
+    'PCR_ERR_PERMISSION',
+    `cannot ptrace ${who}: EPERM; dumping needs ptrace access to every task ` +
+      `(same uid and a dumpable process, or CAP_SYS_PTRACE)`,
+    { cause },
+  );
+}
+
+/** waitpid(tid, __WALL|WNOHANG) until the thread reports its stop (or its end). */
+async function waitForStop(
+  pid: number,
+  tid: number,
+  seized: Map<number, Seized>,
+  timeoutMs: number,
+) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const [got, status] = waitpid(tid, __WALL | WNOHANG);
+    if (got === tid) {
+      if (noteStop(seized.get(tid)!, status)) return;
+      seized.delete(tid); // it exited while we waited
+      if (tid === pid) {
+        throw new PcrError('PCR_ERR_TASK_EXITED', `task ${pid} exited while it was being frozen`);
+      }
+      return;
+    }
+    if (Date.now() > deadline) {
+      throw new PcrError(
+        'PCR_ERR_TIMEOUT',
+        `thread ${tid} of task ${pid} did not stop in ${timeoutMs} ms`,
+      );
+    }
+    await sleep(1);
+  }
+}
+
+function frozen(tasks: WalkedTask[], seized: Map<number, Seized>): FrozenTree {
+  let released = false;
+  return {
+    tasks,
+    release({ leaveStopped = false } = {}) {
+      if (released) return;
+      released = true;
+      if (leaveStopped) {
+        for (const pid of new Set([...seized.values()].map((s) => s.pid))) {
+          try {
+            kill(pid, SIGSTOP);
+          } catch (err) {
+            if (!isErrno(err, 'ESRCH')) throw err;
+          }
+        }
+      }
+      detachAll(seized);
+    },
+  };
+}
+
+/** Records a reported ptrace-stop; false if the status is not a stop (the thread ended). */
+function noteStop(s: Seized, status: number): boolean {
+  if ((status & 0xff) !== 0x7f) return false;
+  // Event 0 is a signal-delivery-stop: that signal is given back at detach.
+  if (status >> 16 !== PTRACE_EVENT_STOP) s.signal = (status >> 8) & 0xff;
+  s.stopped = true;
+  return true;
+}
+
+const pause = new Int32Array(new SharedArrayBuffer(4));
+
+/** An interrupted thread whose stop was not reported yet: wait up to 2 s, synchronously. */
+function settle(tid: number, s: Seized): void {
+  for (let i = 0; i < 2000 && !s.stopped; i++) {
+    try {
+      const [got, status] = waitpid(tid, __WALL | WNOHANG);
+      if (got === tid && !noteStop(s, status)) return;
+    } catch {
+      return;
+    }
+    if (!s.stopped) Atomics.wait(pause, 0, 0, 1);
+  }
+}
+
+/**
+ * A tracee that died while traced waits for its tracer to collect the exit before its
+ * real parent can reap it: collect it (it is gone already, nothing else changes).
+ */
+function collectExit(tid: number): void {
+  try {
+    waitpid(tid, __WALL | WNOHANG);
+  } catch {
+    // not ours to collect
+  }
+}
+
+/** Detaches every seized thread; a thread that died meanwhile is skipped. */
+function detachAll(seized: Map<number, Seized>): void {
+  let first: unknown;
+  for (const [tid, s] of seized) {
+    if (!s.stopped) settle(tid, s);
+    try {
+      ptraceDetach(tid, s.signal);
+    } catch (err) {
+      if (isErrno(err, 'ESRCH')) collectExit(tid);
+      else first ??= err;
+    }
+  }
+  seized.clear();
+  if (first) throw first;
+}
