@@ -74,7 +74,10 @@ export function listenForFds(path: string, opts: FdListenerOptions): FdListener 
           continue;
         }
         const conn = fd;
-        conns.set(conn, watchReadable(conn, () => drain(conn, peer)));
+        conns.set(
+          conn,
+          watchReadable(conn, () => drain(conn, peer)),
+        );
       }
     } catch (err) {
       opts.onError(err as Error);
@@ -100,7 +103,8 @@ export function sendFdMessages(path: string, messages: readonly FdMessage[]): vo
   const sock = connectSeqpacket(path);
   try {
     for (const m of messages) {
-      if (m.fds.length > MAX_FDS_PER_MESSAGE) throw new RangeError(`more than ${MAX_FDS_PER_MESSAGE} fds`);
+      if (m.fds.length > MAX_FDS_PER_MESSAGE)
+        throw new RangeError(`more than ${MAX_FDS_PER_MESSAGE} fds`);
       sendFds(sock, m.payload, m.fds);
     }
   } finally {

@@ -66,7 +66,10 @@ export interface RestoreResult {
   plan: RestorePlan;
 }
 
-export async function restoreImage(image: Image, options: RestoreOptions = {}): Promise<RestoreResult> {
+export async function restoreImage(
+  image: Image,
+  options: RestoreOptions = {},
+): Promise<RestoreResult> {
   const plan = planRestore(image, {
     externalDead: options.externalDead ?? false,
     currentBootId: bootId(),
@@ -151,7 +154,10 @@ class Session {
     try {
       message = decodeToCoordinator(frame);
     } catch (err) {
-      return this.deliver({ type: 'STOP', reason: `undecodable frame from ${routingId}: ${(err as Error).message}` });
+      return this.deliver({
+        type: 'STOP',
+        reason: `undecodable frame from ${routingId}: ${(err as Error).message}`,
+      });
     }
     const pid = message.type === 'FD_REPORT' ? message.report.pid : message.pid;
     if (String(pid) !== routingId) {
@@ -236,12 +242,15 @@ class Session {
   run(): Promise<CoordinatorOutput> {
     const machine = coordinatorMachine.provide({
       actors: {
-        spawnRoot: fromPromise<SpawnRootOutput, SpawnRootInput>(({ input }) => this.spawnRoot(input)),
+        spawnRoot: fromPromise<SpawnRootOutput, SpawnRootInput>(({ input }) =>
+          this.spawnRoot(input),
+        ),
         abortTree: fromPromise<void, AbortTreeInput>(({ input }) => this.abortTree(input)),
         tearDownTree: fromPromise<void, TearDownTreeInput>(({ input }) => this.tearDownTree(input)),
       },
       actions: {
-        sendToWorker: (_, p: { to: number; message: CoordinatorMessage }) => this.send(p.to, p.message),
+        sendToWorker: (_, p: { to: number; message: CoordinatorMessage }) =>
+          this.send(p.to, p.message),
         broadcast: (_, p: { message: CoordinatorMessage }) => {
           for (const pid of this.registry.accepted()) this.send(pid, p.message);
         },
@@ -259,7 +268,9 @@ class Session {
           phaseTimeoutMs: this.options.timeoutMs ?? 30_000,
           hold: this.options.hold ?? false,
         },
-        ...(this.options.trace ? { inspect: traceInspector('coordinator', this.options.trace) } : {}),
+        ...(this.options.trace
+          ? { inspect: traceInspector('coordinator', this.options.trace) }
+          : {}),
       });
       this.actor = actor;
       actor.subscribe({

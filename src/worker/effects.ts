@@ -8,9 +8,20 @@ import { fromPromise } from 'xstate';
 import { closeQuiet } from '../../native/index.js';
 import { PcrError } from '../errors.js';
 import { fdSocketPath, sendFdMessages } from '../actors/fd-channel.js';
-import { openPidfd, openExternal, installFile, finalizeCloexec, bootId } from '../actors/open-files.js';
+import {
+  openPidfd,
+  openExternal,
+  installFile,
+  finalizeCloexec,
+  bootId,
+} from '../actors/open-files.js';
 import { reserveThreads } from '../actors/threads.js';
-import { startTemp, reapTemp, abortTemp, type TempProcess as XProcess } from '../actors/temp-process.js';
+import {
+  startTemp,
+  reapTemp,
+  abortTemp,
+  type TempProcess as XProcess,
+} from '../actors/temp-process.js';
 import { reportFds } from '../actors/report-fds.js';
 import { encodeFdTransfer } from '../plan/wire.js';
 import { requireRestoredPid, restoredTid } from '../plan/pidmap.js';
@@ -97,10 +108,16 @@ export class WorkerEffects {
         return openPidfd(tid, step.flags);
       }
       case 'external-reopen':
-        return openExternal({ pid: how.pid, ino: BigInt(how.ino), comm: '' }, step.flags, how.bootId, bootId());
+        return openExternal(
+          { pid: how.pid, ino: BigInt(how.ino), comm: '' },
+          step.flags,
+          how.bootId,
+          bootId(),
+        );
       case 'temp': {
         const x = this.temps.get(how.groupId);
-        if (!x) throw new PcrError('PCR_ERR_INTERNAL', `no temporary process for group ${how.groupId}`);
+        if (!x)
+          throw new PcrError('PCR_ERR_INTERNAL', `no temporary process for group ${how.groupId}`);
         return openPidfd(x.pid, step.flags);
       }
     }
@@ -117,7 +134,10 @@ export class WorkerEffects {
         helperFds.push(fd); // opened only to be sent: closed in finalize
         files.push({ fileId: step.fileId, fd });
       } else {
-        installFile(fd, step.installAt.map((i) => i.fd));
+        installFile(
+          fd,
+          step.installAt.map((i) => i.fd),
+        );
         files.push({ fileId: step.fileId, fd: step.installAt[0]!.fd });
       }
     }
@@ -129,7 +149,11 @@ export class WorkerEffects {
     for (const send of input.sends) {
       const fds = send.fileIds.map((id) => {
         const fd = byId.get(id);
-        if (fd === undefined) throw new PcrError('PCR_ERR_INTERNAL', `file ${id} is not held, cannot send it to task ${send.to}`);
+        if (fd === undefined)
+          throw new PcrError(
+            'PCR_ERR_INTERNAL',
+            `file ${id} is not held, cannot send it to task ${send.to}`,
+          );
         return fd;
       });
       const payload = Buffer.from(
@@ -143,7 +167,8 @@ export class WorkerEffects {
   async recvFds(input: RecvFdsInput, signal: AbortSignal): Promise<RecvFdsOutput> {
     this.inbox.setPidMap(input.pidMap);
     if (input.phase === 'dead') await this.fault('dead');
-    const onAbort = (): void => this.inbox.cancel(new PcrError('PCR_ERR_RESTORE', 'receive cancelled'));
+    const onAbort = (): void =>
+      this.inbox.cancel(new PcrError('PCR_ERR_RESTORE', 'receive cancelled'));
     signal.addEventListener('abort', onAbort, { once: true });
     try {
       const batches = await this.inbox.receive(input.phase, input.receives, input.pidMap);
@@ -168,7 +193,8 @@ export class WorkerEffects {
     const reaped = await Promise.all(
       input.temps.map(async (t) => {
         const x = this.temps.get(t.groupId);
-        if (!x) throw new PcrError('PCR_ERR_INTERNAL', `no temporary process for group ${t.groupId}`);
+        if (!x)
+          throw new PcrError('PCR_ERR_INTERNAL', `no temporary process for group ${t.groupId}`);
         const status = await reapTemp(x, signal);
         this.temps.delete(t.groupId);
         return { groupId: t.groupId, status };
@@ -203,13 +229,21 @@ export class WorkerEffects {
   /** The actors for `taskMachine.provide({ actors })`. */
   actors() {
     return {
-      spawnChildren: fromPromise<SpawnChildrenOutput, SpawnChildrenInput>(({ input }) => this.spawnChildren(input)),
+      spawnChildren: fromPromise<SpawnChildrenOutput, SpawnChildrenInput>(({ input }) =>
+        this.spawnChildren(input),
+      ),
       spawnTemp: fromPromise<SpawnTempOutput, SpawnTempInput>(({ input }) => this.spawnTemp(input)),
       openFiles: fromPromise<OpenFilesOutput, OpenFilesInput>(({ input }) => this.openFiles(input)),
       sendFds: fromPromise<SendFdsOutput, SendFdsInput>(({ input }) => this.sendFds(input)),
-      recvFds: fromPromise<RecvFdsOutput, RecvFdsInput>(({ input, signal }) => this.recvFds(input, signal)),
-      finishTemp: fromPromise<FinishTempOutput, FinishTempInput>(({ input, signal }) => this.finishTemp(input, signal)),
-      finalizeFds: fromPromise<FinalizeFdsOutput, FinalizeFdsInput>(({ input }) => this.finalizeFds(input)),
+      recvFds: fromPromise<RecvFdsOutput, RecvFdsInput>(({ input, signal }) =>
+        this.recvFds(input, signal),
+      ),
+      finishTemp: fromPromise<FinishTempOutput, FinishTempInput>(({ input, signal }) =>
+        this.finishTemp(input, signal),
+      ),
+      finalizeFds: fromPromise<FinalizeFdsOutput, FinalizeFdsInput>(({ input }) =>
+        this.finalizeFds(input),
+      ),
       reportFds: fromPromise<ReportFdsOutput, ReportFdsInput>(({ input }) => this.reportFds(input)),
       tearDown: fromPromise<void, TearDownInput>(({ input }) => this.tearDown(input)),
     };

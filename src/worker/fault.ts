@@ -26,7 +26,11 @@ export function parseFault(text: string | undefined): Fault | undefined {
 }
 
 /** Acts out `fault` if it is for this task and phase; resolves otherwise. */
-export async function injectFault(fault: Fault | undefined, pid: number, phase: Phase): Promise<void> {
+export async function injectFault(
+  fault: Fault | undefined,
+  pid: number,
+  phase: Phase,
+): Promise<void> {
   if (!fault || fault.pid !== pid || fault.phase !== phase) return;
   switch (fault.kind) {
     case 'crash':

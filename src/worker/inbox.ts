@@ -31,7 +31,6 @@ interface Waiter {
 const sameIds = (a: readonly number[], b: readonly number[]): boolean =>
   a.length === b.length && a.every((x, i) => x === b[i]);
 
-
 export class FdInbox {
   private readonly batches: Batch[] = [];
   private waiter: Waiter | undefined;

@@ -115,7 +115,11 @@ async function finish(code: number): Promise<void> {
 
 process.on('uncaughtException', (err) => {
   const failure = failureFromError(err, 'spawn');
-  send({ type: 'WORKER_FAILED', pid, failure: { ...failure, message: `uncaught: ${failure.message}` } });
+  send({
+    type: 'WORKER_FAILED',
+    pid,
+    failure: { ...failure, message: `uncaught: ${failure.message}` },
+  });
   diag(err.stack ?? String(err));
   setTimeout(() => process.exit(70), 50);
 });
