@@ -1,5 +1,123 @@
-import { PcrError } from '../../errors.js';
+/**
+ * `pidfd-cr restore -D DIR [--trace] [--trace-file F] [--pid-map FILE] [--hold]
+ * [--timeout S] [--external-dead]`: restore the pidfds of an image into a fresh tree of
+ * worker processes, verify them from /proc, print the pid map and the verification.
+ */
+import { EXIT_CODES, UsageError } from '../../errors.js';
+import { intOption, parseCommandArgs } from '../args.js';
+import { readImage } from '../../image/store.js';
+import type { Image } from '../../image/model.js';
+import { restoreImage } from '../../restore/coordinator.js';
+import { stderrTraceSink, fileTraceSink, teeSinks } from '../../restore/trace-sinks.js';
+import type { PidMap } from '../../plan/messages.js';
+import type { Difference } from '../../plan/verify.js';
+import { prctl, PR_SET_CHILD_SUBREAPER } from '../../../native/index.js';
+import { reapOrphans } from '../../worker/children.js';
 
-export async function run(_argv: string[]): Promise<number> {
-  throw new PcrError('PCR_ERR_UNSUPPORTED', 'restore is not implemented yet');
+const HELP = `usage: pidfd-cr restore -D DIR [--trace] [--trace-file F] [--pid-map FILE] [--hold]
+                        [--timeout S] [--external-dead]
+
+Restores the pidfds of the image DIR/pidfd-cr.img: one worker process per dumped task,
+in the dumped tree shape, each holding the dumped pidfds at the dumped fd numbers (alive,
+zombie, dead with the recorded exit status, thread and external targets), then checks
+every restored fd from /proc against the image and tears the tree down.
+  -D, --dir DIR        the image directory
+      --trace          print every state change of every machine on stderr
+      --trace-file F   write the trace as NDJSON to F (schema: docs/trace.md)
+      --pid-map FILE   write {"<dumped pid>": restored pid} as JSON once verified
+      --hold           keep the restored tree until SIGTERM or SIGINT, then take it down
+      --timeout S      give up when registration or a phase takes longer (default 30)
+      --external-dead  restore pidfds to processes outside the tree as dead (SIGKILL)
+Exit statuses: 0 restored and verified, 1 restored but different from the image (the
+differences are printed), 9 the image holds something that cannot be restored
+faithfully, 10 the restore failed (the message names task, phase and cause), 11 timeout;
+see docs/restore.md.
+`;
+
+export function formatPidMap(image: Image, map: PidMap): string {
+  const comm = new Map(image.tasks.map((t) => [t.pid, t.comm]));
+  const lines = map.pids.map(
+    (p) =>
+      `  ${String(p.dumped).padStart(7)} -> ${String(p.restored).padEnd(7)} ${comm.get(p.dumped) ?? ''}`,
+  );
+  return `pid map (dumped -> restored):\n${lines.join('\n')}\n`;
+}
+
+export function formatVerification(image: Image, differences: readonly Difference[]): string {
+  const fds = image.tasks.reduce((n, t) => n + t.fds.length, 0);
+  if (differences.length === 0) {
+    return `verification: OK, ${fds} pidfds in ${image.tasks.length} tasks match the image\n`;
+  }
+  const list = differences.map((d) => `  - ${d.message}`).join('\n');
+  return `verification: FAILED, ${differences.length} differences:\n${list}\n`;
+}
+
+/** SIGINT/SIGTERM abort the restore (or end --hold) instead of killing us outright. */
+function stopOnSignals(controller: AbortController): () => void {
+  const stop = (sig: NodeJS.Signals) => controller.abort(`received ${sig}`);
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+  return () => {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+  };
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const values = parseCommandArgs('restore', argv, {
+    dir: { type: 'string', short: 'D' },
+    trace: { type: 'boolean' },
+    'trace-file': { type: 'string' },
+    'pid-map': { type: 'string' },
+    hold: { type: 'boolean' },
+    timeout: { type: 'string' },
+    'external-dead': { type: 'boolean' },
+    help: { type: 'boolean', short: 'h' },
+  });
+  if (values.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  const dir = values.dir;
+  if (typeof dir !== 'string' || dir === '') throw new UsageError('restore: -D DIR is required');
+  const timeoutS = intOption('restore', 'timeout', values.timeout as string | undefined);
+  if (timeoutS === 0) throw new UsageError('restore: --timeout must be at least 1 second');
+  const image = readImage(dir);
+  const hold = values.hold === true;
+  const traceFile =
+    typeof values['trace-file'] === 'string' ? fileTraceSink(values['trace-file']) : undefined;
+  const trace =
+    values.trace || traceFile
+      ? teeSinks(values.trace ? stderrTraceSink() : undefined, traceFile?.sink)
+      : undefined;
+  const controller = new AbortController();
+  const unhook = stopOnSignals(controller);
+  // Orphans of the restored tree (if a worker dies) come back to us, not to init.
+  prctl(PR_SET_CHILD_SUBREAPER, 1);
+  const t0 = performance.now();
+  try {
+    const result = await restoreImage(image, {
+      hold,
+      ...(timeoutS === undefined ? {} : { timeoutMs: timeoutS * 1000 }),
+      ...(trace ? { trace } : {}),
+      ...(typeof values['pid-map'] === 'string' ? { pidMapPath: values['pid-map'] } : {}),
+      externalDead: values['external-dead'] === true,
+      signal: controller.signal,
+      onVerified: ({ pidMap, differences }) => {
+        const ms = (performance.now() - t0).toFixed(0);
+        process.stdout.write(`restored ${pidMap.pids.length} tasks from ${dir} in ${ms} ms\n`);
+        process.stdout.write(formatPidMap(image, pidMap));
+        process.stdout.write(formatVerification(image, differences));
+        if (hold)
+          process.stdout.write(
+            `holding the restored tree (pid ${process.pid}): SIGTERM or SIGINT takes it down\n`,
+          );
+      },
+    });
+    return result.ok ? 0 : EXIT_CODES.PCR_ERR_VERIFY;
+  } finally {
+    unhook();
+    traceFile?.close();
+    reapOrphans();
+  }
 }
