@@ -36,7 +36,7 @@ interface Held {
 }
 
 /** Exit status of the reaped target of fd `fd` of process `pid`, via a copy of the fd. */
-function exitStatusThroughCopy(pid: number, fd: number): number | undefined {
+export function exitStatusThroughCopy(pid: number, fd: number): number | undefined {
   const p = pidfdOpen(pid);
   try {
     const copy = pidfdGetfd(p, fd);

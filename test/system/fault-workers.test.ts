@@ -1,0 +1,152 @@
+/**
+ * Faults during a restore, injected through the workers' test hook (PCR_FAULT,
+ * docs/restore.md) or made real (an external target that died): each must end the restore
+ * with a non-zero code and a message naming the task, the phase and the cause, and leave
+ * no process, zombie or run directory behind.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readdirSync } from 'node:fs';
+import { restoreImage, type RestoreOptions } from '../../src/restore/coordinator.js';
+import { PcrError } from '../../src/errors.js';
+import type { TraceEvent } from '../../src/restore/trace.js';
+import { alive, sharedFork, external } from '../fixtures/scenarios.js';
+import { buildAndDump, waitGone } from '../helpers/restore-run.js';
+import { descendantsOf, fdinfo } from '../helpers/proc-view.js';
+import { exitStatusThroughCopy } from '../helpers/restored-view.js';
+
+/** Runs a restore expected to fail; returns the error and every process it ever started. */
+async function failingRestore(
+  image: Parameters<typeof restoreImage>[0],
+  opts: RestoreOptions,
+): Promise<{ err: PcrError; started: number[] }> {
+  const started = new Set<number>();
+  const trace = (e: TraceEvent): void => {
+    // Every worker's pid, and (while it lives) its descendants: temps, zombies, children.
+    if (e.source !== 'coordinator' && e.pid > 0) {
+      started.add(e.pid);
+      try {
+        descendantsOf(e.pid).forEach((p) => started.add(p));
+      } catch {
+        // it went away meanwhile
+      }
+    }
+  };
+  const err = await restoreImage(image, { ...opts, trace, workerStderr: null }).then(
+    () => assert.fail('the restore succeeded'),
+    (e: unknown) => e as PcrError,
+  );
+  assert.ok(err instanceof PcrError, `a PcrError: ${String(err)}`);
+  return { err, started: [...started] };
+}
+
+const childOf = (image: Parameters<typeof restoreImage>[0]): number =>
+  image.tasks.find((t) => t.pid !== image.rootPid && t.state !== 'zombie')!.pid;
+
+test('a worker that crashes (SIGKILL) in open-alive: task, phase and cause named', async (t) => {
+  const { image, dir } = await buildAndDump(t, alive);
+  const victim = childOf(image);
+  const { err, started } = await failingRestore(image, {
+    runDirParent: dir,
+    fault: `crash@${victim}:open-alive`,
+  });
+  assert.equal(err.code, 'PCR_ERR_TASK_EXITED');
+  assert.match(
+    err.message,
+    new RegExp(`task ${victim} exited \\(killed by signal 9\\) during phase open-alive`),
+  );
+  assert.ok(started.length >= 2);
+  assert.deepEqual(await waitGone(started), []);
+  assert.deepEqual(readdirSync(dir), []);
+});
+
+test('a worker that hangs in phase dead: the phase times out naming it', async (t) => {
+  const { image, dir } = await buildAndDump(t, sharedFork);
+  const victim = childOf(image);
+  const { err, started } = await failingRestore(image, {
+    runDirParent: dir,
+    timeoutMs: 1500,
+    fault: `hang@${victim}:dead`,
+  });
+  assert.equal(err.code, 'PCR_ERR_TIMEOUT');
+  assert.match(
+    err.message,
+    new RegExp(`phase dead timed out after 1500 ms waiting for .*task ${victim}\\b`),
+  );
+  assert.deepEqual(await waitGone(started), []);
+  assert.deepEqual(readdirSync(dir), []);
+});
+
+test('a worker stuck in a busy loop in finalize: timed out, then SIGKILLed', async (t) => {
+  const { image, dir } = await buildAndDump(t, alive);
+  const victim = image.rootPid;
+  const { err, started } = await failingRestore(image, {
+    runDirParent: dir,
+    timeoutMs: 1500,
+    teardownGraceMs: 500,
+    fault: `spin@${victim}:finalize`,
+  });
+  assert.equal(err.code, 'PCR_ERR_TIMEOUT');
+  assert.match(err.message, new RegExp(`phase finalize timed out .* waiting for task ${victim}`));
+  assert.deepEqual(await waitGone(started), []);
+  assert.deepEqual(readdirSync(dir), []);
+});
+
+test('a worker that reports an error: code, task, phase and message come through', async (t) => {
+  const { image, dir } = await buildAndDump(t, alive);
+  const victim = childOf(image);
+  const { err, started } = await failingRestore(image, {
+    runDirParent: dir,
+    fault: `fail@${victim}:finalize`,
+  });
+  assert.equal(err.code, 'PCR_ERR_RESTORE');
+  assert.match(
+    err.message,
+    new RegExp(`task ${victim} failed in phase finalize: injected failure \\(PCR_FAULT\\)`),
+  );
+  assert.deepEqual(await waitGone(started), []);
+  assert.deepEqual(readdirSync(dir), []);
+});
+
+test('an external target that died after the dump: named as gone, nothing left', async (t) => {
+  const { tree, image, dir } = await buildAndDump(t, external);
+  const ext = tree.pids.get('ext')!;
+  process.kill(ext, 'SIGKILL');
+  assert.deepEqual(await waitGone([ext]), []);
+  const { err, started } = await failingRestore(image, { runDirParent: dir });
+  assert.equal(err.code, 'PCR_ERR_RESTORE');
+  assert.match(
+    err.message,
+    new RegExp(`failed in phase open-alive: external target .*pid ${ext}.*gone`),
+  );
+  assert.deepEqual(await waitGone(started), []);
+  assert.deepEqual(readdirSync(dir), []);
+});
+
+test('with externalDead the external targets come back dead (SIGKILL), seen from /proc', async (t) => {
+  const { tree, image, dir } = await buildAndDump(t, external);
+  process.kill(tree.pids.get('ext')!, 'SIGKILL');
+  const stop = new AbortController();
+  let seen: Array<{ pid: number; status: number | undefined }> = [];
+  const result = await restoreImage(image, {
+    runDirParent: dir,
+    externalDead: true,
+    hold: true,
+    signal: stop.signal,
+    onVerified: ({ pidMap }) => {
+      const root = pidMap.pids.find((p) => p.dumped === image.rootPid)!.restored;
+      seen = [3, 4, 5].map((fd) => ({
+        pid: fdinfo(root, fd).pid,
+        status: exitStatusThroughCopy(root, fd),
+      }));
+      stop.abort('seen');
+    },
+  });
+  assert.equal(result.ok, true, JSON.stringify(result.differences));
+  assert.deepEqual(seen, [
+    { pid: -1, status: 9 },
+    { pid: -1, status: 9 },
+    { pid: -1, status: 9 },
+  ]);
+  assert.deepEqual(readdirSync(dir), []);
+});
