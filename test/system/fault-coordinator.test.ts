@@ -1,0 +1,42 @@
+/**
+ * The coordinator is SIGKILLed while a creator holds its temporary processes (the root
+ * worker hangs in kill-temp through the test hook): the workers die by PR_SET_PDEATHSIG,
+ * the temporaries see EOF on their stdin and die; nothing is left (we are the subreaper
+ * that adopts and reaps the orphans). Only the run directory remains (docs/restore.md).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { readFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { once } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { writeImage } from '../../src/image/store.js';
+import { deadStatuses } from '../fixtures/scenarios.js';
+import { buildAndDump, waitGone } from '../helpers/restore-run.js';
+import { descendantsOf, comm } from '../helpers/proc-view.js';
+import { CLI } from '../fixtures/dump-helpers.js';
+
+test('coordinator SIGKILLed during kill-temp: workers and temps die, nothing left', async (t) => {
+  const { image, dir } = await buildAndDump(t, deadStatuses);
+  writeImage(dir, image);
+  const tracePath = join(dir, 'trace.ndjson');
+  const child = spawn(process.execPath, [CLI, 'restore', '-D', dir, '--trace-file', tracePath], {
+    stdio: 'ignore',
+    env: { ...process.env, TMPDIR: dir, PCR_FAULT: `hang@${image.rootPid}:kill-temp` },
+  });
+  const exited = once(child, 'exit');
+  t.after(() => child.kill('SIGKILL'));
+  const inKillTemp = (): boolean =>
+    existsSync(tracePath) &&
+    readFileSync(tracePath, 'utf8').includes(`"source":"task:${image.rootPid}","pid"`) &&
+    /"to":"kill-temp"/.test(readFileSync(tracePath, 'utf8'));
+  for (let i = 0; i < 3000 && !inKillTemp(); i++) await sleep(10);
+  assert.ok(inKillTemp(), 'the root worker reached kill-temp');
+  const everyone = descendantsOf(child.pid!);
+  const temps = everyone.filter((p) => comm(p) === 'sh');
+  assert.equal(temps.length, 5, 'five temporary processes wait');
+  child.kill('SIGKILL');
+  await exited;
+  assert.deepEqual(await waitGone(everyone), []);
+});

@@ -1,0 +1,101 @@
+/**
+ * `pidfd-cr restore` as a user runs it: --hold keeps the restored tree (checked from
+ * /proc through the --pid-map file) until SIGTERM, then exits 0 with nothing left;
+ * --trace-file writes the NDJSON trace (docs/trace.md); bad usage exits 2. Two restores
+ * of one image at once do not cross.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { readFileSync, readdirSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { once } from 'node:events';
+import { writeImage } from '../../src/image/store.js';
+import { restoreImage } from '../../src/restore/coordinator.js';
+import type { PidMap } from '../../src/plan/messages.js';
+import { sharedScm, benchmark } from '../fixtures/scenarios.js';
+import { buildAndDump, waitGone } from '../helpers/restore-run.js';
+import { checkRestored } from '../helpers/restored-view.js';
+import { descendantsOf } from '../helpers/proc-view.js';
+import { CLI, cli } from '../fixtures/dump-helpers.js';
+
+function pidMapFrom(path: string): PidMap {
+  const json = JSON.parse(readFileSync(path, 'utf8')) as Record<string, number>;
+  return {
+    pids: Object.entries(json).map(([d, r]) => ({ dumped: Number(d), restored: r })),
+    tids: [],
+  };
+}
+
+test('restore --hold --pid-map --trace-file: held tree is right from /proc; SIGTERM ends it, exit 0', async (t) => {
+  const { image, dir } = await buildAndDump(t, sharedScm);
+  writeImage(dir, image);
+  const mapPath = join(dir, 'pids.json');
+  const tracePath = join(dir, 'trace.ndjson');
+  const child = spawn(
+    process.execPath,
+    [CLI, 'restore', '-D', dir, '--hold', '--pid-map', mapPath, '--trace-file', tracePath],
+    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TMPDIR: dir } },
+  );
+  t.after(() => child.kill('SIGKILL'));
+  let out = '';
+  child.stdout.setEncoding('utf8');
+  const holding = new Promise<void>((resolve) =>
+    child.stdout.on('data', (d: string) => {
+      out += d;
+      if (out.includes('holding the restored tree')) resolve();
+    }),
+  );
+  const exited = once(child, 'exit');
+  await Promise.race([holding, exited]);
+  const nfds = image.tasks.reduce((n, task) => n + task.fds.length, 0);
+  assert.ok(out.includes(`verification: OK, ${nfds} pidfds in 3 tasks match the image`), out);
+  const map = pidMapFrom(mapPath);
+  assert.deepEqual(checkRestored(image, map, child.pid!), []);
+  const everyone = descendantsOf(child.pid!);
+  assert.ok(everyone.length >= 3);
+  child.kill('SIGTERM');
+  const [code] = await exited;
+  assert.equal(code, 0);
+  assert.deepEqual(await waitGone(everyone), []);
+  assert.deepEqual(readdirSync(dir).sort(), ['pidfd-cr.img', 'pids.json', 'trace.ndjson']);
+  const events = readFileSync(tracePath, 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+  const sources = new Set(events.map((e) => e.source));
+  assert.deepEqual(sources, new Set(['coordinator', ...image.tasks.map((t) => `task:${t.pid}`)]));
+  for (const e of events) {
+    assert.equal(e.v, 1);
+    for (const k of ['time', 'source', 'pid', 'from', 'to', 'event', 'details']) {
+      assert.ok(k in e, `trace event has ${k}`);
+    }
+  }
+  assert.ok(events.some((e) => e.source === 'coordinator' && e.to === 'holding'));
+});
+
+test('restore usage errors exit 2 with one line', () => {
+  const r = cli(['restore']);
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, /^pidfd-cr: restore: -D DIR is required\n$/);
+  const bad = cli(['restore', '-D', '/x', '--timeout', 'soon']);
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /--timeout must be a positive integer/);
+});
+
+test('two restores of one image at once do not cross', async (t) => {
+  const { image, dir } = await buildAndDump(t, benchmark);
+  const [a, b] = await Promise.all([
+    restoreImage(image, { runDirParent: dir }),
+    restoreImage(image, { runDirParent: dir }),
+  ]);
+  assert.equal(a.ok, true, JSON.stringify(a.differences));
+  assert.equal(b.ok, true, JSON.stringify(b.differences));
+  const pidsA = new Set(a.pidMap.pids.map((p) => p.restored));
+  assert.ok(
+    b.pidMap.pids.every((p) => !pidsA.has(p.restored)),
+    'disjoint restored pids',
+  );
+  assert.deepEqual(readdirSync(dir), []);
+  assert.equal(existsSync(join(dir, 'ctl')), false);
+});
