@@ -69,7 +69,7 @@ export function detailsOf(event: Obj, context: Obj | undefined): TraceDetails {
   const files = output?.files;
   const fd =
     nums(files, 'fd') ?? (Array.isArray(output?.closed) ? (output.closed as number[]) : undefined);
-  if (fd) d.fd = fd;
+  if (fd && fd.length > 0) d.fd = fd;
   const fileIds = nums(files, 'fileId');
   if (fileIds) d.files = fileIds;
   const inos = nums(output?.temps, 'pid')
