@@ -1,0 +1,166 @@
+/**
+ * `npm run bench`: restore wall time and per-phase times for trees of 1, 9 (1 + 8, 104
+ * pidfds, 32 dead) and 33 tasks, against the floor measured in the same run: starting the
+ * same number of bare `node -e 0` processes at once (posix_spawn, same environment as the
+ * workers). Also the peak RSS (VmHWM) of each worker. Figures only, no assertions.
+ * Targets (docs/restore.md): 9 tasks total <= 1.5x floor, pidfd phases after all workers
+ * are up <= 20 ms.
+ */
+import { readFileSync } from 'node:fs';
+import { buildTree, type TreeSpec } from '../src/example/index.js';
+import { dumpTree } from '../src/dump/index.js';
+import type { Image } from '../src/image/model.js';
+import { restoreImage } from '../src/restore/coordinator.js';
+import type { TraceEvent } from '../src/restore/trace.js';
+import { spawnClean } from '../src/actors/spawn-clean.js';
+import { workerEnv } from '../src/actors/spawn-worker.js';
+import { pidfdOpen, waitPidfd, closeQuiet, WEXITED } from '../native/index.js';
+import { whenReadable } from '../src/actors/readiness.js';
+import { deadStatuses, benchmark, tree33 } from '../test/fixtures/scenarios.js';
+
+const RUNS = Number(process.env.BENCH_RUNS ?? 5);
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length === 0 ? NaN : s[Math.floor((s.length - 1) / 2)]!;
+};
+
+/** Starts `n` bare `node -e 0` at once and waits until all exited: wall ms. */
+async function floor(n: number): Promise<number> {
+  const env = workerEnv({ dumpedPid: 0, rundir: '/', reservedFds: [], stderrFd: null });
+  const t0 = performance.now();
+  const fds = Array.from({ length: n }, () => {
+    const pid = spawnClean({
+      path: process.execPath,
+      argv: [process.execPath, '-e', '0'],
+      env,
+      stdio: [null, null, null],
+    });
+    return pidfdOpen(pid);
+  });
+  await Promise.all(fds.map((fd) => whenReadable(fd)));
+  const ms = performance.now() - t0;
+  for (const fd of fds) {
+    waitPidfd(fd, WEXITED);
+    closeQuiet(fd);
+  }
+  return ms;
+}
+
+const PHASE_STATES = [
+  'phases.open-alive',
+  'phases.dead',
+  'phases.kill-temp',
+  'phases.finalize',
+  'phases.verify',
+];
+
+interface Run {
+  verifiedMs: number;
+  totalMs: number;
+  phases: Record<string, number>;
+  rssKb: number[];
+}
+
+function vmHwmKb(pid: number): number {
+  const m = /^VmHWM:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) : NaN;
+}
+
+async function restoreOnce(image: Image): Promise<Run> {
+  const events: TraceEvent[] = [];
+  const stop = new AbortController();
+  let verifiedAt = 0;
+  let rssKb: number[] = [];
+  const t0 = performance.timeOrigin + performance.now();
+  const result = await restoreImage(image, {
+    hold: true,
+    signal: stop.signal,
+    workerStderr: null,
+    trace: (e) => {
+      if (e.source === 'coordinator') events.push(e);
+    },
+    onVerified: ({ pidMap }) => {
+      verifiedAt = performance.timeOrigin + performance.now();
+      const workers = new Set(image.tasks.filter((t) => t.state !== 'zombie').map((t) => t.pid));
+      rssKb = pidMap.pids.filter((p) => workers.has(p.dumped)).map((p) => vmHwmKb(p.restored));
+      stop.abort('measured');
+    },
+  });
+  const end = performance.timeOrigin + performance.now();
+  if (!result.ok) throw new Error(`bench restore differs: ${JSON.stringify(result.differences)}`);
+  const at = (state: string): number => events.find((e) => e.to === state)?.time ?? NaN;
+  const marks = [t0, ...PHASE_STATES.map(at), verifiedAt];
+  const names = ['spawn+register', 'open-alive', 'dead', 'kill-temp', 'finalize', 'verify'];
+  const phases: Record<string, number> = {};
+  names.forEach((n, i) => (phases[n] = marks[i + 1]! - marks[i]!));
+  phases['teardown'] = end - verifiedAt;
+  return { verifiedMs: verifiedAt - t0, totalMs: end - t0, phases, rssKb };
+}
+
+async function dumpSpec(spec: TreeSpec): Promise<Image> {
+  const tree = await buildTree(spec);
+  try {
+    return await dumpTree(tree.rootPid);
+  } finally {
+    await tree.destroy();
+  }
+}
+
+const f = (x: number): string => x.toFixed(1).padStart(7);
+
+async function main(): Promise<void> {
+  const trees: Array<[string, TreeSpec]> = [
+    ['1 task', deadStatuses],
+    ['9 tasks', benchmark],
+    ['33 tasks', tree33],
+  ];
+  console.log(`pidfd-cr restore bench: median of ${RUNS} runs (ms)\n`);
+  for (const [name, spec] of trees) {
+    const image = await dumpSpec(spec);
+    const workers = image.tasks.filter((t) => t.state !== 'zombie').length;
+    const pidfds = image.tasks.reduce((n, t) => n + t.fds.length, 0);
+    const runs: Run[] = [];
+    const floors: number[] = [];
+    await restoreOnce(image); // warm the page cache
+    for (let i = 0; i < RUNS; i++) {
+      floors.push(await floor(workers));
+      runs.push(await restoreOnce(image));
+    }
+    const fl = median(floors);
+    const verified = median(runs.map((r) => r.verifiedMs));
+    const total = median(runs.map((r) => r.totalMs));
+    const phase = (k: string): number => median(runs.map((r) => r.phases[k]!));
+    const pidfdPhases = median(
+      runs.map((r) =>
+        ['open-alive', 'dead', 'kill-temp', 'finalize'].reduce((s, k) => s + r.phases[k]!, 0),
+      ),
+    );
+    const rss = runs.flatMap((r) => r.rssKb);
+    console.log(`${name}: ${workers} workers, ${pidfds} pidfds`);
+    console.log(`  floor (${workers} x node -e 0 at once) ${f(fl)}`);
+    console.log(
+      `  restore to verified               ${f(verified)}   ratio ${(verified / fl).toFixed(2)}x floor`,
+    );
+    console.log(
+      `  restore incl. teardown            ${f(total)}   ratio ${(total / fl).toFixed(2)}x floor`,
+    );
+    for (const k of [
+      'spawn+register',
+      'open-alive',
+      'dead',
+      'kill-temp',
+      'finalize',
+      'verify',
+      'teardown',
+    ]) {
+      console.log(`    ${k.padEnd(31)}${f(phase(k))}`);
+    }
+    console.log(`  pidfd phases after all workers up ${f(pidfdPhases)}`);
+    console.log(
+      `  peak RSS per worker (VmHWM)       mean ${(rss.reduce((a, b) => a + b, 0) / rss.length / 1024).toFixed(1)} MB, max ${(Math.max(...rss) / 1024).toFixed(1)} MB\n`,
+    );
+  }
+}
+
+await main();
