@@ -5,57 +5,11 @@ import { FLAGS } from '../../src/image/model.js';
 import type { FdReport, PidMap } from '../../src/plan/messages.js';
 import { compareReports } from '../../src/plan/verify.js';
 import type { DifferenceKind } from '../../src/plan/verify.js';
-import { sampleImage } from '../fixtures/plan-images.js';
+import { SAMPLE_PID_MAP, faithfulReportsFor, sampleImage } from '../fixtures/plan-images.js';
 
-const PID_MAP: PidMap = {
-  pids: [
-    { dumped: 100, restored: 5100 },
-    { dumped: 200, restored: 5200 },
-    { dumped: 300, restored: 5300 },
-    { dumped: 400, restored: 5400 },
-  ],
-  tids: [{ dumped: 201, restored: 5201 }],
-};
-const restored = (pid: number) => PID_MAP.pids.find((p) => p.dumped === pid)!.restored;
-
-/**
- * The reports of a faithful restore of `img`: new inos (dumped + 90000, except external
- * targets, which keep theirs), one file class per image file named after its first holder.
- */
-function faithfulReports(img: Image, externalDead = false): FdReport[] {
-  const firstHolder = new Map<number, string>();
-  for (const t of img.tasks) {
-    for (const e of t.fds) {
-      if (!firstHolder.has(e.fileId)) firstHolder.set(e.fileId, `${restored(t.pid)}:${e.fd}`);
-    }
-  }
-  return img.tasks
-    .filter((t) => t.state !== 'zombie')
-    .map((t) => ({
-      pid: t.pid,
-      restoredPid: restored(t.pid),
-      fds: t.fds.map((e) => {
-        const file = img.files.find((f) => f.id === e.fileId)!;
-        const tg = img.targets.find((x) => x.ino === file.ino)!;
-        const external = tg.kind === 'external' && !externalDead;
-        const dead = tg.kind === 'dead' || (tg.kind === 'external' && externalDead);
-        let targetPid = -1;
-        if (tg.kind === 'thread') targetPid = 5201;
-        else if (tg.kind === 'in-tree-alive' || tg.kind === 'in-tree-zombie') {
-          targetPid = restored(tg.taskPid);
-        } else if (external) targetPid = tg.pid;
-        return {
-          fd: e.fd,
-          flags: file.flags,
-          cloexec: e.cloexec,
-          ino: external ? file.ino.toString() : (file.ino + 90000n).toString(),
-          targetPid,
-          ...(dead ? { exitStatus: tg.kind === 'dead' ? tg.exitStatus! : 9 } : {}),
-          fileClass: firstHolder.get(e.fileId)!,
-        };
-      }),
-    }));
-}
+const PID_MAP: PidMap = SAMPLE_PID_MAP;
+const faithfulReports = (img: Image, externalDead = false) =>
+  faithfulReportsFor(img, PID_MAP, externalDead);
 
 function kinds(reports: FdReport[], img: Image = sampleImage()): DifferenceKind[] {
   return compareReports(img, PID_MAP, reports).map((d) => d.kind);
