@@ -242,21 +242,32 @@ function settle(tid: number, s: Seized): void {
 }
 
 /**
- * A tracee that died while traced waits for its tracer to collect the exit before its
- * real parent can reap it: collect it (it is gone already, nothing else changes).
+ * A tracee that dies while traced (SIGKILL) is reported to its tracer first; its real
+ * parent can reap it only after the tracer collected that report. Collect it, waiting
+ * up to 2 s for a thread that is still on its way out.
  */
 function collectExit(tid: number): void {
-  try {
-    waitpid(tid, __WALL | WNOHANG);
-  } catch {
-    // not ours to collect
+  for (let i = 0; i < 2000; i++) {
+    try {
+      const [got, status] = waitpid(tid, __WALL | WNOHANG);
+      if (got === tid && (status & 0xff) !== 0x7f) return;
+    } catch {
+      return; // ECHILD: not ours (any more)
+    }
+    Atomics.wait(pause, 0, 0, 1);
   }
 }
 
-/** Detaches every seized thread; a thread that died meanwhile is skipped. */
+/**
+ * Detaches every seized thread; a thread that died meanwhile has its exit collected.
+ * Leaders go last: a dead leader is reported only once its other threads are collected.
+ */
 function detachAll(seized: Map<number, Seized>): void {
   let first: unknown;
-  for (const [tid, s] of seized) {
+  const leadersLast = [...seized].sort(
+    ([a, x], [b, y]) => Number(a === x.pid) - Number(b === y.pid),
+  );
+  for (const [tid, s] of leadersLast) {
     if (!s.stopped) settle(tid, s);
     try {
       ptraceDetach(tid, s.signal);
