@@ -21,7 +21,7 @@ import {
   WNOHANG,
 } from '../../native/index.js';
 import { isErrno, PcrError } from '../errors.js';
-import { readChildren, readStat, readStatus, readTids } from '../procfs/index.js';
+import { readChildren, readStat, readStatus, readThreadStat, readTids } from '../procfs/index.js';
 import { TaskVanished, walkTree, type WalkedTask } from './walk.js';
 
 const SIGSTOP = 19;
@@ -36,6 +36,11 @@ export interface FreezeOptions {
 export interface FrozenTree {
   /** Pre-order; procState is the state letter before the freeze (T, Z, S, R …). */
   tasks: WalkedTask[];
+  /**
+   * Throws PCR_ERR_TASK_EXITED if a seized thread left its ptrace-stop (only SIGKILL
+   * can do that): what was read may then be incomplete.
+   */
+  checkStillFrozen(): void;
   /** Detaches every thread; idempotent. */
   release(opts?: { leaveStopped?: boolean }): void;
 }
@@ -196,10 +201,29 @@ async function waitForStop(
   }
 }
 
+/** State letter of a thread ('t' in a ptrace-stop); '' once it is gone. */
+function threadState(pid: number, tid: number): string {
+  try {
+    return readThreadStat(pid, tid).state;
+  } catch {
+    return '';
+  }
+}
+
 function frozen(tasks: WalkedTask[], seized: Map<number, Seized>): FrozenTree {
   let released = false;
   return {
     tasks,
+    checkStillFrozen() {
+      for (const [tid, s] of seized) {
+        if (threadState(s.pid, tid) !== 't') {
+          throw new PcrError(
+            'PCR_ERR_TASK_EXITED',
+            `task ${s.pid} exited while it was being dumped`,
+          );
+        }
+      }
+    },
     release({ leaveStopped = false } = {}) {
       if (released) return;
       released = true;
