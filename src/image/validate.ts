@@ -1,0 +1,287 @@
+/**
+ * Semantic validation of an image (docs/image-format.md, "Validation"). Pure: the kernel
+ * limit it needs is passed in. Every failure is an ImageError whose `where` names the field
+ * at fault in protobuf field names, e.g. `tasks[2].fds[1].file_id`.
+ */
+import { ImageError } from '../errors.js';
+import { FLAGS, FORMAT_VERSION, type Image, type Target, type Task } from './model.js';
+
+export interface ValidationLimits {
+  /** fd numbers must be below this (the kernel's fs.nr_open). */
+  fdLimit: number;
+}
+
+const TASK_STATES = new Set(['running', 'stopped', 'zombie']);
+const TARGET_KINDS = new Set(['in-tree-alive', 'in-tree-zombie', 'dead', 'thread', 'external']);
+const INT32_MAX = 0x7fffffff;
+const UINT32_MAX = 0xffffffff;
+const U64_MAX = (1n << 64n) - 1n;
+
+function fail(where: string, message: string): never {
+  throw new ImageError(where, message);
+}
+
+const isInt = (v: unknown, min: number, max: number): v is number =>
+  typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max;
+
+function checkPid(v: unknown, where: string): void {
+  if (!isInt(v, 1, INT32_MAX)) fail(where, `${String(v)} is not a pid`);
+}
+
+/**
+ * A wait status word of a process that ended (as waitpid(2) gives it): `code << 8` for an
+ * exit, or the signal number (1..64) plus 0x80 when a core was dumped.
+ */
+export function isEndStatus(s: unknown): s is number {
+  if (!isInt(s, 0, 0xffff)) return false;
+  const sig = s & 0x7f;
+  if (sig === 0) return (s & 0xff) === 0;
+  return sig <= 64 && s >> 8 === 0;
+}
+
+function checkEndStatus(s: number | undefined, where: string): void {
+  if (s !== undefined && !isEndStatus(s)) fail(where, `${String(s)} is not an exit status word`);
+}
+
+/** The tasks by pid, with their index, once their pids are known to be unique. */
+type TaskIndex = ReadonlyMap<number, { task: Task; index: number }>;
+
+export function validateImage(image: Image, limits: ValidationLimits): void {
+  if (image.formatVersion !== FORMAT_VERSION) {
+    fail('format_version', `${image.formatVersion} is not format version ${FORMAT_VERSION}`);
+  }
+  checkHost(image);
+  const tasks = checkTree(image);
+  image.tasks.forEach((t, i) => checkTaskFields(t, `tasks[${i}]`));
+  checkUniqueTids(image);
+  const fileIds = checkFiles(image);
+  image.tasks.forEach((t, i) => checkFds(t, `tasks[${i}]`, fileIds, limits));
+  checkFilesUsed(image);
+  const inos = checkTargets(image, tasks);
+  checkFileTargets(image, inos);
+}
+
+function checkHost(image: Image): void {
+  const host = image.host as Image['host'] | undefined;
+  if (!host) fail('host', 'the host context is missing');
+  if (!host.bootId) fail('host.boot_id', 'is empty: inode numbers mean nothing without it');
+  if (!isInt(host.dumpTimeMs, 0, Number.MAX_SAFE_INTEGER)) {
+    fail('host.dump_time_ms', `${String(host.dumpTimeMs)} is not a time in ms`);
+  }
+}
+
+/** Pids unique, root first, every other task's parent a task listed before it. */
+function checkTree(image: Image): TaskIndex {
+  if (image.tasks.length === 0) fail('tasks', 'the image has no tasks');
+  const byPid = new Map<number, { task: Task; index: number }>();
+  image.tasks.forEach((task, index) => {
+    checkPid(task.pid, `tasks[${index}].pid`);
+    const other = byPid.get(task.pid);
+    if (other) fail(`tasks[${index}].pid`, `pid ${task.pid} is also tasks[${other.index}]`);
+    byPid.set(task.pid, { task, index });
+  });
+  const root = byPid.get(image.rootPid);
+  if (!root) fail('root_pid', `${image.rootPid} is not a task of the image`);
+  if (root.index !== 0) {
+    fail('root_pid', `the root ${image.rootPid} is tasks[${root.index}]; it must be listed first`);
+  }
+  const rootParent = byPid.get(root.task.ppid);
+  if (rootParent) {
+    fail('tasks[0].ppid', `the root's parent ${root.task.ppid} is tasks[${rootParent.index}]`);
+  }
+  image.tasks.forEach((task, i) => {
+    if (i > 0 && !byPid.has(task.ppid)) {
+      fail(`tasks[${i}].ppid`, `parent ${task.ppid} is not a task of the image`);
+    }
+  });
+  checkNoCycles(image, byPid);
+  image.tasks.forEach((task, i) => {
+    const parent = byPid.get(task.ppid);
+    if (i > 0 && parent && parent.index > i) {
+      fail(`tasks[${i}].ppid`, `parent ${task.ppid} is tasks[${parent.index}], listed after it`);
+    }
+  });
+  return byPid;
+}
+
+function checkNoCycles(image: Image, byPid: TaskIndex): void {
+  const reachesRoot = new Set<number>([image.rootPid]);
+  image.tasks.forEach((task, i) => {
+    const chain: number[] = [];
+    let pid = task.pid;
+    while (!reachesRoot.has(pid)) {
+      if (chain.includes(pid)) {
+        fail(`tasks[${i}].ppid`, `the parent chain ${[...chain, pid].join(' -> ')} is a cycle`);
+      }
+      chain.push(pid);
+      pid = byPid.get(pid)!.task.ppid;
+    }
+    chain.forEach((p) => reachesRoot.add(p));
+  });
+}
+
+function checkTaskFields(task: Task, where: string): void {
+  if (!TASK_STATES.has(task.state)) fail(`${where}.state`, `'${task.state}' is not a task state`);
+  if (task.tgid !== task.pid) {
+    fail(`${where}.tgid`, `${task.tgid} differs from pid ${task.pid}: a task is a process`);
+  }
+  task.tids.forEach((tid, k) => checkPid(tid, `${where}.tids[${k}]`));
+  if (task.tids.length > 0 && task.tids[0] !== task.pid) {
+    fail(`${where}.tids[0]`, `${task.tids[0]} is not the leader ${task.pid}`);
+  }
+  if (task.exitStatus !== undefined && task.state !== 'zombie') {
+    fail(`${where}.exit_status`, `only a zombie has an exit status (state ${task.state})`);
+  }
+  checkEndStatus(task.exitStatus, `${where}.exit_status`);
+  if (task.state === 'zombie' && task.fds.length > 0) {
+    fail(`${where}.fds`, `a zombie holds no fds, but ${task.fds.length} are listed`);
+  }
+}
+
+function checkUniqueTids(image: Image): void {
+  const seen = new Map<number, string>();
+  image.tasks.forEach((task, i) =>
+    task.tids.forEach((tid, k) => {
+      const where = `tasks[${i}].tids[${k}]`;
+      const other = seen.get(tid);
+      if (other !== undefined) fail(where, `thread ${tid} is also ${other}`);
+      seen.set(tid, where);
+    }),
+  );
+}
+
+/** File ids unique, flags without O_CLOEXEC; returns the set of ids. */
+function checkFiles(image: Image): Set<number> {
+  const ids = new Map<number, number>();
+  image.files.forEach((file, k) => {
+    const where = `files[${k}]`;
+    if (!isInt(file.id, 0, UINT32_MAX)) fail(`${where}.id`, `${String(file.id)} is not a uint32`);
+    const other = ids.get(file.id);
+    if (other !== undefined) fail(`${where}.id`, `file id ${file.id} is also files[${other}]`);
+    ids.set(file.id, k);
+    if (!isInt(file.flags, 0, UINT32_MAX)) {
+      fail(`${where}.flags`, `${String(file.flags)} is not a uint32`);
+    }
+    if (file.flags & FLAGS.O_CLOEXEC) {
+      fail(`${where}.flags`, 'O_CLOEXEC is set: close-on-exec is per fd (Fd.cloexec)');
+    }
+  });
+  return new Set(ids.keys());
+}
+
+function checkFds(task: Task, where: string, fileIds: Set<number>, limits: ValidationLimits) {
+  let previous = -1;
+  task.fds.forEach((entry, j) => {
+    const at = `${where}.fds[${j}]`;
+    if (!isInt(entry.fd, 0, limits.fdLimit - 1)) {
+      fail(`${at}.fd`, `${String(entry.fd)} is not an fd number in [0, ${limits.fdLimit})`);
+    }
+    if (entry.fd === previous) fail(`${at}.fd`, `fd ${entry.fd} is listed twice`);
+    if (entry.fd < previous) fail(`${at}.fd`, `fd ${entry.fd} is out of order (fds are sorted)`);
+    previous = entry.fd;
+    if (!fileIds.has(entry.fileId)) fail(`${at}.file_id`, `no file has id ${entry.fileId}`);
+    if (typeof entry.cloexec !== 'boolean') fail(`${at}.cloexec`, 'is not a boolean');
+  });
+}
+
+function checkFilesUsed(image: Image): void {
+  const used = new Set(image.tasks.flatMap((t) => t.fds.map((f) => f.fileId)));
+  image.files.forEach((file, k) => {
+    if (!used.has(file.id)) fail(`files[${k}]`, `no fd uses file ${file.id}`);
+  });
+}
+
+/** Target inos unique and every target consistent with its kind; returns the inos. */
+function checkTargets(image: Image, tasks: TaskIndex): Map<bigint, number> {
+  const inos = new Map<bigint, number>();
+  image.targets.forEach((target, t) => {
+    const where = `targets[${t}]`;
+    if (typeof target.ino !== 'bigint' || target.ino < 0n || target.ino > U64_MAX) {
+      fail(`${where}.ino`, `${String(target.ino)} is not a uint64`);
+    }
+    const other = inos.get(target.ino);
+    if (other !== undefined) fail(`${where}.ino`, `ino ${target.ino} is also targets[${other}]`);
+    inos.set(target.ino, t);
+    checkTargetKind(target, where, tasks);
+  });
+  return inos;
+}
+
+function checkTargetKind(target: Target, where: string, tasks: TaskIndex): void {
+  if (!TARGET_KINDS.has(target.kind)) {
+    fail(`${where}.kind`, `'${String(target.kind)}' is not a target kind`);
+  }
+  if (target.exitStatus !== undefined && target.kind !== 'dead') {
+    fail(`${where}.exit_status`, `only a dead target has an exit status (kind ${target.kind})`);
+  }
+  checkEndStatus(target.exitStatus, `${where}.exit_status`);
+  if (target.zombie && target.kind !== 'external') {
+    fail(`${where}.zombie`, `is set on a ${target.kind} target (only external ones)`);
+  }
+  if (target.tgid !== 0 && target.kind !== 'external') {
+    fail(`${where}.tgid`, `is set on a ${target.kind} target (only external threads)`);
+  }
+  if (target.kind === 'in-tree-alive' || target.kind === 'in-tree-zombie') {
+    checkInTree(target, where, tasks);
+  } else if (target.kind === 'thread') {
+    checkThread(target, where, tasks);
+  } else {
+    checkOutside(target, where, tasks);
+  }
+}
+
+function checkInTree(target: Target, where: string, tasks: TaskIndex): void {
+  const entry = tasks.get(target.taskPid);
+  if (!entry) fail(`${where}.task_pid`, `${target.taskPid} is not a task of the image`);
+  const zombie = entry.task.state === 'zombie';
+  if (target.kind === 'in-tree-zombie' && !zombie) {
+    fail(`${where}.task_pid`, `task ${target.taskPid} is ${entry.task.state}, not a zombie`);
+  }
+  if (target.kind === 'in-tree-alive' && zombie) {
+    fail(`${where}.task_pid`, `task ${target.taskPid} is a zombie (kind should be in-tree-zombie)`);
+  }
+  if (target.pid !== target.taskPid) {
+    fail(`${where}.pid`, `${target.pid} differs from task_pid ${target.taskPid}`);
+  }
+  if (target.tid !== 0) fail(`${where}.tid`, `is set (${target.tid}) on a process target`);
+}
+
+function checkThread(target: Target, where: string, tasks: TaskIndex): void {
+  if (target.tid === 0) fail(`${where}.tid`, 'a thread target needs its thread id');
+  const entry = tasks.get(target.taskPid);
+  if (!entry) fail(`${where}.task_pid`, `${target.taskPid} is not a task of the image`);
+  const tids = entry.task.tids;
+  if (!tids.includes(target.tid) || target.tid === target.taskPid) {
+    fail(`${where}.tid`, `${target.tid} is not a non-leader thread of task ${target.taskPid}`);
+  }
+  if (target.pid !== target.tid) {
+    fail(`${where}.pid`, `${target.pid} differs from tid ${target.tid} (fdinfo shows the tid)`);
+  }
+}
+
+function checkOutside(target: Target, where: string, tasks: TaskIndex): void {
+  if (target.taskPid !== 0) {
+    fail(`${where}.task_pid`, `is set (${target.taskPid}) on a ${target.kind} target`);
+  }
+  if (target.kind === 'dead') {
+    if (target.pid !== -1) fail(`${where}.pid`, `${target.pid}: a reaped target has pid -1`);
+    if (target.tid !== 0) fail(`${where}.tid`, `is set (${target.tid}) on a dead target`);
+    return;
+  }
+  checkPid(target.pid, `${where}.pid`);
+  const task = tasks.get(target.pid);
+  if (task) fail(`${where}.pid`, `${target.pid} is tasks[${task.index}]: not external`);
+}
+
+function checkFileTargets(image: Image, inos: Map<bigint, number>): void {
+  const pointedAt = new Set<bigint>();
+  image.files.forEach((file, k) => {
+    if (typeof file.ino !== 'bigint' || !inos.has(file.ino)) {
+      fail(`files[${k}].ino`, `no target has ino ${String(file.ino)}`);
+    }
+    pointedAt.add(file.ino);
+  });
+  image.targets.forEach((target, t) => {
+    if (!pointedAt.has(target.ino)) fail(`targets[${t}]`, `no file points at ino ${target.ino}`);
+  });
+}
