@@ -43,6 +43,7 @@ export async function dumpTree(rootPid: number, opts: DumpOptions = {}): Promise
   try {
     await opts.onFrozen?.(frozen.tasks);
     const image = readFrozenTree(rootPid, frozen.tasks, kernelProbes, kcmpFile);
+    frozen.checkStillFrozen();
     ok = true;
     return image;
   } finally {

@@ -21,7 +21,7 @@ import {
   WNOHANG,
 } from '../../native/index.js';
 import { isErrno, PcrError } from '../errors.js';
-import { readChildren, readStat, readStatus, readTids } from '../procfs/index.js';
+import { readChildren, readStat, readStatus, readThreadStat, readTids } from '../procfs/index.js';
 import { TaskVanished, walkTree, type WalkedTask } from './walk.js';
 
 const SIGSTOP = 19;
@@ -36,6 +36,11 @@ export interface FreezeOptions {
 export interface FrozenTree {
   /** Pre-order; procState is the state letter before the freeze (T, Z, S, R …). */
   tasks: WalkedTask[];
+  /**
+   * Throws PCR_ERR_TASK_EXITED if a seized thread left its ptrace-stop (only SIGKILL
+   * can do that): what was read may then be incomplete.
+   */
+  checkStillFrozen(): void;
   /** Detaches every thread; idempotent. */
   release(opts?: { leaveStopped?: boolean }): void;
 }
@@ -50,7 +55,9 @@ interface Seized {
 
 export async function freezeTree(rootPid: number, opts: FreezeOptions = {}): Promise<FrozenTree> {
   const seized = new Map<number, Seized>();
-  const firstSeen = new Map<number, WalkedTask>();
+  /** State letter of each seized task as the walk saw it just before its first seize. */
+  const before = new Map<number, string>();
+  const known = new Set<number>();
   const timeoutMs = opts.stopTimeoutMs ?? 10_000;
   try {
     for (let walks = 0; ; walks++) {
@@ -61,15 +68,25 @@ export async function freezeTree(rootPid: number, opts: FreezeOptions = {}): Pro
       if (tasks === null) continue;
       checkNotSelf(tasks);
       let changed = false;
+      const fresh: number[] = [];
       for (const t of tasks) {
-        if (!firstSeen.has(t.pid)) {
-          firstSeen.set(t.pid, t);
+        if (!known.has(t.pid)) {
+          known.add(t.pid);
           changed = true;
         }
-        if (t.procState !== 'Z') changed = (await seizeTask(t, seized, timeoutMs)) || changed;
+        if (t.procState === 'Z') continue;
+        for (const tid of tidsOf(t.pid)) {
+          if (seized.has(tid)) continue;
+          changed = true;
+          if (!seize(t.pid, tid)) continue;
+          if (!before.has(t.pid)) before.set(t.pid, t.procState);
+          seized.set(tid, { pid: t.pid, signal: 0, stopped: false });
+          fresh.push(tid);
+        }
       }
+      await waitForStops(fresh, seized, timeoutMs);
       if (!changed) {
-        const final = tasks.map((t) => ({ ...t, procState: firstSeen.get(t.pid)!.procState }));
+        const final = tasks.map((t) => ({ ...t, procState: before.get(t.pid) ?? t.procState }));
         return frozen(final, seized);
       }
     }
@@ -101,24 +118,14 @@ function checkNotSelf(tasks: WalkedTask[]): void {
   }
 }
 
-/** Seizes the threads of `t` not seized yet; true if any was new. */
-async function seizeTask(t: WalkedTask, seized: Map<number, Seized>, timeoutMs: number) {
-  let tids: number[];
+/** Thread ids of a task; none if it is gone (the next walk will not list it). */
+function tidsOf(pid: number): number[] {
   try {
-    tids = readTids(t.pid);
+    return readTids(pid);
   } catch (err) {
-    if (err instanceof PcrError && err.code === 'PCR_ERR_NO_SUCH_PROCESS') return true;
+    if (err instanceof PcrError && err.code === 'PCR_ERR_NO_SUCH_PROCESS') return [];
     throw err;
   }
-  let changed = false;
-  for (const tid of tids) {
-    if (seized.has(tid)) continue;
-    changed = true;
-    if (!seize(t.pid, tid)) continue;
-    seized.set(tid, { pid: t.pid, signal: 0, stopped: false });
-    await waitForStop(t.pid, tid, seized, timeoutMs);
-  }
-  return changed;
 }
 
 /** PTRACE_SEIZE + PTRACE_INTERRUPT; false when the thread is gone or became a zombie. */
@@ -168,31 +175,49 @@ function permissionError(pid: number, tid: number, cause: unknown): PcrError {
   );
 }
 
-/** waitpid(tid, __WALL|WNOHANG) until the thread reports its stop (or its end). */
-async function waitForStop(
-  pid: number,
-  tid: number,
-  seized: Map<number, Seized>,
-  timeoutMs: number,
-) {
+/**
+ * waitpid(tid, __WALL|WNOHANG) on every interrupted thread until each has reported its
+ * stop (or its end); sleeps 1 ms only when no thread made progress.
+ */
+async function waitForStops(tids: number[], seized: Map<number, Seized>, timeoutMs: number) {
   const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const [got, status] = waitpid(tid, __WALL | WNOHANG);
-    if (got === tid) {
-      if (noteStop(seized.get(tid)!, status)) return;
-      seized.delete(tid); // it exited while we waited
-      if (tid === pid) {
-        throw new PcrError('PCR_ERR_TASK_EXITED', `task ${pid} exited while it was being frozen`);
+  let pending = tids;
+  while (pending.length > 0) {
+    const before = pending.length;
+    pending = pending.filter((tid) => !reported(tid, seized));
+    if (pending.length === before) {
+      if (Date.now() > deadline) {
+        const tid = pending[0]!;
+        const pid = seized.get(tid)!.pid;
+        throw new PcrError(
+          'PCR_ERR_TIMEOUT',
+          `thread ${tid} of task ${pid} did not stop in ${timeoutMs} ms`,
+        );
       }
-      return;
+      await sleep(1);
     }
-    if (Date.now() > deadline) {
-      throw new PcrError(
-        'PCR_ERR_TIMEOUT',
-        `thread ${tid} of task ${pid} did not stop in ${timeoutMs} ms`,
-      );
-    }
-    await sleep(1);
+  }
+}
+
+/** One WNOHANG wait: true once the thread reported its stop, or ended. */
+function reported(tid: number, seized: Map<number, Seized>): boolean {
+  const s = seized.get(tid)!;
+  const [got, status] = waitpid(tid, __WALL | WNOHANG);
+  if (got !== tid) return false;
+  if (noteStop(s, status)) return true;
+  seized.delete(tid); // it ended while we waited
+  if (tid === s.pid) {
+    throw new PcrError('PCR_ERR_TASK_EXITED', `task ${s.pid} exited while it was being frozen`);
+  }
+  return true;
+}
+
+/** State letter of a thread ('t' in a ptrace-stop); '' once it is gone. */
+function threadState(pid: number, tid: number): string {
+  try {
+    return readThreadStat(pid, tid).state;
+  } catch {
+    return '';
   }
 }
 
@@ -200,6 +225,16 @@ function frozen(tasks: WalkedTask[], seized: Map<number, Seized>): FrozenTree {
   let released = false;
   return {
     tasks,
+    checkStillFrozen() {
+      for (const [tid, s] of seized) {
+        if (threadState(s.pid, tid) !== 't') {
+          throw new PcrError(
+            'PCR_ERR_TASK_EXITED',
+            `task ${s.pid} exited while it was being dumped`,
+          );
+        }
+      }
+    },
     release({ leaveStopped = false } = {}) {
       if (released) return;
       released = true;
@@ -242,21 +277,32 @@ function settle(tid: number, s: Seized): void {
 }
 
 /**
- * A tracee that died while traced waits for its tracer to collect the exit before its
- * real parent can reap it: collect it (it is gone already, nothing else changes).
+ * A tracee that dies while traced (SIGKILL) is reported to its tracer first; its real
+ * parent can reap it only after the tracer collected that report. Collect it, waiting
+ * up to 2 s for a thread that is still on its way out.
  */
 function collectExit(tid: number): void {
-  try {
-    waitpid(tid, __WALL | WNOHANG);
-  } catch {
-    // not ours to collect
+  for (let i = 0; i < 2000; i++) {
+    try {
+      const [got, status] = waitpid(tid, __WALL | WNOHANG);
+      if (got === tid && (status & 0xff) !== 0x7f) return;
+    } catch {
+      return; // ECHILD: not ours (any more)
+    }
+    Atomics.wait(pause, 0, 0, 1);
   }
 }
 
-/** Detaches every seized thread; a thread that died meanwhile is skipped. */
+/**
+ * Detaches every seized thread; a thread that died meanwhile has its exit collected.
+ * Leaders go last: a dead leader is reported only once its other threads are collected.
+ */
 function detachAll(seized: Map<number, Seized>): void {
   let first: unknown;
-  for (const [tid, s] of seized) {
+  const leadersLast = [...seized].sort(
+    ([a, x], [b, y]) => Number(a === x.pid) - Number(b === y.pid),
+  );
+  for (const [tid, s] of leadersLast) {
     if (!s.stopped) settle(tid, s);
     try {
       ptraceDetach(tid, s.signal);

@@ -139,11 +139,12 @@ export function expectTree(plan: Plan, ids: TreeIds): ExpectedTree {
 /** The same description, read from a dump image. */
 export function describeImage(image: Image): ExpectedTree {
   const targets = new Map(image.targets.map((t) => [t.ino, t]));
+  const files = new Map(image.files.map((f) => [f.id, f]));
   const sameFile: Array<[string, string]> = [];
   const sameTarget: Array<[string, string]> = [];
   const tasks = image.tasks.map((task): ExpectedTask => {
     const fds = task.fds.map((e): ExpectedFd => {
-      const file = image.files[e.fileId];
+      const file = files.get(e.fileId);
       if (!file) throw new Error(`task ${task.pid} fd ${e.fd}: no file ${e.fileId}`);
       const target = targets.get(file.ino);
       if (!target) throw new Error(`task ${task.pid} fd ${e.fd}: no target for ino ${file.ino}`);

@@ -22,7 +22,7 @@ export interface HostContext {
 
 export interface FdEntry {
   fd: number;
-  /** Index into Image.files (PidfdFile.id). */
+  /** PidfdFile.id of the open file description this fd refers to (looked up by id). */
   fileId: number;
   cloexec: boolean;
 }

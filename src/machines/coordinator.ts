@@ -5,6 +5,7 @@
  * provides (`coordinatorMachine.provide`). See docs/machines.md.
  */
 import { assign, fromPromise, setup } from 'xstate';
+import type { DoneActorEvent, ErrorActorEvent } from 'xstate';
 import type { Image } from '../image/model.js';
 import type { PcrErrorCode } from '../errors.js';
 import { PcrError } from '../errors.js';
@@ -172,6 +173,17 @@ const broadcastPhase = {
   }),
 } as const;
 
+/** ASSIGN the plan of the worker that said hello. */
+const sendAssign = {
+  type: 'sendToWorker',
+  params: ({ context, event }: { context: CoordinatorContext; event: CoordinatorEvent }) => {
+    const pid = event.type === 'WORKER_HELLO' ? event.pid : 0;
+    const plan = context.plan.tasks.find((t) => t.pid === pid);
+    if (plan === undefined) throw new PcrError('PCR_ERR_INTERNAL', `no plan for task ${pid}`);
+    return { to: pid, message: { type: 'ASSIGN', plan } satisfies CoordinatorMessage };
+  },
+} as const;
+
 function abortReason(
   context: CoordinatorContext,
   message: string,
@@ -180,6 +192,50 @@ function abortReason(
 ): AbortReason {
   return { code, phase: context.phase, message, ...(pid === undefined ? {} : { pid }) };
 }
+
+type Registration = Pick<CoordinatorContext, 'hello' | 'spawned' | 'pidMap'>;
+
+/**
+ * The registration state after `event` (WORKER_HELLO, CHILDREN_SPAWNED or spawnRoot's done
+ * event). Pure: guards judge the registration this would make before the action makes it.
+ */
+export function applyRegistration(context: CoordinatorContext, event: unknown): Registration {
+  const { hello, spawned, pidMap } = context;
+  const e = event as CoordinatorEvent | DoneActorEvent<SpawnRootOutput, string>;
+  switch (e.type) {
+    case 'WORKER_HELLO':
+      return {
+        hello: withPairs(hello, [{ dumped: e.pid, restored: e.restoredPid }]),
+        spawned,
+        pidMap,
+      };
+    case 'CHILDREN_SPAWNED':
+      return {
+        hello,
+        spawned: spawned.includes(e.pid) ? spawned : [...spawned, e.pid],
+        pidMap: {
+          pids: withPairs(pidMap.pids, e.children),
+          tids: withPairs(pidMap.tids, e.threads),
+        },
+      };
+    case 'xstate.done.actor.spawnRoot': {
+      const root = { dumped: context.plan.rootPid, restored: e.output.restoredPid };
+      return { hello, spawned, pidMap: { ...pidMap, pids: withPairs(pidMap.pids, [root]) } };
+    }
+    default:
+      return { hello, spawned, pidMap };
+  }
+}
+
+const registered = (context: CoordinatorContext, event: unknown): CoordinatorContext => ({
+  ...context,
+  ...applyRegistration(context, event),
+});
+
+const errorText = (event: unknown): string => {
+  const error = (event as ErrorActorEvent).error;
+  return error instanceof Error ? error.message : String(error);
+};
 
 export const coordinatorMachine = setup({
   types: {
@@ -196,10 +252,49 @@ export const coordinatorMachine = setup({
     broadcast: (_, _params: { message: CoordinatorMessage }) => {},
     /** Announces the verification result (before holding). Runtime-provided. */
     reportResult: (_, _params: { pidMap: PidMap; differences: Difference[] }) => {},
+    recordRegistration: assign(({ context, event }) => applyRegistration(context, event)),
+    recordRegistrationProblem: assign({
+      failure: ({ context, event }) =>
+        abortReason(context, registrationProblem(registered(context, event)) ?? ''),
+    }),
+    recordRegistrationTimeout: assign({
+      failure: ({ context }) =>
+        abortReason(
+          context,
+          `timed out after ${context.phaseTimeoutMs} ms waiting for ${missingRegistrations(context).join(', ')}`,
+          'PCR_ERR_TIMEOUT',
+        ),
+    }),
+    recordSpawnRootError: assign({
+      failure: ({ context, event }) =>
+        abortReason(
+          context,
+          `spawning the root task ${context.plan.rootPid} failed: ${errorText(event)}`,
+          'PCR_ERR_RESTORE',
+          context.plan.rootPid,
+        ),
+    }),
     enterPhase: assign((_, params: { phase: BroadcastPhase }) => ({
       phase: params.phase,
       done: [],
     })),
+    recordPhaseDone: assign({
+      done: ({ context, event }) =>
+        event.type !== 'PHASE_DONE' || context.done.includes(event.pid)
+          ? context.done
+          : [...context.done, event.pid],
+    }),
+    recordStrayPhaseDone: assign({
+      failure: ({ context, event }) =>
+        event.type === 'PHASE_DONE'
+          ? abortReason(
+              context,
+              `task ${event.pid} finished phase ${event.phase} during phase ${context.phase}`,
+              'PCR_ERR_INTERNAL',
+              event.pid,
+            )
+          : context.failure,
+    }),
     phaseTimedOut: assign({
       failure: ({ context }) =>
         abortReason(
@@ -208,13 +303,67 @@ export const coordinatorMachine = setup({
           'PCR_ERR_TIMEOUT',
         ),
     }),
+    recordReport: assign({
+      reports: ({ context, event }) =>
+        event.type === 'FD_REPORT'
+          ? [...context.reports.filter((r) => r.pid !== event.report.pid), event.report]
+          : context.reports,
+    }),
+    compareReports: assign({
+      differences: ({ context }) =>
+        compareReports(context.image, context.pidMap, context.reports, {
+          externalDead: context.plan.externalDead,
+        }),
+    }),
+    recordWorkerFailed: assign({
+      failure: ({ context, event }) =>
+        event.type === 'WORKER_FAILED'
+          ? {
+              code: event.failure.code,
+              phase: event.failure.phase,
+              pid: event.pid,
+              message: describeFailure(event.pid, event.failure),
+            }
+          : context.failure,
+    }),
+    recordWorkerExited: assign({
+      failure: ({ context, event }) =>
+        event.type === 'WORKER_EXITED'
+          ? abortReason(
+              context,
+              `task ${event.pid} exited (${describeWaitStatus(event.status)}) during phase ${context.phase}`,
+              'PCR_ERR_TASK_EXITED',
+              event.pid,
+            )
+          : context.failure,
+    }),
+    recordStop: assign({
+      failure: ({ context, event }) =>
+        abortReason(
+          context,
+          `stopped during phase ${context.phase}${event.type === 'STOP' ? `: ${event.reason}` : ''}`,
+        ),
+    }),
+    recordTeardownError: assign({
+      failure: ({ context, event }) =>
+        abortReason(context, `tearing down failed: ${errorText(event)}`),
+    }),
   },
   guards: {
-    allRegistered: ({ context }) => missingRegistrations(context).length === 0,
-    registrationWrong: ({ context }) => registrationProblem(context) !== undefined,
-    isCurrentPhase: ({ context, event }) =>
-      event.type === 'PHASE_DONE' && event.phase === context.phase,
-    allTasksDone: ({ context }) => workerPids(context.plan).every((p) => context.done.includes(p)),
+    /** Would this event complete the registration of every task and thread? */
+    allRegistered: ({ context, event }) =>
+      missingRegistrations(registered(context, event)).length === 0,
+    /** Would this event make the registration wrong (unknown worker, pids disagree)? */
+    registrationWrong: ({ context, event }) =>
+      registrationProblem(registered(context, event)) !== undefined,
+    /** Is this PHASE_DONE for another phase than the current one? */
+    isStrayPhaseDone: ({ context, event }) =>
+      event.type === 'PHASE_DONE' && event.phase !== context.phase,
+    /** Is this PHASE_DONE the last one the current phase waits for? */
+    completesPhase: ({ context, event }) =>
+      event.type === 'PHASE_DONE' &&
+      event.phase === context.phase &&
+      workerPids(context.plan).every((p) => p === event.pid || context.done.includes(p)),
     shouldHold: ({ context }) => context.hold,
   },
   delays: {
@@ -237,191 +386,127 @@ export const coordinatorMachine = setup({
   }),
   initial: 'registering',
   on: {
-    WORKER_FAILED: {
-      target: '.aborting',
-      actions: assign({
-        failure: ({ event }) => ({
-          code: event.failure.code,
-          phase: event.failure.phase,
-          pid: event.pid,
-          message: describeFailure(event.pid, event.failure),
-        }),
-      }),
-    },
-    WORKER_EXITED: {
-      target: '.aborting',
-      actions: assign({
-        failure: ({ context, event }) =>
-          abortReason(
-            context,
-            `task ${event.pid} exited (${describeWaitStatus(event.status)}) during phase ${context.phase}`,
-            'PCR_ERR_TASK_EXITED',
-            event.pid,
-          ),
-      }),
-    },
-    STOP: {
-      target: '.aborting',
-      actions: assign({
-        failure: ({ context, event }) =>
-          abortReason(context, `stopped during phase ${context.phase}: ${event.reason}`),
-      }),
-    },
-    FD_REPORT: {
-      actions: assign({
-        reports: ({ context, event }) => [
-          ...context.reports.filter((r) => r.pid !== event.report.pid),
-          event.report,
-        ],
-      }),
-    },
+    WORKER_FAILED: { target: '.aborting', actions: 'recordWorkerFailed' },
+    WORKER_EXITED: { target: '.aborting', actions: 'recordWorkerExited' },
+    STOP: { target: '.aborting', actions: 'recordStop' },
+    FD_REPORT: { actions: 'recordReport' },
   },
   states: {
+    /** Waits for every worker's HELLO and CHILDREN_SPAWNED; answers each HELLO with ASSIGN. */
     registering: {
       invoke: {
         id: 'spawnRoot',
         src: 'spawnRoot',
-        input: ({ context }) => {
-          const root = context.plan.tasks[0];
-          return { root: { pid: context.plan.rootPid, reservedFds: root?.reservedFds ?? [] } };
-        },
-        onDone: {
-          actions: assign({
-            pidMap: ({ context, event }) => ({
-              ...context.pidMap,
-              pids: withPairs(context.pidMap.pids, [
-                { dumped: context.plan.rootPid, restored: event.output.restoredPid },
-              ]),
-            }),
-          }),
-        },
-        onError: {
-          target: 'aborting',
-          actions: assign({
-            failure: ({ context, event }) =>
-              abortReason(
-                context,
-                `spawning the root task ${context.plan.rootPid} failed: ${String((event.error as Error)?.message ?? event.error)}`,
-                'PCR_ERR_RESTORE',
-                context.plan.rootPid,
-              ),
-          }),
-        },
+        input: ({ context }) => ({
+          root: {
+            pid: context.plan.rootPid,
+            reservedFds: context.plan.tasks[0]?.reservedFds ?? [],
+          },
+        }),
+        onDone: [
+          {
+            guard: 'registrationWrong',
+            target: 'aborting',
+            actions: 'recordRegistrationProblem',
+          },
+          { guard: 'allRegistered', target: 'phases', actions: 'recordRegistration' },
+          { actions: 'recordRegistration' },
+        ],
+        onError: { target: 'aborting', actions: 'recordSpawnRootError' },
       },
       on: {
-        WORKER_HELLO: {
-          actions: [
-            assign({
-              hello: ({ context, event }) =>
-                withPairs(context.hello, [{ dumped: event.pid, restored: event.restoredPid }]),
-            }),
-            {
-              type: 'sendToWorker',
-              params: ({ context, event }) => ({
-                to: event.pid,
-                message: {
-                  type: 'ASSIGN',
-                  plan: context.plan.tasks.find((t) => t.pid === event.pid)!,
-                },
-              }),
-            },
-          ],
-        },
-        CHILDREN_SPAWNED: {
-          actions: assign({
-            spawned: ({ context, event }) => [...context.spawned, event.pid],
-            pidMap: ({ context, event }) => ({
-              pids: withPairs(context.pidMap.pids, event.children),
-              tids: withPairs(context.pidMap.tids, event.threads),
-            }),
-          }),
-        },
+        WORKER_HELLO: [
+          {
+            guard: 'registrationWrong',
+            target: 'aborting',
+            actions: 'recordRegistrationProblem',
+          },
+          {
+            guard: 'allRegistered',
+            target: 'phases',
+            actions: ['recordRegistration', sendAssign],
+          },
+          { actions: ['recordRegistration', sendAssign] },
+        ],
+        CHILDREN_SPAWNED: [
+          {
+            guard: 'registrationWrong',
+            target: 'aborting',
+            actions: 'recordRegistrationProblem',
+          },
+          { guard: 'allRegistered', target: 'phases', actions: 'recordRegistration' },
+          { actions: 'recordRegistration' },
+        ],
       },
-      always: [
-        {
-          guard: 'registrationWrong',
-          target: 'aborting',
-          actions: assign({
-            failure: ({ context }) => abortReason(context, registrationProblem(context) ?? ''),
-          }),
-        },
-        { guard: 'allRegistered', target: 'phases' },
-      ],
-      after: {
-        phaseTimeout: {
-          target: 'aborting',
-          actions: assign({
-            failure: ({ context }) =>
-              abortReason(
-                context,
-                `timed out waiting for ${missingRegistrations(context).join(', ')}`,
-                'PCR_ERR_TIMEOUT',
-              ),
-          }),
-        },
-      },
+      after: { phaseTimeout: { target: 'aborting', actions: 'recordRegistrationTimeout' } },
     },
+    /** One child state per phase: broadcast PHASE, wait for every PHASE_DONE. */
     phases: {
       initial: 'open-alive',
       on: {
         PHASE_DONE: [
           {
-            guard: 'isCurrentPhase',
-            actions: assign({
-              done: ({ context, event }) =>
-                context.done.includes(event.pid) ? context.done : [...context.done, event.pid],
-            }),
+            guard: 'isStrayPhaseDone',
+            target: '#coordinator.aborting',
+            actions: 'recordStrayPhaseDone',
           },
-          {
-            target: 'aborting',
-            actions: assign({
-              failure: ({ context, event }) =>
-                abortReason(
-                  context,
-                  `task ${event.pid} finished phase ${event.phase} during phase ${context.phase}`,
-                  'PCR_ERR_INTERNAL',
-                  event.pid,
-                ),
-            }),
-          },
+          { actions: 'recordPhaseDone' },
         ],
       },
       states: {
         'open-alive': {
           entry: [{ type: 'enterPhase', params: { phase: 'open-alive' } }, broadcastPhase],
-          always: { guard: 'allTasksDone', target: 'dead' },
+          on: {
+            PHASE_DONE: { guard: 'completesPhase', target: 'dead', actions: 'recordPhaseDone' },
+          },
           after: { phaseTimeout: { target: '#coordinator.aborting', actions: 'phaseTimedOut' } },
         },
         dead: {
           entry: [{ type: 'enterPhase', params: { phase: 'dead' } }, broadcastPhase],
-          always: { guard: 'allTasksDone', target: 'kill-temp' },
+          on: {
+            PHASE_DONE: {
+              guard: 'completesPhase',
+              target: 'kill-temp',
+              actions: 'recordPhaseDone',
+            },
+          },
           after: { phaseTimeout: { target: '#coordinator.aborting', actions: 'phaseTimedOut' } },
         },
         'kill-temp': {
           entry: [{ type: 'enterPhase', params: { phase: 'kill-temp' } }, broadcastPhase],
-          always: { guard: 'allTasksDone', target: 'finalize' },
+          on: {
+            PHASE_DONE: {
+              guard: 'completesPhase',
+              target: 'finalize',
+              actions: 'recordPhaseDone',
+            },
+          },
           after: { phaseTimeout: { target: '#coordinator.aborting', actions: 'phaseTimedOut' } },
         },
         finalize: {
           entry: [{ type: 'enterPhase', params: { phase: 'finalize' } }, broadcastPhase],
-          always: { guard: 'allTasksDone', target: 'verify' },
+          on: {
+            PHASE_DONE: { guard: 'completesPhase', target: 'verify', actions: 'recordPhaseDone' },
+          },
           after: { phaseTimeout: { target: '#coordinator.aborting', actions: 'phaseTimedOut' } },
         },
         verify: {
           entry: [{ type: 'enterPhase', params: { phase: 'verify' } }, broadcastPhase],
-          always: { guard: 'allTasksDone', target: '#coordinator.comparing' },
+          on: {
+            PHASE_DONE: {
+              guard: 'completesPhase',
+              target: '#coordinator.comparing',
+              actions: 'recordPhaseDone',
+            },
+          },
           after: { phaseTimeout: { target: '#coordinator.aborting', actions: 'phaseTimedOut' } },
         },
       },
     },
+    /** Every report is in: compare with the image, announce, then hold or tear down. */
     comparing: {
       entry: [
-        assign({
-          differences: ({ context }) =>
-            compareReports(context.image, context.pidMap, context.reports, {
-              externalDead: context.plan.externalDead,
-            }),
-        }),
+        'compareReports',
         {
           type: 'reportResult',
           params: ({ context }) => ({ pidMap: context.pidMap, differences: context.differences }),
@@ -443,16 +528,7 @@ export const coordinatorMachine = setup({
         src: 'tearDownTree',
         input: ({ context }) => ({ pidMap: context.pidMap }),
         onDone: 'done',
-        onError: {
-          target: 'failed',
-          actions: assign({
-            failure: ({ context, event }) =>
-              abortReason(
-                context,
-                `tearing down failed: ${String((event.error as Error)?.message ?? event.error)}`,
-              ),
-          }),
-        },
+        onError: { target: 'failed', actions: 'recordTeardownError' },
       },
     },
     aborting: {
@@ -462,7 +538,7 @@ export const coordinatorMachine = setup({
           message: { type: 'TEARDOWN', reason: context.failure?.message ?? 'aborted' },
         }),
       },
-      on: { WORKER_EXITED: {}, WORKER_FAILED: {}, STOP: {}, PHASE_DONE: {}, FD_REPORT: {} },
+      on: { WORKER_EXITED: {}, WORKER_FAILED: {}, STOP: {} },
       invoke: {
         id: 'abortTree',
         src: 'abortTree',

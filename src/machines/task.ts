@@ -4,8 +4,8 @@
  * `notifyCoordinator` action, both provided by the worker runtime with `provide()`.
  * States and transitions are documented in docs/machines.md.
  */
-import { and, assign, not, setup } from 'xstate';
-import type { DoneActorEvent } from 'xstate';
+import { assign, setup } from 'xstate';
+import type { DoneActorEvent, ErrorActorEvent } from 'xstate';
 import type { BroadcastPhase, OpenPhase, Phase, PhaseSteps, TaskPlan } from '../plan/types.js';
 import { PHASES } from '../plan/types.js';
 import type {
@@ -19,7 +19,13 @@ import type {
 import { EMPTY_PID_MAP } from '../plan/pidmap.js';
 import { failureFromError } from './failure.js';
 import { taskActorPlaceholders } from './task-actors.js';
-import type { FileFd, FinishTempOutput, TempProcess } from './task-actors.js';
+import type {
+  FileFd,
+  FinishTempOutput,
+  OpenFilesOutput,
+  SpawnTempOutput,
+  TempProcess,
+} from './task-actors.js';
 
 export interface TaskInput {
   plan: TaskPlan;
@@ -86,8 +92,22 @@ const notifyPhaseDone = {
   params: ({ context }: { context: TaskContext }) => phaseDone(context),
 } as const;
 
+/** The output of the actor whose done event this is. */
+const outputOf = <T>(event: unknown): T => (event as DoneActorEvent<T>).output;
+const errorOf = (event: unknown): unknown => (event as ErrorActorEvent).error;
+
 /** The parameterized guard "is the PHASE event for `phase`?". */
 const isPhase = (phase: BroadcastPhase) => ({ type: 'isPhase', params: { phase } }) as const;
+
+/** PHASE_DONE of the PHASE event's phase (when there is nothing to do in it). */
+const notifyPhaseDoneFromEvent = {
+  type: 'notifyCoordinator',
+  params: ({ context, event }: { context: TaskContext; event: TaskEvent }) => ({
+    type: 'PHASE_DONE' as const,
+    pid: context.plan.pid,
+    phase: eventPhase(context, event) as BroadcastPhase,
+  }),
+} as const;
 
 const fail = (context: TaskContext, error: unknown) => failureFromError(error, context.phase);
 
@@ -107,28 +127,69 @@ export const taskMachine = setup({
       phase: ({ context, event }) => eventPhase(context, event),
       pidMap: ({ context, event }) => (event.type === 'PHASE' ? event.pidMap : context.pidMap),
     }),
+    /** Adds the files and helper fds an openFiles/recvFds actor reports. */
+    recordFiles: assign(({ context, event }) => {
+      const out = outputOf<OpenFilesOutput>(event);
+      return {
+        files: [...context.files, ...out.files],
+        helperFds: [...context.helperFds, ...out.helperFds],
+      };
+    }),
+    recordTemps: assign(({ context, event }) => {
+      const out = outputOf<SpawnTempOutput>(event);
+      return { temps: out.temps, helperFds: [...context.helperFds, ...out.helperFds] };
+    }),
+    clearHelperFds: assign({ helperFds: [] }),
+    recordReport: assign({ report: ({ event }) => outputOf<FdReport>(event) }),
+    /** An actor failed: keep its error as a Failure of the current phase. */
+    recordActorError: assign({
+      failure: ({ context, event }) => context.failure ?? fail(context, errorOf(event)),
+    }),
+    recordWrongTempDeath: assign({
+      failure: ({ context, event }) => ({
+        code: 'PCR_ERR_RESTORE',
+        phase: context.phase,
+        message: wrongTempDeath(context.temps, outputOf<FinishTempOutput>(event)) ?? '',
+      }),
+    }),
+    recordOutOfOrderPhase: assign({
+      failure: ({ context, event }) => ({
+        code: 'PCR_ERR_INTERNAL',
+        phase: context.phase,
+        message: `PHASE ${eventPhase(context, event)} is out of order after phase ${context.phase}`,
+      }),
+    }),
+    recordBusyPhase: assign({
+      failure: ({ context, event }) => ({
+        code: 'PCR_ERR_INTERNAL',
+        phase: context.phase,
+        message: `PHASE ${eventPhase(context, event)} arrived while phase ${context.phase} was not finished`,
+      }),
+    }),
+    recordTeardown: assign({
+      teardownReason: ({ event }) => (event.type === 'TEARDOWN' ? event.reason : 'teardown'),
+    }),
   },
   guards: {
-    /** Is the PHASE event the phase right after the current one? */
-    isExpectedPhase: ({ context, event }) =>
-      event.type === 'PHASE' && PHASES.indexOf(event.phase) === PHASES.indexOf(context.phase) + 1,
+    /** Is the PHASE event not the phase right after the current one? */
+    isOutOfOrder: ({ context, event }) =>
+      event.type !== 'PHASE' || PHASES.indexOf(event.phase) !== PHASES.indexOf(context.phase) + 1,
     isPhase: ({ event }, params: { phase: BroadcastPhase }) =>
       event.type === 'PHASE' && event.phase === params.phase,
-    /** Does this task create temporary processes for dead groups? */
-    isCreator: ({ context }) => context.plan.steps.dead.temps.length > 0,
+    /** Phase dead: does this task create temporary processes for dead groups? */
+    isCreator: ({ context, event }) =>
+      eventPhase(context, event) === 'dead' && context.plan.steps.dead.temps.length > 0,
     /** Does this task expect fds from other tasks in the (event's or current) phase? */
     expectsFds: ({ context, event }) =>
       stepsOf(context.plan, eventPhase(context, event)).receives.length > 0,
     /** Does this task send fds to other tasks in the current phase? */
     hasSends: ({ context }) => stepsOf(context.plan, context.phase).sends.length > 0,
-    /** Does this task hold temporary processes to finish? */
-    hasTemps: ({ context }) => context.temps.length > 0,
+    /** Phase kill-temp: does this task hold temporary processes to finish? */
+    hasTemps: ({ context, event }) =>
+      eventPhase(context, event) === 'kill-temp' && context.temps.length > 0,
     /** Did a temp die otherwise than planned (finishTemp's done event)? */
     tempDiedWrong: ({ context, event }) =>
-      wrongTempDeath(
-        context.temps,
-        (event as unknown as DoneActorEvent<FinishTempOutput>).output,
-      ) !== undefined,
+      wrongTempDeath(context.temps, outputOf<FinishTempOutput>(event)) !== undefined,
   },
 }).createMachine({
   id: 'task',
@@ -142,20 +203,8 @@ export const taskMachine = setup({
   }),
   initial: 'spawning',
   on: {
-    TEARDOWN: {
-      target: '.tearing-down',
-      actions: assign({ teardownReason: ({ event }) => event.reason }),
-    },
-    PHASE: {
-      target: '.failed',
-      actions: assign({
-        failure: ({ context, event }) => ({
-          code: 'PCR_ERR_INTERNAL',
-          phase: context.phase,
-          message: `PHASE ${event.phase} arrived while phase ${context.phase} was not finished`,
-        }),
-      }),
-    },
+    TEARDOWN: { target: '.tearing-down', actions: 'recordTeardown' },
+    PHASE: { target: '.failed', actions: 'recordBusyPhase' },
   },
   states: {
     spawning: {
@@ -180,70 +229,22 @@ export const taskMachine = setup({
             }),
           },
         },
-        onError: {
-          target: 'failed',
-          actions: assign({ failure: ({ context, event }) => fail(context, event.error) }),
-        },
+        onError: { target: 'failed', actions: 'recordActorError' },
       },
     },
+    /** Between phases: waits for the next PHASE and goes where that phase starts. */
     ready: {
       on: {
         PHASE: [
-          {
-            guard: not('isExpectedPhase'),
-            target: 'failed',
-            actions: assign({
-              failure: ({ context, event }) => ({
-                code: 'PCR_ERR_INTERNAL',
-                phase: context.phase,
-                message: `PHASE ${event.phase} is out of order after phase ${context.phase}`,
-              }),
-            }),
-          },
-          {
-            guard: isPhase('open-alive'),
-            target: 'open-alive',
-            actions: 'enterPhase',
-          },
-          {
-            guard: and([isPhase('dead'), 'isCreator']),
-            target: 'become-creator',
-            actions: 'enterPhase',
-          },
-          {
-            guard: and([isPhase('dead'), 'expectsFds']),
-            target: 'wait-for-fd',
-            actions: 'enterPhase',
-          },
-          {
-            guard: and([isPhase('kill-temp'), 'hasTemps']),
-            target: 'kill-temp',
-            actions: 'enterPhase',
-          },
-          {
-            guard: isPhase('finalize'),
-            target: 'finalizing',
-            actions: 'enterPhase',
-          },
-          {
-            guard: isPhase('verify'),
-            target: 'reporting',
-            actions: 'enterPhase',
-          },
-          // Nothing to do in this phase: done at once.
-          {
-            actions: [
-              'enterPhase',
-              {
-                type: 'notifyCoordinator',
-                params: ({ context, event }) => ({
-                  type: 'PHASE_DONE',
-                  pid: context.plan.pid,
-                  phase: event.phase,
-                }),
-              },
-            ],
-          },
+          { guard: 'isOutOfOrder', target: 'failed', actions: 'recordOutOfOrderPhase' },
+          { guard: isPhase('open-alive'), target: 'open-alive', actions: 'enterPhase' },
+          { guard: isPhase('finalize'), target: 'finalizing', actions: 'enterPhase' },
+          { guard: isPhase('verify'), target: 'reporting', actions: 'enterPhase' },
+          { guard: 'isCreator', target: 'become-creator', actions: 'enterPhase' },
+          { guard: 'expectsFds', target: 'wait-for-fd', actions: 'enterPhase' },
+          { guard: 'hasTemps', target: 'kill-temp', actions: 'enterPhase' },
+          // dead or kill-temp with nothing to do here: done at once.
+          { actions: ['enterPhase', notifyPhaseDoneFromEvent] },
         ],
       },
     },
@@ -258,17 +259,12 @@ export const taskMachine = setup({
           pidMap: context.pidMap,
           temps: [],
         }),
-        onDone: {
-          target: 'opened',
-          actions: assign({
-            files: ({ context, event }) => [...context.files, ...event.output.files],
-            helperFds: ({ context, event }) => [...context.helperFds, ...event.output.helperFds],
-          }),
-        },
-        onError: {
-          target: 'failed',
-          actions: assign({ failure: ({ context, event }) => fail(context, event.error) }),
-        },
+        onDone: [
+          { guard: 'hasSends', target: 'sending', actions: 'recordFiles' },
+          { guard: 'expectsFds', target: 'wait-for-fd', actions: 'recordFiles' },
+          { target: 'ready', actions: ['recordFiles', notifyPhaseDone] },
+        ],
+        onError: { target: 'failed', actions: 'recordActorError' },
       },
     },
     'become-creator': {
@@ -282,20 +278,8 @@ export const taskMachine = setup({
               pid: context.plan.pid,
               temps: context.plan.steps.dead.temps,
             }),
-            onDone: {
-              target: 'opening',
-              actions: assign({
-                temps: ({ event }) => event.output.temps,
-                helperFds: ({ context, event }) => [
-                  ...context.helperFds,
-                  ...event.output.helperFds,
-                ],
-              }),
-            },
-            onError: {
-              target: '#task.failed',
-              actions: assign({ failure: ({ context, event }) => fail(context, event.error) }),
-            },
+            onDone: { target: 'opening', actions: 'recordTemps' },
+            onError: { target: '#task.failed', actions: 'recordActorError' },
           },
         },
         opening: {
@@ -309,29 +293,13 @@ export const taskMachine = setup({
               pidMap: context.pidMap,
               temps: context.temps,
             }),
-            onDone: {
-              target: 'created',
-              actions: assign({
-                files: ({ context, event }) => [...context.files, ...event.output.files],
-                helperFds: ({ context, event }) => [
-                  ...context.helperFds,
-                  ...event.output.helperFds,
-                ],
-              }),
-            },
-            onError: {
-              target: '#task.failed',
-              actions: assign({ failure: ({ context, event }) => fail(context, event.error) }),
-            },
+            onDone: { target: 'created', actions: 'recordFiles' },
+            onError: { target: '#task.failed', actions: 'recordActorError' },
           },
         },
         created: { type: 'final' },
       },
-      onDone: { target: 'opened' },
-    },
-    /** Files of the phase are open here; pass them on. */
-    opened: {
-      always: [
+      onDone: [
         { guard: 'hasSends', target: 'sending' },
         { guard: 'expectsFds', target: 'wait-for-fd' },
         { target: 'ready', actions: notifyPhaseDone },
@@ -352,10 +320,7 @@ export const taskMachine = setup({
           { guard: 'expectsFds', target: 'wait-for-fd' },
           { target: 'ready', actions: notifyPhaseDone },
         ],
-        onError: {
-          target: 'failed',
-          actions: assign({ failure: ({ context, event }) => fail(context, event.error) }),
-        },
+        onError: { target: 'failed', actions: 'recordActorError' },
       },
     },
     'wait-for-fd': {
@@ -368,20 +333,8 @@ export const taskMachine = setup({
           receives: stepsOf(context.plan, context.phase).receives,
           pidMap: context.pidMap,
         }),
-        onDone: {
-          target: 'ready',
-          actions: [
-            assign({
-              files: ({ context, event }) => [...context.files, ...event.output.files],
-              helperFds: ({ context, event }) => [...context.helperFds, ...event.output.helperFds],
-            }),
-            notifyPhaseDone,
-          ],
-        },
-        onError: {
-          target: 'failed',
-          actions: assign({ failure: ({ context, event }) => fail(context, event.error) }),
-        },
+        onDone: { target: 'ready', actions: ['recordFiles', notifyPhaseDone] },
+        onError: { target: 'failed', actions: 'recordActorError' },
       },
     },
     'kill-temp': {
@@ -390,23 +343,10 @@ export const taskMachine = setup({
         src: 'finishTemp',
         input: ({ context }) => ({ pid: context.plan.pid, temps: context.temps }),
         onDone: [
-          {
-            guard: 'tempDiedWrong',
-            target: 'failed',
-            actions: assign({
-              failure: ({ context, event }) => ({
-                code: 'PCR_ERR_RESTORE',
-                phase: context.phase,
-                message: wrongTempDeath(context.temps, event.output) ?? '',
-              }),
-            }),
-          },
+          { guard: 'tempDiedWrong', target: 'failed', actions: 'recordWrongTempDeath' },
           { target: 'ready', actions: notifyPhaseDone },
         ],
-        onError: {
-          target: 'failed',
-          actions: assign({ failure: ({ context, event }) => fail(context, event.error) }),
-        },
+        onError: { target: 'failed', actions: 'recordActorError' },
       },
     },
     finalizing: {
@@ -418,14 +358,8 @@ export const taskMachine = setup({
           fds: context.plan.fds,
           drop: context.helperFds,
         }),
-        onDone: {
-          target: 'ready',
-          actions: [assign({ helperFds: [] }), notifyPhaseDone],
-        },
-        onError: {
-          target: 'failed',
-          actions: assign({ failure: ({ context, event }) => fail(context, event.error) }),
-        },
+        onDone: { target: 'ready', actions: ['clearHelperFds', notifyPhaseDone] },
+        onError: { target: 'failed', actions: 'recordActorError' },
       },
     },
     reporting: {
@@ -436,7 +370,7 @@ export const taskMachine = setup({
         onDone: {
           target: 'holding',
           actions: [
-            assign({ report: ({ event }) => event.output }),
+            'recordReport',
             {
               type: 'notifyCoordinator',
               params: ({ event }) => ({ type: 'FD_REPORT', report: event.output }),
@@ -444,15 +378,12 @@ export const taskMachine = setup({
             notifyPhaseDone,
           ],
         },
-        onError: {
-          target: 'failed',
-          actions: assign({ failure: ({ context, event }) => fail(context, event.error) }),
-        },
+        onError: { target: 'failed', actions: 'recordActorError' },
       },
     },
-    /** Restored and verified: hold every fd until TEARDOWN. */
+    /** Restored and verified: holds every fd until TEARDOWN. */
     holding: {},
-    /** Reported to the coordinator; waits for TEARDOWN. */
+    /** Told the coordinator; waits for TEARDOWN. */
     failed: {
       entry: {
         type: 'notifyCoordinator',
@@ -478,12 +409,7 @@ export const taskMachine = setup({
           reason: context.teardownReason ?? 'teardown',
         }),
         onDone: 'done',
-        onError: {
-          target: 'done',
-          actions: assign({
-            failure: ({ context, event }) => context.failure ?? fail(context, event.error),
-          }),
-        },
+        onError: { target: 'done', actions: 'recordActorError' },
       },
     },
     done: { type: 'final' },

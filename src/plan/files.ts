@@ -5,7 +5,14 @@
  */
 import { ImageError } from '../errors.js';
 import type { Image, PidfdFile, Target, Task } from '../image/model.js';
-import { describeFlags, isThreadFlags, pidfdOpenCanMake } from './flags.js';
+import {
+  describeFlags,
+  isThreadFlags,
+  pidfdOpenCanMake,
+  pidfdOpenFlags,
+  reopenFlagsFor,
+} from './flags.js';
+import { FLAGS } from '../image/model.js';
 import { SIGKILL_STATUS, unreproducibleStatus } from './status.js';
 import type {
   DeadGroup,
@@ -74,8 +81,9 @@ function classifyThread(ix: ImageIndex, target: Target, flags: number): Classifi
   }
   if (target.tid === task.pid)
     return { dead: false, how: { strategy: 'pidfd-open', taskPid: task.pid } };
-  if (!isThreadFlags(flags))
+  if (!isThreadFlags(flags) && reopenFlagsFor(flags) === undefined) {
     return { refusal: `a thread pidfd without PIDFD_THREAD cannot be made` };
+  }
   return { dead: false, how: { strategy: 'thread-open', taskPid: task.pid, tid: target.tid } };
 }
 
@@ -111,10 +119,32 @@ function classifyExternal(ix: ImageIndex, target: Target, opts: PlanOptions): Cl
   };
 }
 
-function classify(ix: ImageIndex, file: PidfdFile, target: Target, opts: PlanOptions): Classified {
-  if (!pidfdOpenCanMake(file.flags)) {
-    return { refusal: `flags ${describeFlags(file.flags)} cannot be made by pidfd_open` };
+/** How a file's f_flags are made: pidfd_open flags, and maybe a /proc/self/fd reopen. */
+interface MadeFlags {
+  pidfdFlags: number;
+  reopenFlags?: number;
+}
+
+function makeFlags(flags: number, opts: PlanOptions): MadeFlags | { refusal: string } {
+  if (pidfdOpenCanMake(flags)) return { pidfdFlags: pidfdOpenFlags(flags) };
+  const reopenFlags = reopenFlagsFor(flags);
+  if (reopenFlags === undefined) {
+    return { refusal: `flags ${describeFlags(flags)} cannot be made by pidfd_open or a reopen` };
   }
+  if (opts.unprivileged) {
+    return {
+      refusal: `flags ${describeFlags(flags)} need a /proc/self/fd reopen, which needs CAP_DAC_OVERRIDE (pidfs inodes are 0700 root)`,
+    };
+  }
+  return { pidfdFlags: 0, reopenFlags };
+}
+
+/** pidfd_open flags of a planned open: a thread-open always asks for PIDFD_THREAD. */
+function pidfdFlagsFor(made: MadeFlags, how: OpenHow): number {
+  return how.strategy === 'thread-open' ? made.pidfdFlags | FLAGS.O_EXCL : made.pidfdFlags;
+}
+
+function classify(ix: ImageIndex, file: PidfdFile, target: Target, opts: PlanOptions): Classified {
   let c: Classified | string;
   switch (target.kind) {
     case 'in-tree-alive':
@@ -145,6 +175,7 @@ export interface FilesAndGroups {
 
 interface PendingDead {
   file: PidfdFile;
+  made: MadeFlags;
   holders: FileHolder[];
   exitStatus: number;
   source: ExitStatusSource;
@@ -162,11 +193,17 @@ export function planFiles(ix: ImageIndex, opts: PlanOptions): FilesAndGroups {
     const target = ix.targets.get(file.ino);
     if (target === undefined)
       throw new ImageError(`file ${file.id}`, `unknown target ino ${file.ino}`);
+    const made = makeFlags(file.flags, opts);
+    if ('refusal' in made) {
+      refusals.push(`${nameFile(holders)}: ${made.refusal}`);
+      continue;
+    }
     const c = classify(ix, file, target, opts);
     if ('refusal' in c) refusals.push(`${nameFile(holders)}: ${c.refusal}`);
     else if (c.dead) {
       const pending = {
         file,
+        made,
         holders,
         exitStatus: c.exitStatus,
         source: c.source,
@@ -182,6 +219,8 @@ export function planFiles(ix: ImageIndex, opts: PlanOptions): FilesAndGroups {
         phase: 'open-alive',
         opener: highestPid(holders.map((h) => h.pid)),
         how: c.how,
+        pidfdFlags: pidfdFlagsFor(made, c.how),
+        ...(made.reopenFlags === undefined ? {} : { reopenFlags: made.reopenFlags }),
         holders,
       });
     }
@@ -207,6 +246,8 @@ function planDeadGroups(dead: Map<bigint, PendingDead[]>, files: FilePlan[]): De
         phase: 'dead',
         opener: creator,
         how: { strategy: 'temp', groupId },
+        pidfdFlags: m.made.pidfdFlags,
+        ...(m.made.reopenFlags === undefined ? {} : { reopenFlags: m.made.reopenFlags }),
         holders: m.holders,
       });
     }

@@ -14,6 +14,20 @@ export function pidfdOpenFlags(flags: number): number {
   return flags & (FLAGS.O_NONBLOCK | FLAGS.O_EXCL);
 }
 
+/**
+ * The open(2) flags that reproduce `flags` by reopening a pidfd through /proc/self/fd/N,
+ * or undefined. Measured on 6.18: such a reopen keeps the pidfs ino (and a reaped
+ * target's state), always adds O_LARGEFILE, takes any access mode and O_NONBLOCK, and
+ * drops O_EXCL. pidfs inodes are mode 0700 owned by root: it needs CAP_DAC_OVERRIDE.
+ */
+export function reopenFlagsFor(flags: number): number | undefined {
+  const access = flags & FLAGS.O_ACCMODE;
+  const rest = flags & ~FLAGS.O_ACCMODE;
+  if (access === FLAGS.O_ACCMODE || (rest & FLAGS.O_LARGEFILE) === 0) return undefined;
+  if ((rest & ~(FLAGS.O_LARGEFILE | FLAGS.O_NONBLOCK)) !== 0) return undefined;
+  return access | (rest & FLAGS.O_NONBLOCK);
+}
+
 export function isThreadFlags(flags: number): boolean {
   return (flags & FLAGS.O_EXCL) !== 0;
 }

@@ -127,6 +127,8 @@ function stepsOf(
       fileId: f.fileId,
       flags: f.flags,
       how: f.how,
+      pidfdFlags: f.pidfdFlags,
+      ...(f.reopenFlags === undefined ? {} : { reopenFlags: f.reopenFlags }),
       installAt: f.holders.find((h) => h.pid === pid)?.fds ?? [],
     }));
   return {

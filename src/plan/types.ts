@@ -77,6 +77,14 @@ export interface FilePlan {
   /** Dumped pid of the task that opens the file and sends it to every other holder. */
   opener: number;
   how: OpenHow;
+  /** The flags argument of pidfd_open (PIDFD_NONBLOCK, PIDFD_THREAD). */
+  pidfdFlags: number;
+  /**
+   * When set, the pidfd is then reopened with open("/proc/self/fd/N", reopenFlags) and
+   * the reopened file is the one installed and sent (flags with O_LARGEFILE or another
+   * access mode). Needs CAP_DAC_OVERRIDE: pidfs inodes are 0700 root.
+   */
+  reopenFlags?: number;
   /** Sorted by pid; the opener is among them unless it is a creator opening for others. */
   holders: FileHolder[];
 }
@@ -114,8 +122,13 @@ export interface TempStep {
 /** Open one file and install it at `installAt` (empty: the opener only sends it). */
 export interface OpenStep {
   fileId: number;
+  /** The f_flags the file must end up with (what verification expects). */
   flags: number;
   how: OpenHow;
+  /** The flags argument of pidfd_open (PIDFD_NONBLOCK, PIDFD_THREAD). */
+  pidfdFlags: number;
+  /** See FilePlan.reopenFlags. */
+  reopenFlags?: number;
   installAt: FdInstall[];
 }
 
@@ -198,4 +211,9 @@ export interface PlanOptions {
    * another boot: without `externalDead` they are refused.
    */
   currentBootId?: string;
+  /**
+   * The restore runs without CAP_DAC_OVERRIDE: files that need a /proc/self/fd reopen
+   * (O_LARGEFILE, other access modes) are refused at plan time instead of failing later.
+   */
+  unprivileged?: boolean;
 }

@@ -52,6 +52,11 @@ export function readStatus(pid: number): Status {
   return parseStatus(readProc(pid, 'status'));
 }
 
+/** Stat of one thread (its own state letter). */
+export function readThreadStat(pid: number, tid: number): Stat {
+  return parseStat(readProc(pid, `task/${tid}/stat`));
+}
+
 /** Status of one thread (TracerPid is per thread). */
 export function readThreadStatus(pid: number, tid: number): Status {
   return parseStatus(readProc(pid, `task/${tid}/status`));

@@ -89,7 +89,7 @@ test('stat, status, tids, children, cmdline and comm of this process', (t) => {
   assert.equal(tids[0], self);
   assert.equal(tids.length, st.numThreads);
   assert.ok(readChildren(self).includes(child));
-  assert.deepEqual(readCmdline(self), process.argv);
+  assert.deepEqual(readCmdline(self).slice(1), [...process.execArgv, ...process.argv.slice(1)]);
   assert.equal(readComm(self), st.comm);
 });
 

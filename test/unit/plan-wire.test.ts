@@ -13,7 +13,8 @@ import {
   taskPlanFromPb,
   taskPlanToPb,
 } from '../../src/plan/wire.js';
-import { sampleImage } from '../fixtures/plan-images.js';
+import { FLAGS } from '../../src/image/model.js';
+import { file, sampleImage } from '../fixtures/plan-images.js';
 
 test('every TaskPlan survives the protobuf round trip unchanged', () => {
   const plan = planRestore(sampleImage(), { externalDead: false });
@@ -25,6 +26,13 @@ test('every TaskPlan survives the protobuf round trip unchanged', () => {
   // externalDead plans carry an assumed-sigkill temp and a 64-bit ino.
   const dead = planRestore(sampleImage(), { externalDead: true });
   for (const t of dead.tasks) assert.deepEqual(taskPlanFromPb(taskPlanToPb(t)), t);
+  // Reopen flags (O_RDONLY = 0 included) survive too.
+  const reopen = sampleImage();
+  reopen.files[6] = file(6, 5000, FLAGS.O_LARGEFILE);
+  const t300 = planRestore(reopen).tasks.find((t) => t.pid === 300)!;
+  const back = taskPlanFromPb(taskPlanToPb(t300));
+  assert.deepEqual(back, t300);
+  assert.equal(back.steps['open-alive'].opens.find((o) => o.fileId === 6)!.reopenFlags, 0);
 });
 
 test('external-reopen keeps a full 64-bit ino', () => {

@@ -88,9 +88,16 @@ test('the creator makes one temp, opens every file of its group and sends them',
       fileId: 2,
       flags: RDWR,
       how: { strategy: 'temp', groupId: 0 },
+      pidfdFlags: 0,
       installAt: [{ fd: 5, cloexec: true }],
     },
-    { fileId: 3, flags: RDWR, how: { strategy: 'temp', groupId: 0 }, installAt: [] },
+    {
+      fileId: 3,
+      flags: RDWR,
+      how: { strategy: 'temp', groupId: 0 },
+      pidfdFlags: 0,
+      installAt: [],
+    },
   ]);
   assert.deepEqual(t200.steps.dead.sends, [{ to: 100, fileIds: [2, 3] }]);
   assert.deepEqual(t200.killTemps, [0]);
@@ -206,15 +213,56 @@ test('same image, same plan; order of files and targets in the image does not ma
   assert.deepEqual(planRestore(shuffled), a);
 });
 
-test('refuses flags pidfd_open cannot make, naming task, fd and flags', () => {
+test('pidfd_open flags: PIDFD_NONBLOCK and PIDFD_THREAD come from the file flags', () => {
+  const plan = planRestore(sampleImage());
+  const file = (id: number) => plan.files.find((f) => f.fileId === id)!;
+  assert.equal(file(4).pidfdFlags, FLAGS.O_NONBLOCK);
+  assert.equal(file(5).pidfdFlags, FLAGS.O_EXCL);
+  assert.equal(file(0).pidfdFlags, 0);
+  assert.equal(file(0).reopenFlags, undefined);
+});
+
+test('O_LARGEFILE and other access modes are made by a /proc/self/fd reopen', () => {
   const img = sampleImage();
   img.files[6] = file(6, 5000, RDWR | FLAGS.O_LARGEFILE);
-  const e = refusal(img);
+  img.files[2] = file(2, 2000, FLAGS.O_LARGEFILE | FLAGS.O_NONBLOCK); // O_RDONLY, dead target
+  img.files[5] = file(5, 4000, FLAGS.O_LARGEFILE | RDWR); // a thread pidfd reopened
+  const plan = planRestore(img);
+  const f = (id: number) => plan.files.find((x) => x.fileId === id)!;
+  assert.deepEqual([f(6).pidfdFlags, f(6).reopenFlags], [0, RDWR]);
+  assert.deepEqual([f(2).pidfdFlags, f(2).reopenFlags], [0, FLAGS.O_NONBLOCK]);
+  assert.deepEqual(f(5).how, { strategy: 'thread-open', taskPid: 200, tid: 201 });
+  assert.deepEqual([f(5).pidfdFlags, f(5).reopenFlags], [FLAGS.O_EXCL, RDWR]);
+  const step = plan.tasks[0]!.steps['open-alive'].opens.find((o) => o.fileId === 5)!;
+  assert.equal(step.reopenFlags, RDWR);
+  assert.equal(step.flags, FLAGS.O_LARGEFILE | RDWR);
+});
+
+test('refuses flags neither pidfd_open nor a reopen can make, naming task, fd and flags', () => {
+  const excl = sampleImage();
+  excl.files[6] = file(6, 5000, RDWR | FLAGS.O_LARGEFILE | FLAGS.O_EXCL);
+  const e = refusal(excl);
   assert.equal(e.code, 'PCR_ERR_UNSUPPORTED');
-  assert.match(e.message, /task 300 fd 4: flags 0100002 \(O_RDWR\|O_LARGEFILE\)/);
+  assert.match(
+    e.message,
+    /task 300 fd 4: flags 0100202 \(O_RDWR\|O_EXCL\(PIDFD_THREAD\)\|O_LARGEFILE\)/,
+  );
   const ro = sampleImage();
   ro.files[0] = file(0, 1000, 0);
-  assert.match(refusal(ro).message, /task 100 fd 3: flags 00 \(O_RDONLY\)/);
+  assert.match(refusal(ro).message, /task 100 fd 3: flags 00 \(O_RDONLY\) cannot be made/);
+  const acc = sampleImage();
+  acc.files[0] = file(0, 1000, 3 | FLAGS.O_LARGEFILE);
+  assert.match(refusal(acc).message, /task 100 fd 3: flags 0100003 \(O_ACCMODE\|O_LARGEFILE\)/);
+});
+
+test('unprivileged: a file that needs a reopen is refused at plan time', () => {
+  const img = sampleImage();
+  img.files[6] = file(6, 5000, RDWR | FLAGS.O_LARGEFILE);
+  const e = refusal(img, { unprivileged: true });
+  assert.match(
+    e.message,
+    /task 300 fd 4: flags 0100002 \(O_RDWR\|O_LARGEFILE\) need a \/proc\/self\/fd reopen, which needs CAP_DAC_OVERRIDE/,
+  );
 });
 
 test('refuses a dead target without status, or with a core-dumped status', () => {
@@ -273,7 +321,7 @@ test('external targets: reopened on the same boot, refused on another, dead with
 
 test('every refusal is reported at once', () => {
   const img = sampleImage();
-  img.files[6] = file(6, 5000, RDWR | FLAGS.O_LARGEFILE);
+  img.files[6] = file(6, 5000, RDWR | FLAGS.O_LARGEFILE | FLAGS.O_EXCL);
   img.targets[1] = target(2000, 'dead');
   const msg = refusal(img).message;
   assert.match(msg, /O_LARGEFILE/);
