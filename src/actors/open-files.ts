@@ -25,35 +25,63 @@ import { PcrError, isErrno } from '../errors.js';
 const PIDFD_OPEN_FLAGS = FLAGS.O_NONBLOCK | FLAGS.O_EXCL;
 const REOPEN_FLAGS = FLAGS.O_ACCMODE | FLAGS.O_NONBLOCK | FLAGS.O_LARGEFILE;
 
+export interface OpenFlags {
+  /** The f_flags the file must end up with (without O_CLOEXEC). */
+  flags: number;
+  /** The flags argument of pidfd_open: PIDFD_NONBLOCK, PIDFD_THREAD. */
+  pidfdFlags: number;
+  /** Re-open /proc/self/fd/N with these (O_LARGEFILE, other access modes). */
+  reopenFlags?: number;
+}
+
+/** How to make a file with `flags`: pidfd_open alone, or pidfd_open then a re-open. */
+export function openFlagsFor(flags: number): OpenFlags {
+  const pidfdFlags = flags & PIDFD_OPEN_FLAGS;
+  if (flags === (FLAGS.O_RDWR | pidfdFlags)) return { flags, pidfdFlags };
+  return { flags, pidfdFlags, reopenFlags: flags & ~FLAGS.O_LARGEFILE };
+}
+
 /**
- * A pidfd to `pid` whose file flags are exactly `flags` (without O_CLOEXEC). pidfd_open
- * gives O_RDWR plus PIDFD_NONBLOCK/PIDFD_THREAD; other access modes and O_LARGEFILE come
- * from re-opening /proc/self/fd/N (measured: gives O_LARGEFILE | the mode asked, same
- * ino), which cannot keep PIDFD_THREAD. The result is checked with F_GETFL.
+ * A pidfd to `pid` with exactly the planned file flags. pidfd_open gives O_RDWR plus
+ * PIDFD_NONBLOCK/PIDFD_THREAD; other access modes and O_LARGEFILE come from re-opening
+ * /proc/self/fd/N (measured: gives O_LARGEFILE | the mode asked, same ino; pidfs inodes
+ * are 0700 root, so this needs CAP_DAC_OVERRIDE), which cannot keep PIDFD_THREAD. The
+ * result is checked with F_GETFL.
  */
-export function openPidfd(pid: number, flags: number): number {
-  const first = pidfdOpen(pid, flags & PIDFD_OPEN_FLAGS);
-  if (flags === (FLAGS.O_RDWR | (flags & PIDFD_OPEN_FLAGS))) return first;
+export function openAs(pid: number, how: OpenFlags): number {
+  const first = pidfdOpen(pid, how.pidfdFlags);
+  if (how.reopenFlags === undefined) return first;
   try {
-    if ((flags & ~REOPEN_FLAGS) !== 0 || (flags & FLAGS.O_LARGEFILE) === 0) {
+    if ((how.flags & ~REOPEN_FLAGS) !== 0 || (how.flags & FLAGS.O_LARGEFILE) === 0) {
       throw new PcrError(
         'PCR_ERR_UNSUPPORTED',
-        `pidfd flags 0${flags.toString(8)} (target pid ${pid}) cannot be reproduced`,
+        `pidfd flags 0${how.flags.toString(8)} (target pid ${pid}) cannot be reproduced`,
       );
     }
-    const fd = openPath(`/proc/self/fd/${first}`, (flags & ~FLAGS.O_LARGEFILE) | O_CLOEXEC);
+    const fd = openPath(`/proc/self/fd/${first}`, how.reopenFlags | O_CLOEXEC);
     const got = getStatusFlags(fd);
-    if (got !== flags) {
+    if (got !== how.flags) {
       closeQuiet(fd);
       throw new PcrError(
         'PCR_ERR_RESTORE',
-        `re-opened pidfd of pid ${pid} has flags 0${got.toString(8)}, wanted 0${flags.toString(8)}`,
+        `re-opened pidfd of pid ${pid} has flags 0${got.toString(8)}, wanted 0${how.flags.toString(8)}`,
       );
     }
     return fd;
   } finally {
     closeQuiet(first);
   }
+}
+
+/** A pidfd to `pid` whose file flags are exactly `flags` (see openAs). */
+export function openPidfd(pid: number, flags: number): number {
+  return openAs(pid, openFlagsFor(flags));
+}
+
+/** CAP_DAC_OVERRIDE in our effective set (/proc/self/status CapEff, bit 1). */
+export function hasDacOverride(): boolean {
+  const m = /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'));
+  return m !== null && (BigInt(`0x${m[1]}`) & 2n) !== 0n;
 }
 
 export function bootId(): string {
@@ -73,11 +101,11 @@ export interface ExternalTarget {
  */
 export function openExternal(
   target: ExternalTarget,
-  flags: number,
+  flags: number | OpenFlags,
   imageBootId: string,
   currentBootId: string = bootId(),
 ): number {
-  const name = `external target ${target.comm || '?'} (pid ${target.pid}, ino ${target.ino})`;
+  const name = `external target ${target.comm ? `${target.comm} ` : ''}(pid ${target.pid}, ino ${target.ino})`;
   if (imageBootId !== currentBootId) {
     throw new PcrError(
       'PCR_ERR_RESTORE',
@@ -86,7 +114,7 @@ export function openExternal(
   }
   let fd: number;
   try {
-    fd = openPidfd(target.pid, flags);
+    fd = openAs(target.pid, typeof flags === 'number' ? openFlagsFor(flags) : flags);
   } catch (err) {
     if (isErrno(err, 'ESRCH') || isErrno(err, 'ENOENT')) {
       throw new PcrError('PCR_ERR_RESTORE', `${name}: gone (pidfd_open: ESRCH)`, { cause: err });

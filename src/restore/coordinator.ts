@@ -25,7 +25,7 @@ import {
 } from '../machines/coordinator.js';
 import { fromPromise } from 'xstate';
 import { spawnWorker } from '../actors/spawn-worker.js';
-import { bootId } from '../actors/open-files.js';
+import { bootId, hasDacOverride } from '../actors/open-files.js';
 import { ControlRouter } from './zmq-link.js';
 import { makeRundir, removeRundir } from './rundir.js';
 import { WorkerMonitor } from './monitor.js';
@@ -73,6 +73,7 @@ export async function restoreImage(
   const plan = planRestore(image, {
     externalDead: options.externalDead ?? false,
     currentBootId: bootId(),
+    unprivileged: !hasDacOverride(),
   });
   const rundir = makeRundir(options.runDirParent);
   let session: Session | undefined;

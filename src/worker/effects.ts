@@ -9,7 +9,8 @@ import { closeQuiet } from '../../native/index.js';
 import { PcrError } from '../errors.js';
 import { fdSocketPath, sendFdMessages } from '../actors/fd-channel.js';
 import {
-  openPidfd,
+  openAs,
+  type OpenFlags,
   openExternal,
   installFile,
   finalizeCloexec,
@@ -97,15 +98,20 @@ export class WorkerEffects {
 
   private openOne(step: OpenStep, pidMap: PidMap): number {
     const how = step.how;
+    const as: OpenFlags = {
+      flags: step.flags,
+      pidfdFlags: step.pidfdFlags,
+      ...(step.reopenFlags === undefined ? {} : { reopenFlags: step.reopenFlags }),
+    };
     switch (how.strategy) {
       case 'pidfd-open':
-        return openPidfd(requireRestoredPid(pidMap, how.taskPid), step.flags);
+        return openAs(requireRestoredPid(pidMap, how.taskPid), as);
       case 'thread-open': {
         const tid = restoredTid(pidMap, how.tid);
         if (tid === undefined) {
           throw new PcrError('PCR_ERR_INTERNAL', `no restored thread for dumped tid ${how.tid}`);
         }
-        return openPidfd(tid, step.flags);
+        return openAs(tid, as);
       }
       case 'external-reopen':
         return openExternal(
@@ -118,7 +124,7 @@ export class WorkerEffects {
         const x = this.temps.get(how.groupId);
         if (!x)
           throw new PcrError('PCR_ERR_INTERNAL', `no temporary process for group ${how.groupId}`);
-        return openPidfd(x.pid, step.flags);
+        return openAs(x.pid, as);
       }
     }
   }
