@@ -77,6 +77,7 @@ async function restoreOnce(image: Image): Promise<Run> {
     hold: true,
     signal: stop.signal,
     workerStderr: null,
+    traceWorkers: false,
     trace: (e) => {
       if (e.source === 'coordinator') events.push(e);
     },

@@ -30,6 +30,8 @@ export interface WorkerSpawn {
   stderrFd: number | null;
   /** Test hook passed as PCR_FAULT (docs/restore.md); else an inherited PCR_FAULT stays. */
   fault?: string;
+  /** Workers send their state changes as TRACE messages (default false). */
+  trace?: boolean;
   /** Base environment (default: process.env). */
   env?: Readonly<Record<string, string | undefined>>;
 }
@@ -52,6 +54,7 @@ export function workerEnv(req: WorkerSpawn): Record<string, string> {
     reservedFds,
     spawnerPid: process.pid,
     stderrUsable: req.stderrFd !== null && !reservedFds.includes(2),
+    trace: req.trace ?? false,
   };
   env[WORKER_ENV] = encodeIdentity(id);
   if (req.fault) env[FAULT_ENV] = req.fault;

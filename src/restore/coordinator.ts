@@ -32,6 +32,7 @@ import { WorkerMonitor } from './monitor.js';
 import { writePidMapFile } from './pid-map-file.js';
 import { traceInspector, TRACE_VERSION, type TraceSink, type TraceDetails } from './trace.js';
 import { Registry } from './registry.js';
+import { writeSpawnPlan } from '../worker/prespawn.js';
 
 export interface RestoreOptions {
   /** Keep the restored tree until `signal` aborts, instead of tearing it down at once. */
@@ -40,6 +41,8 @@ export interface RestoreOptions {
   timeoutMs?: number;
   /** Receives every state change of every machine. */
   trace?: TraceSink;
+  /** With `trace`: also the workers' state changes (default true; costs messages). */
+  traceWorkers?: boolean;
   /** Write the pid map here (JSON, atomically) once verified. */
   pidMapPath?: string;
   /** Plan external targets as dead (SIGKILLed temp) instead of reopening them. */
@@ -78,6 +81,7 @@ export async function restoreImage(
   const rundir = makeRundir(options.runDirParent);
   let session: Session | undefined;
   try {
+    writeSpawnPlan(rundir, plan);
     session = await Session.open(image, plan, rundir, options);
     const output = await session.run();
     if (output.failure) throw abortError(output.failure);
@@ -199,6 +203,7 @@ class Session {
       rundir: this.rundir,
       reservedFds: root.reservedFds,
       stderrFd: this.options.workerStderr === undefined ? 2 : this.options.workerStderr,
+      trace: this.options.trace !== undefined && this.options.traceWorkers !== false,
       ...(this.options.fault ? { fault: this.options.fault } : {}),
     });
     this.rootPid = w.pid;

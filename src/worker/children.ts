@@ -29,15 +29,24 @@ export class Children {
   constructor(
     private readonly rundir: string,
     private readonly stderrFd: number | null,
+    private readonly trace: boolean,
   ) {}
+
+  /** Takes over child workers spawned before the plan came (prespawn.ts). */
+  adopt(prespawned: ReadonlyMap<number, number>): void {
+    for (const [dumped, pid] of prespawned) this.workers.set(dumped, pid);
+  }
 
   spawnWorkers(list: readonly WorkerChild[]): PidPair[] {
     return list.map((c) => {
+      const early = this.workers.get(c.pid);
+      if (early !== undefined) return { dumped: c.pid, restored: early };
       const { pid, pidfd } = spawnWorker({
         dumpedPid: c.pid,
         rundir: this.rundir,
         reservedFds: c.reservedFds,
         stderrFd: this.stderrFd,
+        trace: this.trace,
       });
       // No helper pidfd is kept: the child is ours, its pid stays valid until we reap it.
       closeQuiet(pidfd);

@@ -58,6 +58,10 @@ export interface WorkerEffectsOptions {
   /** Our fd given to child workers as stderr (null: /dev/null). */
   stderrFd: number | null;
   fault?: Fault;
+  /** Child workers send TRACE messages. */
+  trace: boolean;
+  /** Child workers spawned before the plan came: dumped pid -> pid. */
+  prespawned?: ReadonlyMap<number, number>;
   /** How long teardown waits for child workers before SIGKILL. */
   teardownGraceMs?: number;
 }
@@ -69,7 +73,8 @@ export class WorkerEffects {
 
   constructor(private readonly opts: WorkerEffectsOptions) {
     this.inbox = new FdInbox(opts.rundir, opts.dumpedPid);
-    this.children = new Children(opts.rundir, opts.stderrFd);
+    this.children = new Children(opts.rundir, opts.stderrFd, opts.trace);
+    if (opts.prespawned) this.children.adopt(opts.prespawned);
   }
 
   private fault(phase: Phase): Promise<void> {

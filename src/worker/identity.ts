@@ -20,6 +20,8 @@ export interface WorkerIdentity {
   spawnerPid: number;
   /** The worker's stderr is usable for diagnostics (fd 2 is not one of the task's). */
   stderrUsable: boolean;
+  /** Send TRACE messages (the coordinator has a trace sink that wants worker events). */
+  trace: boolean;
 }
 
 export function encodeIdentity(id: WorkerIdentity): string {
@@ -37,7 +39,8 @@ export function decodeIdentity(text: string | undefined): WorkerIdentity {
     Array.isArray(id.reservedFds) &&
     id.reservedFds.every(Number.isInteger) &&
     Number.isInteger(id.spawnerPid) &&
-    typeof id.stderrUsable === 'boolean';
+    typeof id.stderrUsable === 'boolean' &&
+    typeof id.trace === 'boolean';
   if (!ok) throw new PcrError('PCR_ERR_USAGE', `${WORKER_ENV} is malformed: ${text}`);
   return id as WorkerIdentity;
 }

@@ -91,6 +91,7 @@ test('worker environment: identity, no start-up-costly variables', () => {
     rundir: '/tmp/x',
     reservedFds: [5, 3, 5, 2],
     stderrFd: 2,
+    trace: true,
     env: { PATH: '/bin', NODE_OPTIONS: '--inspect', NODE_EXTRA_CA_CERTS: '/c', KEEP: '1' },
   });
   assert.equal(env.NODE_OPTIONS, undefined);
