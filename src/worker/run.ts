@@ -112,7 +112,7 @@ async function finish(code: number): Promise<void> {
 }
 
 process.on('uncaughtException', (err) => {
-  const failure = failureFromError(err, 'spawn');
+  const failure = failureFromError(err, actor?.getSnapshot().context.phase ?? 'spawn');
   send({
     type: 'WORKER_FAILED',
     pid,
