@@ -1,0 +1,562 @@
+/**
+ * The coordinator machine: registers every worker, then runs the phases across all of
+ * them, collects the fd reports and compares them with the image. Pure: the ZeroMQ
+ * socket, process spawning and killing are named actors/actions the coordinator runtime
+ * provides (`coordinatorMachine.provide`). See docs/machines.md.
+ */
+import { assign, fromPromise, setup } from 'xstate';
+import type { DoneActorEvent, ErrorActorEvent } from 'xstate';
+import type { Image } from '../image/model.js';
+import type { PcrErrorCode } from '../errors.js';
+import { PcrError } from '../errors.js';
+import type {
+  ChildrenSpawned,
+  CoordinatorMessage,
+  FdReport,
+  FdReportMessage,
+  PhaseDone,
+  PidMap,
+  PidPair,
+  WorkerFailed,
+  WorkerHello,
+} from '../plan/messages.js';
+import { EMPTY_PID_MAP, withPairs } from '../plan/pidmap.js';
+import type { BroadcastPhase, Phase, RestorePlan, WorkerChild } from '../plan/types.js';
+import { compareReports } from '../plan/verify.js';
+import type { Difference } from '../plan/verify.js';
+import { describeFailure } from './failure.js';
+import { describeWaitStatus } from '../plan/status.js';
+
+export interface CoordinatorInput {
+  image: Image;
+  plan: RestorePlan;
+  /** Longest wait for registration and for each phase. */
+  phaseTimeoutMs: number;
+  /** Keep the restored tree until STOP instead of tearing it down after verification. */
+  hold: boolean;
+}
+
+/** Why a restore was aborted: names the task (when one is at fault), the phase, the cause. */
+export interface AbortReason {
+  code: PcrErrorCode;
+  phase: Phase;
+  pid?: number;
+  message: string;
+}
+
+export interface CoordinatorContext {
+  image: Image;
+  plan: RestorePlan;
+  phaseTimeoutMs: number;
+  hold: boolean;
+  phase: Phase;
+  /** Restored pids as the workers say them (WORKER_HELLO). */
+  hello: PidPair[];
+  /** Workers that reported CHILDREN_SPAWNED. */
+  spawned: number[];
+  /** Restored pids as their parents (or spawnRoot) report them, and planned threads. */
+  pidMap: PidMap;
+  /** Workers done with the current phase. */
+  done: number[];
+  reports: FdReport[];
+  differences: Difference[];
+  failure?: AbortReason;
+}
+
+export interface WorkerExited {
+  type: 'WORKER_EXITED';
+  /** Dumped pid of the worker. */
+  pid: number;
+  /** Wait status word. */
+  status: number;
+}
+
+export interface StopEvent {
+  type: 'STOP';
+  reason: string;
+}
+
+export type CoordinatorEvent =
+  | WorkerHello
+  | ChildrenSpawned
+  | PhaseDone
+  | WorkerFailed
+  | FdReportMessage
+  | WorkerExited
+  | StopEvent;
+
+export interface CoordinatorOutput {
+  /** Restored, and no difference found. */
+  ok: boolean;
+  pidMap: PidMap;
+  differences: Difference[];
+  failure?: AbortReason;
+}
+
+export interface SpawnRootInput {
+  root: WorkerChild;
+}
+export interface SpawnRootOutput {
+  restoredPid: number;
+}
+export interface AbortTreeInput {
+  pidMap: PidMap;
+  reason: AbortReason;
+}
+export interface TearDownTreeInput {
+  pidMap: PidMap;
+}
+
+function notProvided(name: string): () => Promise<never> {
+  return () => Promise.reject(new PcrError('PCR_ERR_INTERNAL', `actor ${name} was not provided`));
+}
+
+export const coordinatorActorPlaceholders = {
+  spawnRoot: fromPromise<SpawnRootOutput, SpawnRootInput>(notProvided('spawnRoot')),
+  abortTree: fromPromise<void, AbortTreeInput>(notProvided('abortTree')),
+  tearDownTree: fromPromise<void, TearDownTreeInput>(notProvided('tearDownTree')),
+};
+
+const workerPids = (plan: RestorePlan) => plan.tasks.map((t) => t.pid);
+
+/** Every task pid the map must hold: workers and zombies. */
+function allTaskPids(plan: RestorePlan): number[] {
+  return plan.tasks.flatMap((t) => [t.pid, ...t.zombieChildren.map((z) => z.pid)]);
+}
+
+/** A registration that cannot be right (unknown worker, pids that disagree), or undefined. */
+export function registrationProblem(context: CoordinatorContext): string | undefined {
+  const workers = new Set(workerPids(context.plan));
+  for (const h of context.hello) {
+    if (!workers.has(h.dumped)) return `a worker registered as unknown task ${h.dumped}`;
+    const reported = context.pidMap.pids.find((p) => p.dumped === h.dumped);
+    if (reported !== undefined && reported.restored !== h.restored) {
+      return `task ${h.dumped} registered as pid ${h.restored} but was spawned as pid ${reported.restored}`;
+    }
+  }
+  return undefined;
+}
+
+/** Tasks (dumped pids) and threads (dumped tids) not registered yet. */
+export function missingRegistrations(context: CoordinatorContext): string[] {
+  const has = (pairs: PidPair[], id: number) => pairs.some((p) => p.dumped === id);
+  const missing: string[] = [];
+  for (const t of context.plan.tasks) {
+    if (!has(context.hello, t.pid)) missing.push(`task ${t.pid} (no hello)`);
+    else if (!context.spawned.includes(t.pid)) missing.push(`task ${t.pid} (children not spawned)`);
+  }
+  for (const pid of allTaskPids(context.plan)) {
+    if (!has(context.pidMap.pids, pid)) missing.push(`task ${pid} (no restored pid)`);
+  }
+  for (const tid of context.plan.tasks.flatMap((t) => t.threads)) {
+    if (!has(context.pidMap.tids, tid)) missing.push(`thread ${tid}`);
+  }
+  return missing;
+}
+
+/** Workers not done with the current phase, as "task N". */
+export function pendingTasks(context: CoordinatorContext): string[] {
+  return workerPids(context.plan)
+    .filter((p) => !context.done.includes(p))
+    .map((p) => `task ${p}`);
+}
+
+/** Broadcasts PHASE for the current phase (set by enterPhase just before) with the pid map. */
+const broadcastPhase = {
+  type: 'broadcast',
+  params: ({ context }: { context: CoordinatorContext }) => ({
+    message: {
+      type: 'PHASE',
+      phase: context.phase as BroadcastPhase,
+      pidMap: context.pidMap,
+    } satisfies CoordinatorMessage,
+  }),
+} as const;
+
+/** ASSIGN the plan of the worker that said hello. */
+const sendAssign = {
+  type: 'sendToWorker',
+  params: ({ context, event }: { context: CoordinatorContext; event: CoordinatorEvent }) => {
+    const pid = event.type === 'WORKER_HELLO' ? event.pid : 0;
+    const plan = context.plan.tasks.find((t) => t.pid === pid);
+    if (plan === undefined) throw new PcrError('PCR_ERR_INTERNAL', `no plan for task ${pid}`);
+    return { to: pid, message: { type: 'ASSIGN', plan } satisfies CoordinatorMessage };
+  },
+} as const;
+
+function abortReason(
+  context: CoordinatorContext,
+  message: string,
+  code: PcrErrorCode = 'PCR_ERR_RESTORE',
+  pid?: number,
+): AbortReason {
+  return { code, phase: context.phase, message, ...(pid === undefined ? {} : { pid }) };
+}
+
+type Registration = Pick<CoordinatorContext, 'hello' | 'spawned' | 'pidMap'>;
+
+/**
+ * The registration state after `event` (WORKER_HELLO, CHILDREN_SPAWNED or spawnRoot's done
+ * event). Pure: guards judge the registration this would make before the action makes it.
+ */
+export function applyRegistration(context: CoordinatorContext, event: unknown): Registration {
+  const { hello, spawned, pidMap } = context;
+  const e = event as CoordinatorEvent | DoneActorEvent<SpawnRootOutput, string>;
+  switch (e.type) {
+    case 'WORKER_HELLO':
+      return {
+        hello: withPairs(hello, [{ dumped: e.pid, restored: e.restoredPid }]),
+        spawned,
+        pidMap,
+      };
+    case 'CHILDREN_SPAWNED':
+      return {
+        hello,
+        spawned: spawned.includes(e.pid) ? spawned : [...spawned, e.pid],
+        pidMap: {
+          pids: withPairs(pidMap.pids, e.children),
+          tids: withPairs(pidMap.tids, e.threads),
+        },
+      };
+    case 'xstate.done.actor.spawnRoot': {
+      const root = { dumped: context.plan.rootPid, restored: e.output.restoredPid };
+      return { hello, spawned, pidMap: { ...pidMap, pids: withPairs(pidMap.pids, [root]) } };
+    }
+    default:
+      return { hello, spawned, pidMap };
+  }
+}
+
+const registered = (context: CoordinatorContext, event: unknown): CoordinatorContext => ({
+  ...context,
+  ...applyRegistration(context, event),
+});
+
+const errorText = (event: unknown): string => {
+  const error = (event as ErrorActorEvent).error;
+  return error instanceof Error ? error.message : String(error);
+};
+
+export const coordinatorMachine = setup({
+  types: {
+    input: {} as CoordinatorInput,
+    context: {} as CoordinatorContext,
+    events: {} as CoordinatorEvent,
+    output: {} as CoordinatorOutput,
+  },
+  actors: coordinatorActorPlaceholders,
+  actions: {
+    /** Sends one message to one worker (routing id = its dumped pid). Runtime-provided. */
+    sendToWorker: (_, _params: { to: number; message: CoordinatorMessage }) => {},
+    /** Sends one message to every registered worker. Runtime-provided. */
+    broadcast: (_, _params: { message: CoordinatorMessage }) => {},
+    /** Announces the verification result (before holding). Runtime-provided. */
+    reportResult: (_, _params: { pidMap: PidMap; differences: Difference[] }) => {},
+    recordRegistration: assign(({ context, event }) => applyRegistration(context, event)),
+    recordRegistrationProblem: assign({
+      failure: ({ context, event }) =>
+        abortReason(context, registrationProblem(registered(context, event)) ?? ''),
+    }),
+    recordRegistrationTimeout: assign({
+      failure: ({ context }) =>
+        abortReason(
+          context,
+          `timed out after ${context.phaseTimeoutMs} ms waiting for ${missingRegistrations(context).join(', ')}`,
+          'PCR_ERR_TIMEOUT',
+        ),
+    }),
+    recordSpawnRootError: assign({
+      failure: ({ context, event }) =>
+        abortReason(
+          context,
+          `spawning the root task ${context.plan.rootPid} failed: ${errorText(event)}`,
+          'PCR_ERR_RESTORE',
+          context.plan.rootPid,
+        ),
+    }),
+    enterPhase: assign((_, params: { phase: BroadcastPhase }) => ({
+      phase: params.phase,
+      done: [],
+    })),
+    recordPhaseDone: assign({
+      done: ({ context, event }) =>
+        event.type !== 'PHASE_DONE' || context.done.includes(event.pid)
+          ? context.done
+          : [...context.done, event.pid],
+    }),
+    recordStrayPhaseDone: assign({
+      failure: ({ context, event }) =>
+        event.type === 'PHASE_DONE'
+          ? abortReason(
+              context,
+              `task ${event.pid} finished phase ${event.phase} during phase ${context.phase}`,
+              'PCR_ERR_INTERNAL',
+              event.pid,
+            )
+          : context.failure,
+    }),
+    phaseTimedOut: assign({
+      failure: ({ context }) =>
+        abortReason(
+          context,
+          `phase ${context.phase} timed out after ${context.phaseTimeoutMs} ms waiting for ${pendingTasks(context).join(', ')}`,
+          'PCR_ERR_TIMEOUT',
+        ),
+    }),
+    recordReport: assign({
+      reports: ({ context, event }) =>
+        event.type === 'FD_REPORT'
+          ? [...context.reports.filter((r) => r.pid !== event.report.pid), event.report]
+          : context.reports,
+    }),
+    compareReports: assign({
+      differences: ({ context }) =>
+        compareReports(context.image, context.pidMap, context.reports, {
+          externalDead: context.plan.externalDead,
+        }),
+    }),
+    recordWorkerFailed: assign({
+      failure: ({ context, event }) =>
+        event.type === 'WORKER_FAILED'
+          ? {
+              code: event.failure.code,
+              phase: event.failure.phase,
+              pid: event.pid,
+              message: describeFailure(event.pid, event.failure),
+            }
+          : context.failure,
+    }),
+    recordWorkerExited: assign({
+      failure: ({ context, event }) =>
+        event.type === 'WORKER_EXITED'
+          ? abortReason(
+              context,
+              `task ${event.pid} exited (${describeWaitStatus(event.status)}) during phase ${context.phase}`,
+              'PCR_ERR_TASK_EXITED',
+              event.pid,
+            )
+          : context.failure,
+    }),
+    recordStop: assign({
+      failure: ({ context, event }) =>
+        abortReason(
+          context,
+          `stopped during phase ${context.phase}${event.type === 'STOP' ? `: ${event.reason}` : ''}`,
+        ),
+    }),
+    recordTeardownError: assign({
+      failure: ({ context, event }) =>
+        abortReason(context, `tearing down failed: ${errorText(event)}`),
+    }),
+  },
+  guards: {
+    /** Would this event complete the registration of every task and thread? */
+    allRegistered: ({ context, event }) =>
+      missingRegistrations(registered(context, event)).length === 0,
+    /** Would this event make the registration wrong (unknown worker, pids disagree)? */
+    registrationWrong: ({ context, event }) =>
+      registrationProblem(registered(context, event)) !== undefined,
+    /** Is this PHASE_DONE for another phase than the current one? */
+    isStrayPhaseDone: ({ context, event }) =>
+      event.type === 'PHASE_DONE' && event.phase !== context.phase,
+    /** Is this PHASE_DONE the last one the current phase waits for? */
+    completesPhase: ({ context, event }) =>
+      event.type === 'PHASE_DONE' &&
+      event.phase === context.phase &&
+      workerPids(context.plan).every((p) => p === event.pid || context.done.includes(p)),
+    shouldHold: ({ context }) => context.hold,
+  },
+  delays: {
+    phaseTimeout: ({ context }) => context.phaseTimeoutMs,
+  },
+}).createMachine({
+  id: 'coordinator',
+  context: ({ input }) => ({
+    image: input.image,
+    plan: input.plan,
+    phaseTimeoutMs: input.phaseTimeoutMs,
+    hold: input.hold,
+    phase: 'spawn',
+    hello: [],
+    spawned: [],
+    pidMap: EMPTY_PID_MAP,
+    done: [],
+    reports: [],
+    differences: [],
+  }),
+  initial: 'registering',
+  on: {
+    WORKER_FAILED: { target: '.aborting', actions: 'recordWorkerFailed' },
+    WORKER_EXITED: { target: '.aborting', actions: 'recordWorkerExited' },
+    STOP: { target: '.aborting', actions: 'recordStop' },
+    FD_REPORT: { actions: 'recordReport' },
+  },
+  states: {
+    /** Waits for every worker's HELLO and CHILDREN_SPAWNED; answers each HELLO with ASSIGN. */
+    registering: {
+      invoke: {
+        id: 'spawnRoot',
+        src: 'spawnRoot',
+        input: ({ context }) => ({
+          root: {
+            pid: context.plan.rootPid,
+            reservedFds: context.plan.tasks[0]?.reservedFds ?? [],
+          },
+        }),
+        onDone: [
+          {
+            guard: 'registrationWrong',
+            target: 'aborting',
+            actions: 'recordRegistrationProblem',
+          },
+          { guard: 'allRegistered', target: 'phases', actions: 'recordRegistration' },
+          { actions: 'recordRegistration' },
+        ],
+        onError: { target: 'aborting', actions: 'recordSpawnRootError' },
+      },
+      on: {
+        WORKER_HELLO: [
+          {
+            guard: 'registrationWrong',
+            target: 'aborting',
+            actions: 'recordRegistrationProblem',
+          },
+          {
+            guard: 'allRegistered',
+            target: 'phases',
+            actions: ['recordRegistration', sendAssign],
+          },
+          { actions: ['recordRegistration', sendAssign] },
+        ],
+        CHILDREN_SPAWNED: [
+          {
+            guard: 'registrationWrong',
+            target: 'aborting',
+            actions: 'recordRegistrationProblem',
+          },
+          { guard: 'allRegistered', target: 'phases', actions: 'recordRegistration' },
+          { actions: 'recordRegistration' },
+        ],
+      },
+      after: { phaseTimeout: { target: 'aborting', actions: 'recordRegistrationTimeout' } },
+    },
+    /** One child state per phase: broadcast PHASE, wait for every PHASE_DONE. */
+    phases: {
+      initial: 'open-alive',
+      on: {
+        PHASE_DONE: [
+          {
+            guard: 'isStrayPhaseDone',
+            target: '#coordinator.aborting',
+            actions: 'recordStrayPhaseDone',
+          },
+          { actions: 'recordPhaseDone' },
+        ],
+      },
+      states: {
+        'open-alive': {
+          entry: [{ type: 'enterPhase', params: { phase: 'open-alive' } }, broadcastPhase],
+          on: {
+            PHASE_DONE: { guard: 'completesPhase', target: 'dead', actions: 'recordPhaseDone' },
+          },
+          after: { phaseTimeout: { target: '#coordinator.aborting', actions: 'phaseTimedOut' } },
+        },
+        dead: {
+          entry: [{ type: 'enterPhase', params: { phase: 'dead' } }, broadcastPhase],
+          on: {
+            PHASE_DONE: {
+              guard: 'completesPhase',
+              target: 'kill-temp',
+              actions: 'recordPhaseDone',
+            },
+          },
+          after: { phaseTimeout: { target: '#coordinator.aborting', actions: 'phaseTimedOut' } },
+        },
+        'kill-temp': {
+          entry: [{ type: 'enterPhase', params: { phase: 'kill-temp' } }, broadcastPhase],
+          on: {
+            PHASE_DONE: {
+              guard: 'completesPhase',
+              target: 'finalize',
+              actions: 'recordPhaseDone',
+            },
+          },
+          after: { phaseTimeout: { target: '#coordinator.aborting', actions: 'phaseTimedOut' } },
+        },
+        finalize: {
+          entry: [{ type: 'enterPhase', params: { phase: 'finalize' } }, broadcastPhase],
+          on: {
+            PHASE_DONE: { guard: 'completesPhase', target: 'verify', actions: 'recordPhaseDone' },
+          },
+          after: { phaseTimeout: { target: '#coordinator.aborting', actions: 'phaseTimedOut' } },
+        },
+        verify: {
+          entry: [{ type: 'enterPhase', params: { phase: 'verify' } }, broadcastPhase],
+          on: {
+            PHASE_DONE: {
+              guard: 'completesPhase',
+              target: '#coordinator.comparing',
+              actions: 'recordPhaseDone',
+            },
+          },
+          after: { phaseTimeout: { target: '#coordinator.aborting', actions: 'phaseTimedOut' } },
+        },
+      },
+    },
+    /** Every report is in: compare with the image, announce, then hold or tear down. */
+    comparing: {
+      entry: [
+        'compareReports',
+        {
+          type: 'reportResult',
+          params: ({ context }) => ({ pidMap: context.pidMap, differences: context.differences }),
+        },
+      ],
+      always: [{ guard: 'shouldHold', target: 'holding' }, { target: 'tearing-down' }],
+    },
+    holding: {
+      on: { STOP: 'tearing-down' },
+    },
+    'tearing-down': {
+      entry: {
+        type: 'broadcast',
+        params: { message: { type: 'TEARDOWN', reason: 'restore finished' } },
+      },
+      on: { WORKER_EXITED: {}, WORKER_FAILED: {}, STOP: {} },
+      invoke: {
+        id: 'tearDownTree',
+        src: 'tearDownTree',
+        input: ({ context }) => ({ pidMap: context.pidMap }),
+        onDone: 'done',
+        onError: { target: 'failed', actions: 'recordTeardownError' },
+      },
+    },
+    aborting: {
+      entry: {
+        type: 'broadcast',
+        params: ({ context }) => ({
+          message: { type: 'TEARDOWN', reason: context.failure?.message ?? 'aborted' },
+        }),
+      },
+      on: { WORKER_EXITED: {}, WORKER_FAILED: {}, STOP: {} },
+      invoke: {
+        id: 'abortTree',
+        src: 'abortTree',
+        input: ({ context }) => ({
+          pidMap: context.pidMap,
+          reason: context.failure ?? abortReason(context, 'aborted'),
+        }),
+        onDone: 'failed',
+        onError: 'failed',
+      },
+    },
+    done: { type: 'final' },
+    failed: { type: 'final' },
+  },
+  output: ({ context }) => ({
+    ok: context.failure === undefined && context.differences.length === 0,
+    pidMap: context.pidMap,
+    differences: context.differences,
+    ...(context.failure === undefined ? {} : { failure: context.failure }),
+  }),
+});

@@ -1,0 +1,141 @@
+/**
+ * The effects the task machine invokes, as typed inputs and outputs. The machine ships
+ * placeholders that reject; the worker provides the real ones (src/actors) with
+ * `taskMachine.provide({ actors: {...} })`, tests provide stubs.
+ *
+ * Ownership of fds: an actor may close its own temporaries; any fd it leaves open that is
+ * not part of the plan's final table goes into `helperFds`, and `finalizeFds` closes it.
+ */
+import { fromPromise } from 'xstate';
+import { PcrError } from '../errors.js';
+import type { FdReport, PidMap, PidPair } from '../plan/messages.js';
+import type {
+  OpenPhase,
+  OpenStep,
+  PlannedFd,
+  ReceiveStep,
+  SendStep,
+  TempStep,
+  WorkerChild,
+  ZombieChild,
+} from '../plan/types.js';
+
+/** Which local fd holds a file (an installed fd number, or a temporary one). */
+export interface FileFd {
+  fileId: number;
+  fd: number;
+}
+
+/** A temporary process made by a creator. */
+export interface TempProcess extends TempStep {
+  /** Its pid (restored pid namespace). */
+  pid: number;
+}
+
+export interface SpawnChildrenInput {
+  pid: number;
+  workerChildren: WorkerChild[];
+  zombieChildren: ZombieChild[];
+  /** Dumped tids that each need a live non-leader thread in this worker. */
+  threads: number[];
+}
+export interface SpawnChildrenOutput {
+  /** One pair per worker and zombie child. */
+  children: PidPair[];
+  /** One pair per planned thread (dumped tid -> restored tid), distinct restored tids. */
+  threads: PidPair[];
+}
+
+export interface SpawnTempInput {
+  pid: number;
+  temps: TempStep[];
+}
+export interface SpawnTempOutput {
+  temps: TempProcess[];
+  helperFds: number[];
+}
+
+export interface OpenFilesInput {
+  pid: number;
+  phase: OpenPhase;
+  opens: OpenStep[];
+  pidMap: PidMap;
+  /** The temps of this task (dead phase), for `temp` opens. */
+  temps: TempProcess[];
+}
+export interface OpenFilesOutput {
+  files: FileFd[];
+  helperFds: number[];
+}
+
+export interface SendFdsInput {
+  pid: number;
+  phase: OpenPhase;
+  sends: SendStep[];
+  /** Every file this task holds so far (opened or received). */
+  files: FileFd[];
+  pidMap: PidMap;
+}
+export interface SendFdsOutput {
+  /** Number of SCM_RIGHTS messages sent. */
+  messages: number;
+}
+
+export interface RecvFdsInput {
+  pid: number;
+  phase: OpenPhase;
+  receives: ReceiveStep[];
+  pidMap: PidMap;
+}
+export interface RecvFdsOutput {
+  files: FileFd[];
+  helperFds: number[];
+}
+
+export interface FinishTempInput {
+  pid: number;
+  temps: TempProcess[];
+}
+export interface FinishTempOutput {
+  /** How each temp really died (wait status word); must equal its exitStatus. */
+  reaped: { groupId: number; status: number }[];
+}
+
+export interface FinalizeFdsInput {
+  pid: number;
+  /** The exact final pidfd table. */
+  fds: PlannedFd[];
+  /** Helper fds to close. */
+  drop: number[];
+}
+export interface FinalizeFdsOutput {
+  closed: number[];
+}
+
+export interface ReportFdsInput {
+  pid: number;
+  pidMap: PidMap;
+}
+export type ReportFdsOutput = FdReport;
+
+export interface TearDownInput {
+  pid: number;
+  reason: string;
+}
+export type TearDownOutput = void;
+
+function notProvided(name: string): () => Promise<never> {
+  return () => Promise.reject(new PcrError('PCR_ERR_INTERNAL', `actor ${name} was not provided`));
+}
+
+export const taskActorPlaceholders = {
+  spawnChildren: fromPromise<SpawnChildrenOutput, SpawnChildrenInput>(notProvided('spawnChildren')),
+  spawnTemp: fromPromise<SpawnTempOutput, SpawnTempInput>(notProvided('spawnTemp')),
+  openFiles: fromPromise<OpenFilesOutput, OpenFilesInput>(notProvided('openFiles')),
+  sendFds: fromPromise<SendFdsOutput, SendFdsInput>(notProvided('sendFds')),
+  recvFds: fromPromise<RecvFdsOutput, RecvFdsInput>(notProvided('recvFds')),
+  finishTemp: fromPromise<FinishTempOutput, FinishTempInput>(notProvided('finishTemp')),
+  finalizeFds: fromPromise<FinalizeFdsOutput, FinalizeFdsInput>(notProvided('finalizeFds')),
+  reportFds: fromPromise<ReportFdsOutput, ReportFdsInput>(notProvided('reportFds')),
+  tearDown: fromPromise<TearDownOutput, TearDownInput>(notProvided('tearDown')),
+};

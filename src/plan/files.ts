@@ -1,0 +1,283 @@
+/**
+ * Per file: who holds it, how it is opened, who opens it, and the dead groups. Pure.
+ * Anything that cannot be restored faithfully is collected as a refusal naming the task,
+ * fd and reason; nothing is approximated.
+ */
+import { ImageError } from '../errors.js';
+import type { Image, PidfdFile, Target, Task } from '../image/model.js';
+import {
+  describeFlags,
+  isThreadFlags,
+  pidfdOpenCanMake,
+  pidfdOpenFlags,
+  reopenFlagsFor,
+} from './flags.js';
+import { FLAGS } from '../image/model.js';
+import { SIGKILL_STATUS, unreproducibleStatus } from './status.js';
+import type {
+  DeadGroup,
+  ExitStatusSource,
+  FileHolder,
+  FilePlan,
+  OpenHow,
+  PlanOptions,
+} from './types.js';
+
+export interface ImageIndex {
+  image: Image;
+  tasks: Map<number, Task>;
+  files: Map<number, PidfdFile>;
+  targets: Map<bigint, Target>;
+  holders: Map<number, FileHolder[]>;
+}
+
+export function indexImage(image: Image): ImageIndex {
+  const tasks = new Map(image.tasks.map((t) => [t.pid, t]));
+  const files = new Map(image.files.map((f) => [f.id, f]));
+  const targets = new Map(image.targets.map((t) => [t.ino, t]));
+  const holders = new Map<number, FileHolder[]>();
+  for (const task of [...image.tasks].sort((a, b) => a.pid - b.pid)) {
+    for (const e of [...task.fds].sort((a, b) => a.fd - b.fd)) {
+      if (!files.has(e.fileId)) {
+        throw new ImageError(`task ${task.pid} fd ${e.fd}`, `refers to unknown file ${e.fileId}`);
+      }
+      const list = holders.get(e.fileId) ?? [];
+      let h = list.find((x) => x.pid === task.pid);
+      if (h === undefined) list.push((h = { pid: task.pid, fds: [] }));
+      h.fds.push({ fd: e.fd, cloexec: e.cloexec });
+      holders.set(e.fileId, list);
+    }
+  }
+  return { image, tasks, files, targets, holders };
+}
+
+/** "task 12 fd 4" for the first holder of a file: how refusals name a file. */
+export function nameFile(holders: readonly FileHolder[]): string {
+  const h = holders[0];
+  return h === undefined ? 'a file nobody holds' : `task ${h.pid} fd ${h.fds[0]?.fd}`;
+}
+
+const highestPid = (pids: Iterable<number>) => Math.max(...pids);
+
+/** What kind of open a (non-dead) file needs, or a refusal. */
+type Classified =
+  | { dead: false; how: OpenHow }
+  | { dead: true; exitStatus: number; source: ExitStatusSource }
+  | { refusal: string };
+
+function classifyInTree(ix: ImageIndex, target: Target, zombie: boolean): Classified | string {
+  const task = ix.tasks.get(target.taskPid);
+  if (task === undefined) return `target task ${target.taskPid} is not in the image`;
+  if ((task.state === 'zombie') !== zombie) {
+    return `target task ${target.taskPid} is ${task.state} but the target is ${target.kind}`;
+  }
+  return { dead: false, how: { strategy: 'pidfd-open', taskPid: task.pid } };
+}
+
+function classifyThread(ix: ImageIndex, target: Target, flags: number): Classified | string {
+  const task = ix.tasks.get(target.taskPid);
+  if (task === undefined || task.state === 'zombie') {
+    return `thread ${target.tid} belongs to task ${target.taskPid}, which is not a live task of the image`;
+  }
+  if (target.tid === task.pid)
+    return { dead: false, how: { strategy: 'pidfd-open', taskPid: task.pid } };
+  if (!isThreadFlags(flags) && reopenFlagsFor(flags) === undefined) {
+    return { refusal: `a thread pidfd without PIDFD_THREAD cannot be made` };
+  }
+  return { dead: false, how: { strategy: 'thread-open', taskPid: task.pid, tid: target.tid } };
+}
+
+function classifyDead(target: Target): Classified {
+  if (target.exitStatus === undefined) {
+    return { refusal: `dead target (ino ${target.ino}) has no recorded exit status` };
+  }
+  const why = unreproducibleStatus(target.exitStatus);
+  if (why !== undefined) return { refusal: `dead target (ino ${target.ino}): ${why}` };
+  return { dead: true, exitStatus: target.exitStatus, source: 'recorded' };
+}
+
+function classifyExternal(ix: ImageIndex, target: Target, opts: PlanOptions): Classified {
+  const what = `external target pid ${target.pid} (${target.comm || '?'}, ino ${target.ino})`;
+  if (opts.externalDead)
+    return { dead: true, exitStatus: SIGKILL_STATUS, source: 'assumed-sigkill' };
+  if (target.pid <= 0) return { refusal: `${what} is not visible in the dumper's pid namespace` };
+  const bootId = ix.image.host.bootId;
+  if (opts.currentBootId !== undefined && opts.currentBootId !== bootId) {
+    return {
+      refusal: `${what} cannot be reopened on another boot (dumped on ${bootId}); plan it as dead with externalDead`,
+    };
+  }
+  return {
+    dead: false,
+    how: {
+      strategy: 'external-reopen',
+      pid: target.pid,
+      ino: target.ino.toString(),
+      bootId,
+      zombie: target.zombie,
+    },
+  };
+}
+
+/** How a file's f_flags are made: pidfd_open flags, and maybe a /proc/self/fd reopen. */
+interface MadeFlags {
+  pidfdFlags: number;
+  reopenFlags?: number;
+}
+
+function makeFlags(flags: number, opts: PlanOptions): MadeFlags | { refusal: string } {
+  if (pidfdOpenCanMake(flags)) return { pidfdFlags: pidfdOpenFlags(flags) };
+  const reopenFlags = reopenFlagsFor(flags);
+  if (reopenFlags === undefined) {
+    return { refusal: `flags ${describeFlags(flags)} cannot be made by pidfd_open or a reopen` };
+  }
+  if (opts.unprivileged) {
+    return {
+      refusal: `flags ${describeFlags(flags)} need a /proc/self/fd reopen, which needs CAP_DAC_OVERRIDE (pidfs inodes are 0700 root)`,
+    };
+  }
+  return { pidfdFlags: 0, reopenFlags };
+}
+
+/** pidfd_open flags of a planned open: a thread-open always asks for PIDFD_THREAD. */
+function pidfdFlagsFor(made: MadeFlags, how: OpenHow): number {
+  return how.strategy === 'thread-open' ? made.pidfdFlags | FLAGS.O_EXCL : made.pidfdFlags;
+}
+
+function classify(ix: ImageIndex, file: PidfdFile, target: Target, opts: PlanOptions): Classified {
+  let c: Classified | string;
+  switch (target.kind) {
+    case 'in-tree-alive':
+      c = classifyInTree(ix, target, false);
+      break;
+    case 'in-tree-zombie':
+      c = classifyInTree(ix, target, true);
+      break;
+    case 'thread':
+      c = classifyThread(ix, target, file.flags);
+      break;
+    case 'dead':
+      c = classifyDead(target);
+      break;
+    case 'external':
+      c = classifyExternal(ix, target, opts);
+      break;
+  }
+  if (typeof c === 'string') throw new ImageError(`file ${file.id}`, c);
+  return c;
+}
+
+export interface FilesAndGroups {
+  files: FilePlan[];
+  deadGroups: DeadGroup[];
+  refusals: string[];
+}
+
+interface PendingDead {
+  file: PidfdFile;
+  made: MadeFlags;
+  holders: FileHolder[];
+  exitStatus: number;
+  source: ExitStatusSource;
+  kind: Target['kind'];
+}
+
+/** Plans every held file; dead files are grouped by ino with one creator per group. */
+export function planFiles(ix: ImageIndex, opts: PlanOptions): FilesAndGroups {
+  const files: FilePlan[] = [];
+  const refusals: string[] = [];
+  const dead = new Map<bigint, PendingDead[]>();
+  for (const file of [...ix.files.values()].sort((a, b) => a.id - b.id)) {
+    const holders = ix.holders.get(file.id);
+    if (holders === undefined) continue; // held by no task: nothing to restore
+    const target = ix.targets.get(file.ino);
+    if (target === undefined)
+      throw new ImageError(`file ${file.id}`, `unknown target ino ${file.ino}`);
+    const made = makeFlags(file.flags, opts);
+    if ('refusal' in made) {
+      refusals.push(`${nameFile(holders)}: ${made.refusal}`);
+      continue;
+    }
+    const c = classify(ix, file, target, opts);
+    if ('refusal' in c) refusals.push(`${nameFile(holders)}: ${c.refusal}`);
+    else if (c.dead) {
+      const pending = {
+        file,
+        made,
+        holders,
+        exitStatus: c.exitStatus,
+        source: c.source,
+        kind: target.kind,
+      };
+      dead.set(file.ino, [...(dead.get(file.ino) ?? []), pending]);
+    } else {
+      files.push({
+        fileId: file.id,
+        flags: file.flags,
+        ino: file.ino.toString(),
+        targetKind: target.kind,
+        phase: 'open-alive',
+        opener: highestPid(holders.map((h) => h.pid)),
+        how: c.how,
+        pidfdFlags: pidfdFlagsFor(made, c.how),
+        ...(made.reopenFlags === undefined ? {} : { reopenFlags: made.reopenFlags }),
+        holders,
+      });
+    }
+  }
+  const deadGroups = planDeadGroups(dead, files);
+  files.sort((a, b) => a.fileId - b.fileId);
+  return { files, deadGroups, refusals };
+}
+
+/** One group per dead ino (sorted by ino); creator = highest holder pid of any of its files. */
+function planDeadGroups(dead: Map<bigint, PendingDead[]>, files: FilePlan[]): DeadGroup[] {
+  const inos = [...dead.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  return inos.map((ino, groupId) => {
+    const members = dead.get(ino) ?? [];
+    const creator = highestPid(members.flatMap((m) => m.holders.map((h) => h.pid)));
+    const first = members[0]!;
+    for (const m of members) {
+      files.push({
+        fileId: m.file.id,
+        flags: m.file.flags,
+        ino: ino.toString(),
+        targetKind: m.kind,
+        phase: 'dead',
+        opener: creator,
+        how: { strategy: 'temp', groupId },
+        pidfdFlags: m.made.pidfdFlags,
+        ...(m.made.reopenFlags === undefined ? {} : { reopenFlags: m.made.reopenFlags }),
+        holders: m.holders,
+      });
+    }
+    return {
+      groupId,
+      ino: ino.toString(),
+      creator,
+      exitStatus: first.exitStatus,
+      statusSource: first.source,
+      fileIds: members.map((m) => m.file.id).sort((a, b) => a - b),
+    };
+  });
+}
+
+/** Refusals for tasks that cannot be recreated as they were. */
+export function taskRefusals(ix: ImageIndex): string[] {
+  const out: string[] = [];
+  for (const task of ix.image.tasks) {
+    if (task.state !== 'zombie') continue;
+    const name = `task ${task.pid} (${task.comm})`;
+    if (task.pid === ix.image.rootPid) out.push(`${name}: the root task is a zombie`);
+    if (task.fds.length > 0) out.push(`${name}: a zombie cannot hold pidfds`);
+    if (ix.image.tasks.some((t) => t.ppid === task.pid && t.pid !== task.pid)) {
+      out.push(`${name}: a zombie cannot have children`);
+    }
+    if (task.exitStatus === undefined) out.push(`${name}: zombie without a recorded exit status`);
+    else {
+      const why = unreproducibleStatus(task.exitStatus);
+      if (why !== undefined) out.push(`${name}: zombie ${why}`);
+    }
+  }
+  return out;
+}

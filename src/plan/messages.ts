@@ -1,0 +1,132 @@
+/**
+ * Coordinator <-> worker messages as TypeScript values. On the wire each is one protobuf
+ * frame (`pidfdcr.protocol.ToWorker` / `ToCoordinator`, see proto/protocol.proto and
+ * wire.ts). The `type` of a worker message is also the coordinator machine's event type,
+ * and PHASE / TEARDOWN are the task machine's events, so a decoded frame can be sent to
+ * the machine as it is.
+ */
+import type { PcrErrorCode } from '../errors.js';
+import type { BroadcastPhase, Phase, TaskPlan } from './types.js';
+
+export interface PidPair {
+  dumped: number;
+  restored: number;
+}
+
+/** Dumped -> restored ids: every task (workers and zombies) and every planned thread. */
+export interface PidMap {
+  /** Sorted by dumped pid. */
+  pids: PidPair[];
+  /** Sorted by dumped tid. */
+  tids: PidPair[];
+}
+
+/** A failure as a worker reports it; mirrors PcrError / SyscallError. */
+export interface Failure {
+  code: PcrErrorCode;
+  message: string;
+  phase: Phase;
+  syscall?: string;
+  errno?: number;
+  errnoName?: string;
+}
+
+/** One pidfd of a restored task as its worker sees it in /proc after `finalize`. */
+export interface ReportedFd {
+  fd: number;
+  /** f_flags from fdinfo without O_CLOEXEC. */
+  flags: number;
+  cloexec: boolean;
+  /** pidfs ino (decimal). */
+  ino: string;
+  /** fdinfo Pid: restored pid or tid, -1 once reaped, 0 if not visible. */
+  targetPid: number;
+  /** PIDFD_GET_INFO exit code (wait status word) when the kernel has one. */
+  exitStatus?: number;
+  /**
+   * Open-file class key: "restoredPid:fd" of the smallest (restored pid, fd) in the
+   * restored tree that kcmp(KCMP_FILE) says is the same open file description. Equal keys
+   * across reports <=> one open file description.
+   */
+  fileClass: string;
+}
+
+export interface FdReport {
+  /** Dumped pid. */
+  pid: number;
+  restoredPid: number;
+  /** Sorted by fd; every pidfd of the task, including unexpected ones. */
+  fds: ReportedFd[];
+}
+
+/** One state transition of a machine, for the trace log. */
+export interface TraceEntry {
+  /** "coordinator" or "task:<dumped pid>". */
+  machine: string;
+  from: string;
+  to: string;
+  event: string;
+  /** JSON, free form. */
+  details: string;
+  timeMs: number;
+}
+
+// Worker -> coordinator (the type is the coordinator machine's event type).
+export interface WorkerHello {
+  type: 'WORKER_HELLO';
+  pid: number;
+  restoredPid: number;
+}
+export interface ChildrenSpawned {
+  type: 'CHILDREN_SPAWNED';
+  pid: number;
+  /** Worker and zombie children of this task. */
+  children: PidPair[];
+  /** Threads made for the planned thread targets of this task. */
+  threads: PidPair[];
+}
+export interface PhaseDone {
+  type: 'PHASE_DONE';
+  pid: number;
+  phase: BroadcastPhase;
+}
+export interface WorkerFailed {
+  type: 'WORKER_FAILED';
+  pid: number;
+  failure: Failure;
+}
+export interface FdReportMessage {
+  type: 'FD_REPORT';
+  report: FdReport;
+}
+export interface TraceMessage {
+  type: 'TRACE';
+  pid: number;
+  trace: TraceEntry;
+}
+export type WorkerMessage =
+  WorkerHello | ChildrenSpawned | PhaseDone | WorkerFailed | FdReportMessage | TraceMessage;
+
+// Coordinator -> worker (PHASE and TEARDOWN are the task machine's events).
+export interface AssignMessage {
+  type: 'ASSIGN';
+  plan: TaskPlan;
+}
+export interface PhaseMessage {
+  type: 'PHASE';
+  phase: BroadcastPhase;
+  pidMap: PidMap;
+}
+export interface TeardownMessage {
+  type: 'TEARDOWN';
+  reason: string;
+}
+export type CoordinatorMessage = AssignMessage | PhaseMessage | TeardownMessage;
+
+/** Payload byte(s) that accompany fds over SCM_RIGHTS: which files, in fd order. */
+export interface FdTransfer {
+  /** Dumped pid of the sender. */
+  from: number;
+  phase: BroadcastPhase;
+  fileIds: number[];
+}

@@ -1,0 +1,410 @@
+/**
+ * Pure mapping between the TS messages/plan types and the protobuf frames of
+ * proto/protocol.proto. Every frame is one `ToWorker` or `ToCoordinator` message; the
+ * SCM_RIGHTS payload is one `FdTransfer`. Decoding rejects frames that do not say what
+ * they are (PcrError PCR_ERR_INTERNAL naming the frame).
+ */
+import protobuf from 'protobufjs/minimal.js';
+import { pidfdcr } from '../../gen/pb.js';
+import { PcrError } from '../errors.js';
+import type { PcrErrorCode } from '../errors.js';
+import type {
+  CoordinatorMessage,
+  Failure,
+  FdReport,
+  FdTransfer,
+  PidMap,
+  PidPair,
+  WorkerMessage,
+} from './messages.js';
+import type {
+  BroadcastPhase,
+  ExitStatusSource,
+  FdInstall,
+  OpenHow,
+  Phase,
+  PhaseSteps,
+  TaskPlan,
+} from './types.js';
+
+const pb = pidfdcr.protocol;
+/** A uint64 field as the generated code types it (number or long.js Long). */
+type U64 = NonNullable<pidfdcr.protocol.ReportedFd.$Properties['ino']>;
+
+const PHASE_TO_PB: Record<Phase, pidfdcr.protocol.Phase> = {
+  spawn: pb.Phase.PHASE_SPAWN,
+  'open-alive': pb.Phase.PHASE_OPEN_ALIVE,
+  dead: pb.Phase.PHASE_DEAD,
+  'kill-temp': pb.Phase.PHASE_KILL_TEMP,
+  finalize: pb.Phase.PHASE_FINALIZE,
+  verify: pb.Phase.PHASE_VERIFY,
+};
+
+function bad(what: string): never {
+  throw new PcrError('PCR_ERR_INTERNAL', `protocol: ${what}`);
+}
+
+export function phaseFromPb(p: pidfdcr.protocol.Phase | null | undefined): Phase {
+  const found = (Object.keys(PHASE_TO_PB) as Phase[]).find((k) => PHASE_TO_PB[k] === p);
+  return found ?? bad(`unknown phase ${String(p)}`);
+}
+
+function broadcastPhaseFromPb(p: pidfdcr.protocol.Phase | null | undefined): BroadcastPhase {
+  const phase = phaseFromPb(p);
+  return phase === 'spawn' ? bad('phase spawn is never broadcast') : phase;
+}
+
+const u64 = (v: U64 | null | undefined): string => (v == null ? '0' : v.toString());
+/** A decimal uint64 string as an unsigned Long: never narrowed to a double. */
+const toU64 = (s: string): U64 => protobuf.util.LongBits.from(s).toLong(true) as unknown as U64;
+const pairs = (list: readonly PidPair[]) => list.map((p) => ({ ...p }));
+const pairsFromPb = (list: readonly pidfdcr.protocol.PidPair.$Properties[] | null | undefined) =>
+  (list ?? []).map((p) => ({ dumped: p.dumped ?? 0, restored: p.restored ?? 0 }));
+const installs = (list: readonly pidfdcr.protocol.FdInstall.$Properties[] | null | undefined) =>
+  (list ?? []).map((i): FdInstall => ({ fd: i.fd ?? 0, cloexec: i.cloexec ?? false }));
+
+// ---- OpenHow ---------------------------------------------------------------------------
+
+function howToPb(how: OpenHow): pidfdcr.protocol.OpenHow.$Properties {
+  const S = pb.Strategy;
+  switch (how.strategy) {
+    case 'pidfd-open':
+      return { strategy: S.STRATEGY_PIDFD_OPEN, taskPid: how.taskPid };
+    case 'thread-open':
+      return { strategy: S.STRATEGY_THREAD_OPEN, taskPid: how.taskPid, tid: how.tid };
+    case 'external-reopen':
+      return {
+        strategy: S.STRATEGY_EXTERNAL_REOPEN,
+        pid: how.pid,
+        ino: toU64(how.ino),
+        bootId: how.bootId,
+        zombie: how.zombie,
+      };
+    case 'temp':
+      return { strategy: S.STRATEGY_TEMP, groupId: how.groupId };
+  }
+}
+
+function howFromPb(h: pidfdcr.protocol.OpenHow.$Properties | null | undefined): OpenHow {
+  const S = pb.Strategy;
+  switch (h?.strategy) {
+    case S.STRATEGY_PIDFD_OPEN:
+      return { strategy: 'pidfd-open', taskPid: h.taskPid ?? 0 };
+    case S.STRATEGY_THREAD_OPEN:
+      return { strategy: 'thread-open', taskPid: h.taskPid ?? 0, tid: h.tid ?? 0 };
+    case S.STRATEGY_EXTERNAL_REOPEN:
+      return {
+        strategy: 'external-reopen',
+        pid: h.pid ?? 0,
+        ino: u64(h.ino),
+        bootId: h.bootId ?? '',
+        zombie: h.zombie ?? false,
+      };
+    case S.STRATEGY_TEMP:
+      return { strategy: 'temp', groupId: h.groupId ?? 0 };
+    default:
+      return bad(`open step without a strategy`);
+  }
+}
+
+// ---- TaskPlan --------------------------------------------------------------------------
+
+const SOURCE_TO_PB: Record<ExitStatusSource, pidfdcr.protocol.StatusSource> = {
+  recorded: pb.StatusSource.STATUS_RECORDED,
+  'assumed-sigkill': pb.StatusSource.STATUS_ASSUMED_SIGKILL,
+};
+
+function sourceFromPb(s: pidfdcr.protocol.StatusSource | null | undefined): ExitStatusSource {
+  if (s === pb.StatusSource.STATUS_RECORDED) return 'recorded';
+  if (s === pb.StatusSource.STATUS_ASSUMED_SIGKILL) return 'assumed-sigkill';
+  return bad(`temp step without a status source`);
+}
+
+function stepsToPb(s: PhaseSteps): pidfdcr.protocol.PhaseSteps.$Properties {
+  return {
+    temps: s.temps.map((t) => ({
+      groupId: t.groupId,
+      ino: toU64(t.ino),
+      exitStatus: t.exitStatus,
+      statusSource: SOURCE_TO_PB[t.statusSource],
+    })),
+    opens: s.opens.map((o) => ({
+      fileId: o.fileId,
+      flags: o.flags,
+      how: howToPb(o.how),
+      installAt: o.installAt,
+      pidfdFlags: o.pidfdFlags,
+      ...(o.reopenFlags === undefined ? {} : { reopenFlags: o.reopenFlags }),
+    })),
+    sends: s.sends.map((x) => ({ to: x.to, fileIds: x.fileIds })),
+    receives: s.receives.map((x) => ({ from: x.from, files: x.files })),
+  };
+}
+
+function stepsFromPb(s: pidfdcr.protocol.PhaseSteps.$Properties | null | undefined): PhaseSteps {
+  return {
+    temps: (s?.temps ?? []).map((t) => ({
+      groupId: t.groupId ?? 0,
+      ino: u64(t.ino),
+      exitStatus: t.exitStatus ?? 0,
+      statusSource: sourceFromPb(t.statusSource),
+    })),
+    opens: (s?.opens ?? []).map((o) => ({
+      fileId: o.fileId ?? 0,
+      flags: o.flags ?? 0,
+      how: howFromPb(o.how),
+      pidfdFlags: o.pidfdFlags ?? 0,
+      ...(o.reopenFlags == null ? {} : { reopenFlags: o.reopenFlags }),
+      installAt: installs(o.installAt),
+    })),
+    sends: (s?.sends ?? []).map((x) => ({ to: x.to ?? 0, fileIds: [...(x.fileIds ?? [])] })),
+    receives: (s?.receives ?? []).map((x) => ({
+      from: x.from ?? 0,
+      files: (x.files ?? []).map((f) => ({
+        fileId: f.fileId ?? 0,
+        installAt: installs(f.installAt),
+      })),
+    })),
+  };
+}
+
+export function taskPlanToPb(p: TaskPlan): pidfdcr.protocol.TaskPlan.$Properties {
+  return {
+    pid: p.pid,
+    ppid: p.ppid,
+    comm: p.comm,
+    reservedFds: p.reservedFds,
+    workerChildren: p.workerChildren.map((c) => ({ pid: c.pid, reservedFds: c.reservedFds })),
+    zombieChildren: p.zombieChildren.map((z) => ({ ...z })),
+    threads: p.threads,
+    openAlive: stepsToPb(p.steps['open-alive']),
+    dead: stepsToPb(p.steps.dead),
+    killTemps: p.killTemps,
+    fds: p.fds.map((f) => ({ ...f })),
+  };
+}
+
+export function taskPlanFromPb(p: pidfdcr.protocol.TaskPlan.$Properties): TaskPlan {
+  return {
+    pid: p.pid ?? 0,
+    ppid: p.ppid ?? 0,
+    comm: p.comm ?? '',
+    reservedFds: [...(p.reservedFds ?? [])],
+    workerChildren: (p.workerChildren ?? []).map((c) => ({
+      pid: c.pid ?? 0,
+      reservedFds: [...(c.reservedFds ?? [])],
+    })),
+    zombieChildren: (p.zombieChildren ?? []).map((z) => ({
+      pid: z.pid ?? 0,
+      exitStatus: z.exitStatus ?? 0,
+      comm: z.comm ?? '',
+    })),
+    threads: [...(p.threads ?? [])],
+    steps: { 'open-alive': stepsFromPb(p.openAlive), dead: stepsFromPb(p.dead) },
+    killTemps: [...(p.killTemps ?? [])],
+    fds: (p.fds ?? []).map((f) => ({
+      fd: f.fd ?? 0,
+      fileId: f.fileId ?? 0,
+      cloexec: f.cloexec ?? false,
+    })),
+  };
+}
+
+// ---- coordinator -> worker -------------------------------------------------------------
+
+function pidMapFromPb(m: {
+  pids?: pidfdcr.protocol.PidPair.$Properties[] | null;
+  tids?: pidfdcr.protocol.PidPair.$Properties[] | null;
+}): PidMap {
+  return { pids: pairsFromPb(m.pids), tids: pairsFromPb(m.tids) };
+}
+
+export function encodeToWorker(msg: CoordinatorMessage): Uint8Array {
+  let props: pidfdcr.protocol.ToWorker.$Properties;
+  switch (msg.type) {
+    case 'ASSIGN':
+      props = { assign: { plan: taskPlanToPb(msg.plan) } };
+      break;
+    case 'PHASE':
+      props = {
+        phase: {
+          phase: PHASE_TO_PB[msg.phase],
+          pids: pairs(msg.pidMap.pids),
+          tids: pairs(msg.pidMap.tids),
+        },
+      };
+      break;
+    case 'TEARDOWN':
+      props = { teardown: { reason: msg.reason } };
+      break;
+  }
+  return pb.ToWorker.encode(props).finish();
+}
+
+export function decodeToWorker(bytes: Uint8Array): CoordinatorMessage {
+  const m = pb.ToWorker.decode(bytes);
+  switch (m.msg) {
+    case 'assign':
+      return {
+        type: 'ASSIGN',
+        plan: taskPlanFromPb(m.assign?.plan ?? bad('ASSIGN without a plan')),
+      };
+    case 'phase':
+      return {
+        type: 'PHASE',
+        phase: broadcastPhaseFromPb(m.phase?.phase),
+        pidMap: pidMapFromPb(m.phase ?? {}),
+      };
+    case 'teardown':
+      return { type: 'TEARDOWN', reason: m.teardown?.reason ?? '' };
+    default:
+      return bad('a ToWorker frame with no message');
+  }
+}
+
+// ---- worker -> coordinator -------------------------------------------------------------
+
+function failureToPb(pid: number, f: Failure): pidfdcr.protocol.Failed.$Properties {
+  return {
+    pid,
+    code: f.code,
+    syscall: f.syscall ?? '',
+    errno: f.errno ?? 0,
+    errnoName: f.errnoName ?? '',
+    message: f.message,
+    phase: PHASE_TO_PB[f.phase],
+  };
+}
+
+function failureFromPb(f: pidfdcr.protocol.Failed.$Properties): Failure {
+  return {
+    code: (f.code || 'PCR_ERR_INTERNAL') as PcrErrorCode,
+    message: f.message ?? '',
+    phase: phaseFromPb(f.phase),
+    ...(f.syscall ? { syscall: f.syscall, errno: f.errno ?? 0, errnoName: f.errnoName ?? '' } : {}),
+  };
+}
+
+function reportToPb(r: FdReport): pidfdcr.protocol.FdReport.$Properties {
+  return {
+    pid: r.pid,
+    restoredPid: r.restoredPid,
+    fds: r.fds.map((f) => ({
+      fd: f.fd,
+      flags: f.flags,
+      cloexec: f.cloexec,
+      ino: toU64(f.ino),
+      targetPid: f.targetPid,
+      fileClass: f.fileClass,
+      ...(f.exitStatus === undefined ? {} : { exitStatus: f.exitStatus }),
+    })),
+  };
+}
+
+function reportFromPb(r: pidfdcr.protocol.FdReport.$Properties): FdReport {
+  return {
+    pid: r.pid ?? 0,
+    restoredPid: r.restoredPid ?? 0,
+    fds: (r.fds ?? []).map((f) => ({
+      fd: f.fd ?? 0,
+      flags: f.flags ?? 0,
+      cloexec: f.cloexec ?? false,
+      ino: u64(f.ino),
+      targetPid: f.targetPid ?? 0,
+      fileClass: f.fileClass ?? '',
+      ...(f.exitStatus == null ? {} : { exitStatus: f.exitStatus }),
+    })),
+  };
+}
+
+export function encodeToCoordinator(msg: WorkerMessage): Uint8Array {
+  let props: pidfdcr.protocol.ToCoordinator.$Properties;
+  switch (msg.type) {
+    case 'WORKER_HELLO':
+      props = { hello: { pid: msg.pid, restoredPid: msg.restoredPid } };
+      break;
+    case 'CHILDREN_SPAWNED':
+      props = {
+        childrenSpawned: {
+          pid: msg.pid,
+          children: pairs(msg.children),
+          threads: pairs(msg.threads),
+        },
+      };
+      break;
+    case 'PHASE_DONE':
+      props = { phaseDone: { pid: msg.pid, phase: PHASE_TO_PB[msg.phase] } };
+      break;
+    case 'WORKER_FAILED':
+      props = { failed: failureToPb(msg.pid, msg.failure) };
+      break;
+    case 'FD_REPORT':
+      props = { fdReport: reportToPb(msg.report) };
+      break;
+    case 'TRACE':
+      props = { trace: { pid: msg.pid, ...msg.trace } };
+      break;
+  }
+  return pb.ToCoordinator.encode(props).finish();
+}
+
+export function decodeToCoordinator(bytes: Uint8Array): WorkerMessage {
+  const m = pb.ToCoordinator.decode(bytes);
+  switch (m.msg) {
+    case 'hello':
+      return {
+        type: 'WORKER_HELLO',
+        pid: m.hello?.pid ?? 0,
+        restoredPid: m.hello?.restoredPid ?? 0,
+      };
+    case 'childrenSpawned':
+      return {
+        type: 'CHILDREN_SPAWNED',
+        pid: m.childrenSpawned?.pid ?? 0,
+        children: pairsFromPb(m.childrenSpawned?.children),
+        threads: pairsFromPb(m.childrenSpawned?.threads),
+      };
+    case 'phaseDone':
+      return {
+        type: 'PHASE_DONE',
+        pid: m.phaseDone?.pid ?? 0,
+        phase: broadcastPhaseFromPb(m.phaseDone?.phase),
+      };
+    case 'failed':
+      return { type: 'WORKER_FAILED', pid: m.failed?.pid ?? 0, failure: failureFromPb(m.failed!) };
+    case 'fdReport':
+      return { type: 'FD_REPORT', report: reportFromPb(m.fdReport!) };
+    case 'trace': {
+      const t = m.trace!;
+      return {
+        type: 'TRACE',
+        pid: t.pid ?? 0,
+        trace: {
+          machine: t.machine ?? '',
+          from: t.from ?? '',
+          to: t.to ?? '',
+          event: t.event ?? '',
+          details: t.details ?? '',
+          timeMs: t.timeMs ?? 0,
+        },
+      };
+    }
+    default:
+      return bad('a ToCoordinator frame with no message');
+  }
+}
+
+// ---- SCM_RIGHTS payload ----------------------------------------------------------------
+
+export function encodeFdTransfer(t: FdTransfer): Uint8Array {
+  return pb.FdTransfer.encode({
+    from: t.from,
+    phase: PHASE_TO_PB[t.phase],
+    fileIds: t.fileIds,
+  }).finish();
+}
+
+export function decodeFdTransfer(bytes: Uint8Array): FdTransfer {
+  const m = pb.FdTransfer.decode(bytes);
+  return { from: m.from, phase: broadcastPhaseFromPb(m.phase), fileIds: [...m.fileIds] };
+}

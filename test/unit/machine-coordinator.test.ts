@@ -1,0 +1,291 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { initialTransition, transition } from 'xstate';
+import type { AnyEventObject } from 'xstate';
+import { coordinatorMachine } from '../../src/machines/coordinator.js';
+import type { CoordinatorInput } from '../../src/machines/coordinator.js';
+import type { CoordinatorMessage } from '../../src/plan/messages.js';
+import { planRestore } from '../../src/plan/planner.js';
+import { BROADCAST_PHASES } from '../../src/plan/types.js';
+import { SAMPLE_PID_MAP, faithfulReportsFor, sampleImage } from '../fixtures/plan-images.js';
+
+type Snapshot = ReturnType<typeof initialTransition<typeof coordinatorMachine>>[0];
+type Actions = ReturnType<typeof initialTransition<typeof coordinatorMachine>>[1];
+
+const image = sampleImage();
+const plan = planRestore(image);
+const WORKERS = [100, 200, 300];
+
+class Driver {
+  snapshot: Snapshot;
+  actions: Actions;
+  constructor(input: Partial<CoordinatorInput> = {}) {
+    [this.snapshot, this.actions] = initialTransition(coordinatorMachine, {
+      image,
+      plan,
+      phaseTimeoutMs: 5000,
+      hold: false,
+      ...input,
+    });
+  }
+  send(event: AnyEventObject): this {
+    [this.snapshot, this.actions] = transition(coordinatorMachine, this.snapshot, event as never);
+    return this;
+  }
+  get value() {
+    return this.snapshot.value;
+  }
+  /** Messages this step sent: [to or '*', message]. */
+  get sent(): [number | '*', CoordinatorMessage][] {
+    return this.actions.flatMap((a): [number | '*', CoordinatorMessage][] => {
+      const p = a.params as { to?: number; message: CoordinatorMessage };
+      if (a.type === 'sendToWorker') return [[p.to!, p.message]];
+      if (a.type === 'broadcast') return [['*', p.message]];
+      return [];
+    });
+  }
+  /** The delayed event the phase timeout would deliver. */
+  get timeoutEvent(): AnyEventObject {
+    const raise = this.actions.find(
+      (a) => (a.type as string) === 'xstate.raise' && (a.params as { delay?: number }).delay,
+    );
+    assert.ok(raise, 'a timeout is scheduled');
+    return (raise.params as unknown as { event: AnyEventObject }).event;
+  }
+}
+
+const restored = (pid: number) => SAMPLE_PID_MAP.pids.find((p) => p.dumped === pid)!.restored;
+
+/** Registers the sample tree: root spawned, three hellos, three CHILDREN_SPAWNED. */
+function register(d: Driver): Driver {
+  d.send({ type: 'xstate.done.actor.spawnRoot', output: { restoredPid: restored(100) } });
+  d.send({ type: 'WORKER_HELLO', pid: 100, restoredPid: restored(100) });
+  assert.deepEqual(d.sent, [[100, { type: 'ASSIGN', plan: plan.tasks[0] }]]);
+  d.send({
+    type: 'CHILDREN_SPAWNED',
+    pid: 100,
+    children: [200, 300, 400].map((p) => ({ dumped: p, restored: restored(p) })),
+    threads: [],
+  });
+  d.send({ type: 'WORKER_HELLO', pid: 200, restoredPid: restored(200) });
+  d.send({ type: 'WORKER_HELLO', pid: 300, restoredPid: restored(300) });
+  d.send({ type: 'CHILDREN_SPAWNED', pid: 300, children: [], threads: [] });
+  assert.equal(d.value, 'registering');
+  d.send({
+    type: 'CHILDREN_SPAWNED',
+    pid: 200,
+    children: [],
+    threads: [{ dumped: 201, restored: 5201 }],
+  });
+  return d;
+}
+
+function runPhase(d: Driver, phase: string): void {
+  for (const pid of WORKERS) d.send({ type: 'PHASE_DONE', pid, phase });
+}
+
+test('happy path: registration, every phase in order, comparison, teardown', () => {
+  const d = new Driver();
+  assert.equal(d.value, 'registering');
+  register(d);
+  assert.deepEqual(d.value, { phases: 'open-alive' });
+  assert.deepEqual(d.snapshot.context.pidMap, SAMPLE_PID_MAP);
+  assert.deepEqual(d.sent, [['*', { type: 'PHASE', phase: 'open-alive', pidMap: SAMPLE_PID_MAP }]]);
+
+  for (const phase of BROADCAST_PHASES) {
+    assert.deepEqual(d.value, { phases: phase });
+    if (phase === 'verify') {
+      for (const report of faithfulReportsFor(image, SAMPLE_PID_MAP)) {
+        d.send({ type: 'FD_REPORT', report });
+      }
+    }
+    d.send({ type: 'PHASE_DONE', pid: 100, phase });
+    d.send({ type: 'PHASE_DONE', pid: 100, phase }); // a duplicate counts once
+    d.send({ type: 'PHASE_DONE', pid: 200, phase });
+    assert.deepEqual(d.value, { phases: phase }, `still in ${phase} until 300 is done`);
+    d.send({ type: 'PHASE_DONE', pid: 300, phase });
+  }
+  assert.equal(d.value, 'tearing-down');
+  const types = d.actions.map((a) => a.type as string);
+  assert.ok(types.includes('reportResult'));
+  assert.deepEqual(d.actions.find((a) => a.type === 'reportResult')!.params, {
+    pidMap: SAMPLE_PID_MAP,
+    differences: [],
+  });
+  assert.deepEqual(d.sent, [['*', { type: 'TEARDOWN', reason: 'restore finished' }]]);
+  d.send({ type: 'WORKER_EXITED', pid: 200, status: 0 }); // expected now
+  assert.equal(d.value, 'tearing-down');
+  d.send({ type: 'xstate.done.actor.tearDownTree', output: undefined });
+  assert.equal(d.snapshot.status, 'done');
+  assert.deepEqual(d.snapshot.output, { ok: true, pidMap: SAMPLE_PID_MAP, differences: [] });
+});
+
+test('spawnRoot is invoked with the root and its reserved fds', () => {
+  const d = new Driver();
+  const spawn = d.actions.find((a) => a.type === 'xstate.spawnChild')!.params as unknown as {
+    id: string;
+    input: unknown;
+  };
+  assert.equal(spawn.id, 'spawnRoot');
+  assert.deepEqual(spawn.input, { root: { pid: 100, reservedFds: [3, 4, 6, 7, 8] } });
+});
+
+test('with hold it holds after verification until STOP; differences make ok false', () => {
+  const d = register(new Driver({ hold: true }));
+  for (const phase of BROADCAST_PHASES) {
+    if (phase === 'verify') {
+      const reports = faithfulReportsFor(image, SAMPLE_PID_MAP);
+      reports[0]!.fds[0]!.cloexec = !reports[0]!.fds[0]!.cloexec;
+      for (const report of reports) d.send({ type: 'FD_REPORT', report });
+    }
+    runPhase(d, phase);
+  }
+  assert.equal(d.value, 'holding');
+  assert.deepEqual(
+    d.snapshot.context.differences.map((x) => x.message),
+    ['task 100 fd 3: close-on-exec is clear, expected set'],
+  );
+  d.send({ type: 'STOP', reason: 'SIGTERM' });
+  assert.equal(d.value, 'tearing-down');
+  d.send({ type: 'xstate.done.actor.tearDownTree', output: undefined });
+  assert.equal(d.snapshot.output?.ok, false);
+  assert.equal(d.snapshot.output?.failure, undefined);
+});
+
+test('a worker failure aborts, naming task, phase and cause', () => {
+  const d = register(new Driver());
+  runPhase(d, 'open-alive');
+  d.send({
+    type: 'WORKER_FAILED',
+    pid: 200,
+    failure: {
+      code: 'PCR_ERR_SYSCALL',
+      phase: 'dead',
+      message: 'pidfd_open (pid 6000) failed: ESRCH (3)',
+    },
+  });
+  assert.equal(d.value, 'aborting');
+  assert.deepEqual(d.sent, [
+    [
+      '*',
+      {
+        type: 'TEARDOWN',
+        reason: 'task 200 failed in phase dead: pidfd_open (pid 6000) failed: ESRCH (3)',
+      },
+    ],
+  ]);
+  d.send({ type: 'xstate.done.actor.abortTree', output: undefined });
+  assert.equal(d.value, 'failed');
+  assert.deepEqual(d.snapshot.output?.failure, {
+    code: 'PCR_ERR_SYSCALL',
+    phase: 'dead',
+    pid: 200,
+    message: 'task 200 failed in phase dead: pidfd_open (pid 6000) failed: ESRCH (3)',
+  });
+  assert.equal(d.snapshot.output?.ok, false);
+});
+
+test('a worker that exits mid-restore aborts with its status', () => {
+  const d = register(new Driver());
+  d.send({ type: 'WORKER_EXITED', pid: 300, status: 9 });
+  assert.equal(d.value, 'aborting');
+  assert.equal(d.snapshot.context.failure?.code, 'PCR_ERR_TASK_EXITED');
+  assert.equal(
+    d.snapshot.context.failure?.message,
+    'task 300 exited (killed by signal 9) during phase open-alive',
+  );
+  d.send({ type: 'xstate.error.actor.abortTree', error: new Error('kill failed') });
+  assert.equal(d.value, 'failed');
+});
+
+test('a phase timeout aborts, naming the tasks still pending', () => {
+  const d = register(new Driver());
+  const timeout = d.timeoutEvent; // scheduled on entering open-alive
+  d.send({ type: 'PHASE_DONE', pid: 100, phase: 'open-alive' });
+  d.send({ type: 'PHASE_DONE', pid: 300, phase: 'open-alive' });
+  d.send(timeout);
+  assert.equal(d.value, 'aborting');
+  assert.equal(d.snapshot.context.failure?.code, 'PCR_ERR_TIMEOUT');
+  assert.equal(
+    d.snapshot.context.failure?.message,
+    'phase open-alive timed out after 5000 ms waiting for task 200',
+  );
+});
+
+test('registration timeout names what is missing', () => {
+  const d = new Driver();
+  const timeout = d.timeoutEvent;
+  d.send({ type: 'WORKER_HELLO', pid: 100, restoredPid: 5100 });
+  d.send(timeout);
+  assert.equal(d.value, 'aborting');
+  assert.match(
+    d.snapshot.context.failure!.message,
+    /^timed out after 5000 ms waiting for task 100 \(children not spawned\), task 200 \(no hello\)/,
+  );
+  assert.match(d.snapshot.context.failure!.message, /thread 201$/);
+});
+
+test('a hello that contradicts the parent report aborts', () => {
+  const d = new Driver();
+  d.send({ type: 'xstate.done.actor.spawnRoot', output: { restoredPid: 5100 } });
+  d.send({ type: 'WORKER_HELLO', pid: 100, restoredPid: 5999 });
+  assert.equal(d.value, 'aborting');
+  assert.equal(
+    d.snapshot.context.failure?.message,
+    'task 100 registered as pid 5999 but was spawned as pid 5100',
+  );
+  const unknown = new Driver().send({ type: 'WORKER_HELLO', pid: 400, restoredPid: 1 });
+  assert.equal(unknown.value, 'aborting');
+  assert.match(unknown.snapshot.context.failure!.message, /unknown task 400/);
+});
+
+test('a root that cannot be spawned aborts', () => {
+  const d = new Driver().send({
+    type: 'xstate.error.actor.spawnRoot',
+    error: new Error('posix_spawn failed: EAGAIN (11)'),
+  });
+  assert.equal(d.value, 'aborting');
+  assert.equal(
+    d.snapshot.context.failure?.message,
+    'spawning the root task 100 failed: posix_spawn failed: EAGAIN (11)',
+  );
+});
+
+test('a PHASE_DONE for another phase aborts', () => {
+  const d = register(new Driver());
+  d.send({ type: 'PHASE_DONE', pid: 100, phase: 'dead' });
+  assert.equal(d.value, 'aborting');
+  assert.match(
+    d.snapshot.context.failure!.message,
+    /task 100 finished phase dead during phase open-alive/,
+  );
+});
+
+test('STOP before the restore is finished aborts', () => {
+  const d = register(new Driver()).send({ type: 'STOP', reason: 'SIGINT' });
+  assert.equal(d.value, 'aborting');
+  assert.equal(d.snapshot.context.failure?.message, 'stopped during phase open-alive: SIGINT');
+});
+
+test('toJSON lists the named actors, guards and actions', () => {
+  const json = JSON.stringify(coordinatorMachine.toJSON());
+  for (const name of [
+    'spawnRoot',
+    'abortTree',
+    'tearDownTree',
+    'allRegistered',
+    'registrationWrong',
+    'isStrayPhaseDone',
+    'completesPhase',
+    'sendToWorker',
+    'broadcast',
+    'reportResult',
+    'recordRegistration',
+    'recordPhaseDone',
+    'phaseTimedOut',
+    'compareReports',
+    'recordWorkerFailed',
+  ]) {
+    assert.ok(json.includes(`"${name}"`), `${name} appears in toJSON()`);
+  }
+});
