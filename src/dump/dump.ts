@@ -1,0 +1,123 @@
+/**
+ * dumpTree: freeze a process tree with ptrace, read every task's pidfds, group them into
+ * open files (kcmp) and targets (pidfs inode), classify the targets, thaw the tree, and
+ * return the Image (src/image/model.ts). dumpToDir adds the image directory checks and
+ * the atomic write. See docs/dump.md.
+ */
+import { kcmpFile } from '../../native/index.js';
+import { PcrError, UsageError } from '../errors.js';
+import {
+  FORMAT_VERSION,
+  type FdEntry,
+  type Image,
+  type PidfdFile,
+  type Target,
+} from '../image/model.js';
+import { writeImage } from '../image/store.js';
+import { classifyTarget, type TargetProbes, type TreeFacts } from './classify.js';
+import { openFileClasses, type FileCompare, type HeldPidfd } from './files.js';
+import { freezeTree, type FreezeOptions } from './freeze.js';
+import { hostContext } from './host.js';
+import { checkImageDir } from './preflight.js';
+import { kernelProbes, readTask, taskIno, type TaskRead } from './read.js';
+import type { WalkedTask } from './walk.js';
+
+export interface DumpOptions extends FreezeOptions {
+  /** Leave every live task stopped (group-stop) after the dump. Not on failure. */
+  leaveStopped?: boolean;
+  /** Called while the tree is frozen, before it is read (for tests and tools). */
+  onFrozen?: (tasks: readonly WalkedTask[]) => void | Promise<void>;
+}
+
+export interface DumpToDirOptions extends DumpOptions {
+  /** Replace an image already in the directory. */
+  force?: boolean;
+}
+
+export async function dumpTree(rootPid: number, opts: DumpOptions = {}): Promise<Image> {
+  if (!Number.isInteger(rootPid) || rootPid <= 0) {
+    throw new UsageError(`dump: ${rootPid} is not a pid`);
+  }
+  const frozen = await freezeTree(rootPid, opts);
+  let ok = false;
+  try {
+    await opts.onFrozen?.(frozen.tasks);
+    const image = readFrozenTree(rootPid, frozen.tasks, kernelProbes, kcmpFile);
+    frozen.checkStillFrozen();
+    ok = true;
+    return image;
+  } finally {
+    frozen.release({ leaveStopped: ok && (opts.leaveStopped ?? false) });
+  }
+}
+
+/** Checks DIR, dumps, writes DIR/pidfd-cr.img atomically; returns the image and its path. */
+export async function dumpToDir(
+  rootPid: number,
+  dir: string,
+  opts: DumpToDirOptions = {},
+): Promise<{ image: Image; path: string }> {
+  checkImageDir(dir, opts.force ?? false);
+  const image = await dumpTree(rootPid, opts);
+  const path = writeImage(dir, image, { force: opts.force ?? false });
+  return { image, path };
+}
+
+/** Builds the image from a frozen tree. Exported for tests with injected probes. */
+export function readFrozenTree(
+  rootPid: number,
+  walked: readonly WalkedTask[],
+  probes: TargetProbes,
+  cmp: FileCompare,
+): Image {
+  const reads = walked.map(readTask);
+  if (reads[0]?.task.state === 'zombie') {
+    throw new PcrError('PCR_ERR_TASK_EXITED', `task ${rootPid} has exited (it is a zombie)`);
+  }
+  const facts = treeFacts(reads);
+  const held: HeldPidfd[] = reads.flatMap((r) =>
+    r.pidfds.map((p) => ({ pid: r.task.pid, fd: p.fd, ino: p.ino, flags: p.flags })),
+  );
+  const classes = openFileClasses(held, cmp);
+  const files: PidfdFile[] = [];
+  classes.forEach((id, i) => {
+    const h = held[i]!;
+    const file = files[id];
+    if (!file) files[id] = { id, flags: h.flags, ino: h.ino };
+    else if (file.flags !== h.flags) {
+      throw new PcrError(
+        'PCR_ERR_INTERNAL',
+        `task ${h.pid} fd ${h.fd}: flags ${h.flags.toString(8)} differ within one open file`,
+      );
+    }
+  });
+  const targets = new Map<bigint, Target>();
+  let k = 0;
+  const tasks = reads.map((r) => {
+    const fds: FdEntry[] = r.pidfds.map((p) => {
+      if (!targets.has(p.ino)) targets.set(p.ino, classifyTarget(r.task.pid, p, facts, probes));
+      return { fd: p.fd, fileId: classes[k++]!, cloexec: p.cloexec };
+    });
+    return { ...r.task, fds };
+  });
+  return {
+    formatVersion: FORMAT_VERSION,
+    host: hostContext(),
+    rootPid,
+    tasks,
+    files,
+    targets: [...targets.values()],
+  };
+}
+
+function treeFacts(reads: TaskRead[]): TreeFacts {
+  const taskInoMap = new Map<number, bigint>();
+  const zombies = new Set<number>();
+  const threadOwner = new Map<number, number>();
+  for (const { task } of reads) {
+    taskInoMap.set(task.pid, taskIno(task.pid));
+    if (task.state === 'zombie') zombies.add(task.pid);
+    for (const tid of task.tids) if (tid !== task.pid) threadOwner.set(tid, task.pid);
+  }
+  return { taskIno: taskInoMap, zombies, threadOwner };
+}

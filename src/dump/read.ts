@@ -1,0 +1,135 @@
+/**
+ * Reading a frozen tree: per task its identity, state and pidfds (procfs), and the
+ * kernel facts the classification needs (task inos, dead targets' exit info).
+ */
+import {
+  closeQuiet,
+  pidfdGetfd,
+  pidfdGetInfo,
+  pidfdOpen,
+  pidfsHandleIno,
+  PIDFD_INFO,
+} from '../../native/index.js';
+import { PcrError } from '../errors.js';
+import type { Task, TaskState } from '../image/model.js';
+import {
+  readCmdline,
+  readComm,
+  readPidfds,
+  readStat,
+  readStatus,
+  readTids,
+  type ProcPidfd,
+} from '../procfs/index.js';
+import type { DeadInfo, ExternalInfo, TargetProbes } from './classify.js';
+import type { WalkedTask } from './walk.js';
+
+export interface TaskRead {
+  task: Omit<Task, 'fds'>;
+  pidfds: ProcPidfd[];
+}
+
+function stateOf(letter: string): TaskState {
+  if (letter === 'Z') return 'zombie';
+  if (letter === 'T') return 'stopped';
+  return 'running';
+}
+
+/** A task of the frozen tree vanishing is PCR_ERR_TASK_EXITED (only SIGKILL can do it). */
+function whileFrozen<T>(pid: number, read: () => T): T {
+  try {
+    return read();
+  } catch (err) {
+    if (err instanceof PcrError && err.code === 'PCR_ERR_NO_SUCH_PROCESS') {
+      throw new PcrError('PCR_ERR_TASK_EXITED', `task ${pid} exited while it was being dumped`, {
+        cause: err,
+      });
+    }
+    throw err;
+  }
+}
+
+/** A task that was live when frozen and is a zombie now was killed (SIGKILL) meanwhile. */
+function checkStillLive(w: WalkedTask): void {
+  if (w.procState !== 'Z' && readStat(w.pid).state === 'Z') {
+    throw new PcrError('PCR_ERR_TASK_EXITED', `task ${w.pid} exited while it was being dumped`);
+  }
+}
+
+export function readTask(w: WalkedTask): TaskRead {
+  return whileFrozen(w.pid, () => {
+    checkStillLive(w);
+    const stat = readStat(w.pid);
+    const status = readStatus(w.pid);
+    const state = stateOf(w.procState);
+    const zombie = state === 'zombie';
+    const task: Omit<Task, 'fds'> = {
+      pid: w.pid,
+      ppid: stat.ppid,
+      tgid: status.tgid,
+      tids: zombie ? [w.pid] : readTids(w.pid),
+      comm: readComm(w.pid),
+      argv: zombie ? [] : readCmdline(w.pid),
+      state,
+      procState: w.procState,
+      nsPids: status.nsPids,
+    };
+    if (zombie) task.exitStatus = stat.exitCode;
+    const pidfds = zombie ? [] : readPidfds(w.pid);
+    checkStillLive(w); // a zombie shows no fds: the list just read must be from a live task
+    return { task, pidfds };
+  });
+}
+
+/** pidfs inode of a task (live or zombie): pidfd_open + the pidfs file handle. */
+export function taskIno(pid: number): bigint {
+  const fd = whileFrozen(pid, () => {
+    try {
+      return pidfdOpen(pid);
+    } catch (err) {
+      throw new PcrError('PCR_ERR_NO_SUCH_PROCESS', `no such process: ${pid}`, { cause: err });
+    }
+  });
+  try {
+    return pidfsHandleIno(fd);
+  } finally {
+    closeQuiet(fd);
+  }
+}
+
+/** A copy of the holder's pidfd (pidfd_getfd), asked PIDFD_GET_INFO with EXIT. */
+function deadInfo(holder: number, fd: number): DeadInfo {
+  const holderFd = pidfdOpen(holder);
+  try {
+    const copy = pidfdGetfd(holderFd, fd);
+    try {
+      const info = pidfdGetInfo(copy, PIDFD_INFO.EXIT | PIDFD_INFO.CGROUPID);
+      const out: DeadInfo = { cgroupId: info.cgroupId };
+      if (info.hasExit) out.exitStatus = info.exitCode;
+      return out;
+    } finally {
+      closeQuiet(copy);
+    }
+  } finally {
+    closeQuiet(holderFd);
+  }
+}
+
+function externalInfo(pid: number): ExternalInfo {
+  try {
+    const status = readStatus(pid);
+    return { comm: readComm(pid), zombie: readStat(pid).state === 'Z', tgid: status.tgid };
+  } catch (err) {
+    if (err instanceof PcrError && err.code === 'PCR_ERR_NO_SUCH_PROCESS') {
+      // It ended between the fdinfo read and now: the next dump will see it dead.
+      throw new PcrError(
+        'PCR_ERR_TASK_EXITED',
+        `external target ${pid} exited while the tree was being dumped; dump again`,
+        { cause: err },
+      );
+    }
+    throw err;
+  }
+}
+
+export const kernelProbes: TargetProbes = { dead: deadInfo, external: externalInfo };
