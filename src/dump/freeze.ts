@@ -10,22 +10,13 @@
  * process, so it enters group-stop as soon as it is detached (a signal given to
  * PTRACE_DETACH is ignored outside signal-delivery-stop, so kill(2) is the way).
  */
-import { setTimeout as sleep } from 'node:timers/promises';
-import {
-  __WALL,
-  kill,
-  ptraceDetach,
-  ptraceInterrupt,
-  ptraceSeize,
-  waitpid,
-  WNOHANG,
-} from '../../native/index.js';
+import { kill, ptraceInterrupt, ptraceSeize } from '../../native/index.js';
 import { isErrno, PcrError } from '../errors.js';
 import { readChildren, readStat, readStatus, readThreadStat, readTids } from '../procfs/index.js';
+import { detachAll, waitForStops, type Seized } from './tracees.js';
 import { TaskVanished, walkTree, type WalkedTask } from './walk.js';
 
 const SIGSTOP = 19;
-const PTRACE_EVENT_STOP = 128;
 const MAX_WALKS = 100;
 
 export interface FreezeOptions {
@@ -43,14 +34,6 @@ export interface FrozenTree {
   checkStillFrozen(): void;
   /** Detaches every thread; idempotent. */
   release(opts?: { leaveStopped?: boolean }): void;
-}
-
-interface Seized {
-  pid: number;
-  /** Signal to give back at detach (the tracee was in signal-delivery-stop). */
-  signal: number;
-  /** Its ptrace-stop was reported (PTRACE_DETACH works only on a stopped tracee). */
-  stopped: boolean;
 }
 
 export async function freezeTree(rootPid: number, opts: FreezeOptions = {}): Promise<FrozenTree> {
@@ -175,43 +158,6 @@ function permissionError(pid: number, tid: number, cause: unknown): PcrError {
   );
 }
 
-/**
- * waitpid(tid, __WALL|WNOHANG) on every interrupted thread until each has reported its
- * stop (or its end); sleeps 1 ms only when no thread made progress.
- */
-async function waitForStops(tids: number[], seized: Map<number, Seized>, timeoutMs: number) {
-  const deadline = Date.now() + timeoutMs;
-  let pending = tids;
-  while (pending.length > 0) {
-    const before = pending.length;
-    pending = pending.filter((tid) => !reported(tid, seized));
-    if (pending.length === before) {
-      if (Date.now() > deadline) {
-        const tid = pending[0]!;
-        const pid = seized.get(tid)!.pid;
-        throw new PcrError(
-          'PCR_ERR_TIMEOUT',
-          `thread ${tid} of task ${pid} did not stop in ${timeoutMs} ms`,
-        );
-      }
-      await sleep(1);
-    }
-  }
-}
-
-/** One WNOHANG wait: true once the thread reported its stop, or ended. */
-function reported(tid: number, seized: Map<number, Seized>): boolean {
-  const s = seized.get(tid)!;
-  const [got, status] = waitpid(tid, __WALL | WNOHANG);
-  if (got !== tid) return false;
-  if (noteStop(s, status)) return true;
-  seized.delete(tid); // it ended while we waited
-  if (tid === s.pid) {
-    throw new PcrError('PCR_ERR_TASK_EXITED', `task ${s.pid} exited while it was being frozen`);
-  }
-  return true;
-}
-
 /** State letter of a thread ('t' in a ptrace-stop); '' once it is gone. */
 function threadState(pid: number, tid: number): string {
   try {
@@ -250,67 +196,4 @@ function frozen(tasks: WalkedTask[], seized: Map<number, Seized>): FrozenTree {
       detachAll(seized);
     },
   };
-}
-
-/** Records a reported ptrace-stop; false if the status is not a stop (the thread ended). */
-function noteStop(s: Seized, status: number): boolean {
-  if ((status & 0xff) !== 0x7f) return false;
-  // Event 0 is a signal-delivery-stop: that signal is given back at detach.
-  if (status >> 16 !== PTRACE_EVENT_STOP) s.signal = (status >> 8) & 0xff;
-  s.stopped = true;
-  return true;
-}
-
-const pause = new Int32Array(new SharedArrayBuffer(4));
-
-/** An interrupted thread whose stop was not reported yet: wait up to 2 s, synchronously. */
-function settle(tid: number, s: Seized): void {
-  for (let i = 0; i < 2000 && !s.stopped; i++) {
-    try {
-      const [got, status] = waitpid(tid, __WALL | WNOHANG);
-      if (got === tid && !noteStop(s, status)) return;
-    } catch {
-      return;
-    }
-    if (!s.stopped) Atomics.wait(pause, 0, 0, 1);
-  }
-}
-
-/**
- * A tracee that dies while traced (SIGKILL) is reported to its tracer first; its real
- * parent can reap it only after the tracer collected that report. Collect it, waiting
- * up to 2 s for a thread that is still on its way out.
- */
-function collectExit(tid: number): void {
-  for (let i = 0; i < 2000; i++) {
-    try {
-      const [got, status] = waitpid(tid, __WALL | WNOHANG);
-      if (got === tid && (status & 0xff) !== 0x7f) return;
-    } catch {
-      return; // ECHILD: not ours (any more)
-    }
-    Atomics.wait(pause, 0, 0, 1);
-  }
-}
-
-/**
- * Detaches every seized thread; a thread that died meanwhile has its exit collected.
- * Leaders go last: a dead leader is reported only once its other threads are collected.
- */
-function detachAll(seized: Map<number, Seized>): void {
-  let first: unknown;
-  const leadersLast = [...seized].sort(
-    ([a, x], [b, y]) => Number(a === x.pid) - Number(b === y.pid),
-  );
-  for (const [tid, s] of leadersLast) {
-    if (!s.stopped) settle(tid, s);
-    try {
-      ptraceDetach(tid, s.signal);
-    } catch (err) {
-      if (isErrno(err, 'ESRCH')) collectExit(tid);
-      else first ??= err;
-    }
-  }
-  seized.clear();
-  if (first) throw first;
 }

@@ -9,32 +9,20 @@
  * are not pidfds, so they never appear in a dump; the builder's own pidfds to the tasks
  * live in the builder, which is outside the tree.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import {
-  acceptSeqpacket,
   closeQuiet,
-  listenSeqpacket,
-  peerCred,
   pidfdOpen,
   pidfdSendSignal,
   prctl,
   PR_SET_CHILD_SUBREAPER,
   spawn,
-  uvPoll,
-  waitPidfd,
-  WEXITED,
-  WNOHANG,
-  type UvPollHandle,
 } from '../../native/index.js';
 import { isErrno, PcrError } from '../errors.js';
-import { readPidfd } from '../procfs/index.js';
-import { PacketChannel } from './channel.js';
+import { ControlServer, type Reply, type TaskLink } from './control.js';
 import { expectTree, type ExpectedTree } from './expected.js';
 import { planTree, type Plan, type PlannedStep, type Step } from './plan.js';
-import type { Request, TaskMessage, TaskOp } from './protocol.js';
+import type { TaskOp } from './protocol.js';
+import { reapAll } from './reap.js';
 import type { TreeSpec } from './spec.js';
 import { makeZombie, spawnTask } from './spawn-task.js';
 
@@ -62,7 +50,7 @@ interface Peer {
   pid: number;
   /** The builder's own pidfd to it, to kill and reap it. */
   pidfd: number;
-  channel?: PacketChannel;
+  link?: TaskLink;
 }
 
 const SIGKILL = 9;
@@ -71,11 +59,10 @@ const SIGKILL = 9;
 export async function buildTree(spec: TreeSpec, opts: BuildOptions = {}): Promise<BuiltTree> {
   const plan = planTree(spec); // refuses a bad spec before any process starts
   prctl(PR_SET_CHILD_SUBREAPER, 1);
-  const b = new Builder(plan, opts.stepTimeoutMs ?? 30_000);
+  const b = new Builder(plan, new ControlServer(opts.stepTimeoutMs ?? 30_000));
   try {
     b.startExternals();
     await b.run();
-    b.stopListening();
     return b.result(spec);
   } catch (err) {
     await b.destroy();
@@ -84,25 +71,15 @@ export async function buildTree(spec: TreeSpec, opts: BuildOptions = {}): Promis
 }
 
 class Builder {
-  private readonly dir = mkdtempSync(join(tmpdir(), 'pidfd-cr-example-'));
-  readonly socketPath = join(this.dir, 'ctl');
-  private listenFd: number;
-  private listenPoll: UvPollHandle | undefined;
   private readonly peers = new Map<string, Peer>();
   private readonly externals = new Map<string, Peer>();
   private readonly threadTids = new Map<string, number[]>();
-  private readonly helloWaiters = new Map<string, (pid: number, ch: PacketChannel) => void>();
-  private readonly replies = new Map<number, (m: TaskMessage, fds: number[]) => void>();
-  private nextId = 1;
   private destroyed = false;
 
   constructor(
     private readonly plan: Plan,
-    private readonly timeoutMs: number,
-  ) {
-    this.listenFd = listenSeqpacket(this.socketPath);
-    this.listenPoll = uvPoll(this.listenFd, { readable: true }, () => this.acceptAll());
-  }
+    private readonly control: ControlServer,
+  ) {}
 
   startExternals(): void {
     for (const e of this.plan.externals) {
@@ -132,6 +109,7 @@ class Builder {
       if (running.size === 0) throw new PcrError('PCR_ERR_INTERNAL', 'example plan is stuck');
       await Promise.race(running);
     }
+    this.control.stopListening();
   }
 
   private async exec(step: Step): Promise<void> {
@@ -149,16 +127,8 @@ class Builder {
         return;
       }
       case 'open': {
-        const { target } = step;
-        const pid =
-          'task' in target
-            ? this.pidOf(target.task)
-            : 'external' in target
-              ? this.pidOf(target.external)
-              : this.tidOf(target.thread.task, target.thread.index);
-        const op: TaskOp = { op: 'open', fd: step.fd, pid, openFlags: step.openFlags };
-        if (step.accessMode !== undefined) op.accessMode = step.accessMode;
-        await this.request(step.by, op);
+        const { by: _by, target, ...rest } = step;
+        await this.request(step.by, { ...rest, pid: this.targetPid(target) });
         return;
       }
       case 'send': {
@@ -170,53 +140,47 @@ class Builder {
         }
         return;
       }
-      case 'dead': {
-        const { by: _by, ...op } = step;
+      default: {
+        const { by: _by, ...op } = step; // dead, deadThread, dup, finalize: sent as they are
         await this.request(step.by, op);
         return;
       }
-      case 'deadThread':
-        await this.request(step.by, { op: 'deadThread', fd: step.fd, openFlags: step.openFlags });
-        return;
-      case 'dup':
-        await this.request(step.by, { op: 'dup', fd: step.fd, from: step.from });
-        return;
-      case 'finalize':
-        await this.request(step.by, { op: 'finalize', cloexec: step.cloexec });
-        return;
     }
   }
 
+  private targetPid(target: Extract<Step, { op: 'open' }>['target']): number {
+    if ('task' in target) return this.pidOf(target.task);
+    if ('external' in target) return this.pidOf(target.external);
+    const tid = this.threadTids.get(target.thread.task)?.[target.thread.index];
+    if (tid === undefined) {
+      throw new PcrError(
+        'PCR_ERR_INTERNAL',
+        `example: no thread ${target.thread.index} in '${target.thread.task}'`,
+      );
+    }
+    return tid;
+  }
+
   private async spawnTask(step: Extract<Step, { op: 'spawn' }>): Promise<void> {
-    const hello = this.waitHello(step.task);
+    const hello = this.control.waitHello(step.task);
+    hello.catch(() => {}); // awaited below, possibly after a failed spawn
+    const { inherit, reserve } = step;
     let pid: number;
     if (step.by === undefined) {
-      pid = spawnTask({
-        name: step.task,
-        socketPath: this.socketPath,
-        inherit: step.inherit,
-        reserve: step.reserve,
-      });
+      pid = spawnTask({ name: step.task, socketPath: this.control.socketPath, inherit, reserve });
       this.peers.set(step.task, { pid, pidfd: pidfdOpen(pid) });
     } else {
-      const op: TaskOp = {
-        op: 'spawn',
-        child: step.task,
-        inherit: step.inherit,
-        reserve: step.reserve,
-      };
-      pid = (await this.request(step.by, op)).pid!;
+      pid = (await this.request(step.by, { op: 'spawn', child: step.task, inherit, reserve })).pid!;
+      this.peers.set(step.task, { pid, pidfd: pidfdOpen(pid) });
     }
-    const [helloPid, channel] = await hello;
+    const { pid: helloPid, link } = await hello;
     if (helloPid !== pid) {
       throw new PcrError(
         'PCR_ERR_INTERNAL',
         `task '${step.task}' said hello as ${helloPid}, spawned as ${pid}`,
       );
     }
-    const peer = this.peers.get(step.task) ?? { pid, pidfd: pidfdOpen(pid) };
-    peer.channel = channel;
-    this.peers.set(step.task, peer);
+    this.peers.get(step.task)!.link = link;
   }
 
   private pidOf(name: string): number {
@@ -225,110 +189,16 @@ class Builder {
     return p.pid;
   }
 
-  private tidOf(task: string, index: number): number {
-    const tid = this.threadTids.get(task)?.[index];
-    if (tid === undefined)
-      throw new PcrError('PCR_ERR_INTERNAL', `example: no thread ${index} in '${task}'`);
-    return tid;
-  }
-
-  private withTimeout<T>(what: string, p: Promise<T>): Promise<T> {
-    let timer: NodeJS.Timeout | undefined;
-    const limit = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () =>
-          reject(
-            new PcrError('PCR_ERR_TIMEOUT', `example: ${what} took over ${this.timeoutMs} ms`),
-          ),
-        this.timeoutMs,
-      );
-    });
-    return Promise.race([p, limit]).finally(() => clearTimeout(timer));
-  }
-
-  private waitHello(name: string): Promise<[number, PacketChannel]> {
-    return this.withTimeout(
-      `hello from task '${name}'`,
-      new Promise((resolve) => this.helloWaiters.set(name, (pid, ch) => resolve([pid, ch]))),
-    );
-  }
-
-  private request(
-    task: string,
-    body: TaskOp,
-    fds: number[] = [],
-  ): Promise<{ pid?: number; tids?: number[]; fds: number[] }> {
-    const channel = this.peers.get(task)?.channel;
-    if (!channel)
-      throw new PcrError('PCR_ERR_INTERNAL', `example: task '${task}' is not connected`);
-    const id = this.nextId++;
-    const reply = new Promise<{ pid?: number; tids?: number[]; fds: number[] }>(
-      (resolve, reject) => {
-        this.replies.set(id, (m, got) => {
-          if (m.type === 'done')
-            resolve({
-              ...(m.pid === undefined ? {} : { pid: m.pid }),
-              ...(m.tids ? { tids: m.tids } : {}),
-              fds: got,
-            });
-          else if (m.type === 'failed')
-            reject(
-              new PcrError(
-                'PCR_ERR_INTERNAL',
-                `example task '${task}': ${body.op} failed: ${m.error}`,
-              ),
-            );
-        });
-      },
-    );
-    channel.send({ type: 'request', id, body } satisfies Request, fds);
-    return this.withTimeout(`step ${body.op} in task '${task}'`, reply).finally(() =>
-      this.replies.delete(id),
-    );
-  }
-
-  private acceptAll(): void {
-    for (;;) {
-      const fd = acceptSeqpacket(this.listenFd);
-      if (fd === null) return;
-      const peerPid = peerCred(fd).pid;
-      const channel: PacketChannel = new PacketChannel(
-        fd,
-        (msg, fds) => this.onMessage(peerPid, channel, msg as TaskMessage, fds),
-        () => {},
-      );
-    }
-  }
-
-  private onMessage(peerPid: number, channel: PacketChannel, m: TaskMessage, fds: number[]): void {
-    if (m.type === 'hello') {
-      const waiter = this.helloWaiters.get(m.name);
-      if (!waiter || m.pid !== peerPid) {
-        fds.forEach(closeQuiet);
-        channel.close();
-        return;
-      }
-      this.helloWaiters.delete(m.name);
-      waiter(m.pid, channel);
-      return;
-    }
-    const handler = this.replies.get(m.id);
-    if (handler) handler(m, fds);
-    else fds.forEach(closeQuiet);
-  }
-
-  stopListening(): void {
-    this.listenPoll?.close();
-    this.listenPoll = undefined;
-    if (this.listenFd >= 0) closeQuiet(this.listenFd);
-    this.listenFd = -1;
-    rmSync(this.dir, { recursive: true, force: true });
-    for (const p of this.peers.values()) p.channel?.ref(false);
+  private request(task: string, body: TaskOp, fds: number[] = []): Promise<Reply> {
+    const link = this.peers.get(task)?.link;
+    if (!link) throw new PcrError('PCR_ERR_INTERNAL', `example: task '${task}' is not connected`);
+    return link.request(body, fds);
   }
 
   result(spec: TreeSpec): BuiltTree {
     const pids = new Map<string, number>();
     for (const [n, p] of [...this.peers, ...this.externals]) pids.set(n, p.pid);
+    for (const p of this.peers.values()) p.link?.unref();
     const expected = expectTree(this.plan, {
       builderPid: process.pid,
       pids,
@@ -349,10 +219,9 @@ class Builder {
   async destroy(): Promise<void> {
     if (this.destroyed) return;
     this.destroyed = true;
-    this.stopListening();
+    this.control.close();
     const all = [...this.peers.values(), ...this.externals.values()];
     for (const p of all) {
-      p.channel?.close();
       try {
         pidfdSendSignal(p.pidfd, SIGKILL);
       } catch (err) {
@@ -361,31 +230,4 @@ class Builder {
     }
     await reapAll(all.map((p) => p.pidfd));
   }
-}
-
-/** Reaps each pidfd's process once it is our child; gives up after 10 s. Closes the pidfds. */
-async function reapAll(pidfds: number[]): Promise<void> {
-  let left = pidfds;
-  for (let round = 0; left.length > 0; round++) {
-    left = left.filter((fd) => !tryReap(fd));
-    if (left.length === 0) break;
-    if (round > 5000) {
-      left.forEach(closeQuiet);
-      throw new PcrError('PCR_ERR_TIMEOUT', `example: ${left.length} processes were not reaped`);
-    }
-    await sleep(2);
-  }
-}
-
-/** True when the process is reaped (by us now, or by someone else before); closes the pidfd then. */
-function tryReap(pidfd: number): boolean {
-  try {
-    if (waitPidfd(pidfd, WEXITED | WNOHANG) === null) return false;
-  } catch (err) {
-    if (!isErrno(err, 'ECHILD')) throw err;
-    // Not our child (yet): its parent has not died, or someone else reaped it.
-    if (readPidfd(process.pid, pidfd)?.pid !== -1) return false;
-  }
-  closeQuiet(pidfd);
-  return true;
 }

@@ -146,6 +146,9 @@ test('dump with bad arguments: exit 2 and a message naming the argument', (t) =>
     assert.doesNotMatch(r.stderr, /\n\s+at /); // no stack trace
   }
   assert.deepEqual(filesIn(dir), []);
+  const help = cli(['dump', '--help']);
+  assert.equal(help.status, 0);
+  assert.match(help.stdout, /^usage: pidfd-cr dump -t PID -D DIR \[--leave-stopped\] \[--force\]/);
 });
 
 test('dump of a tree with a task already traced: exit 4 naming it and its tracer', async (t) => {

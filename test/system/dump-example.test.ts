@@ -6,6 +6,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
+import { PcrError } from '../../src/errors.js';
+import { readChildren } from '../../src/procfs/index.js';
 import { buildTree, SpecError } from '../../src/example/index.js';
 import { SCENARIOS } from '../fixtures/scenarios.js';
 import { expectedObservation, observeTree } from '../fixtures/observe.js';
@@ -39,4 +41,13 @@ test('example builder refuses a bad spec before starting anything', async () => 
     }),
     /'fork' needs a pidfd of the parent task/,
   );
+});
+
+test('a build that fails midway (step time limit) kills and reaps what it started', async () => {
+  const before = readChildren(process.pid);
+  await assert.rejects(
+    buildTree(SCENARIOS.find((s) => s.name === 'external')!.spec, { stepTimeoutMs: 1 }),
+    (e: unknown) => e instanceof PcrError && e.code === 'PCR_ERR_TIMEOUT',
+  );
+  assert.deepEqual(readChildren(process.pid), before);
 });
