@@ -1,0 +1,237 @@
+/**
+ * One restore in progress, for restoreImage (coordinator.ts): the ZeroMQ ROUTER, the
+ * coordinator machine with the real effects (spawning the root worker, watching every
+ * worker through a pidfd, taking the tree down), the HELLO registry and the trace.
+ */
+import { createActor, fromPromise } from 'xstate';
+import { waitPidfd, WEXITED } from '../../native/index.js';
+import type { Image } from '../image/model.js';
+import type { RestorePlan } from '../plan/types.js';
+import type { PidMap, WorkerMessage, CoordinatorMessage } from '../plan/messages.js';
+import type { Difference } from '../plan/verify.js';
+import { encodeToWorker, decodeToCoordinator } from '../plan/wire.js';
+import {
+  coordinatorMachine,
+  type CoordinatorOutput,
+  type SpawnRootInput,
+  type SpawnRootOutput,
+  type AbortTreeInput,
+  type TearDownTreeInput,
+} from '../machines/coordinator.js';
+import { spawnWorker } from '../actors/spawn-worker.js';
+import { ControlRouter } from './zmq-link.js';
+import { WorkerMonitor } from './monitor.js';
+import { writePidMapFile } from './pid-map-file.js';
+import { traceInspector, TRACE_VERSION, type TraceDetails } from './trace.js';
+import { Registry } from './registry.js';
+import type { RestoreOptions } from './coordinator.js';
+
+/** One restore in progress: the socket, the machine, the watched workers. */
+export class Session {
+  private readonly registry = new Registry();
+  private readonly monitor: WorkerMonitor;
+  private rootPidfd = -1;
+  private rootPid = 0;
+  private actor: ReturnType<typeof createActor<typeof coordinatorMachine>> | undefined;
+  private router!: ControlRouter;
+
+  private constructor(
+    private readonly image: Image,
+    private readonly plan: RestorePlan,
+    private readonly rundir: string,
+    private readonly options: RestoreOptions,
+  ) {
+    this.monitor = new WorkerMonitor((dumped, status) =>
+      this.deliver({ type: 'WORKER_EXITED', pid: dumped, status }),
+    );
+  }
+
+  static async open(
+    image: Image,
+    plan: RestorePlan,
+    rundir: string,
+    options: RestoreOptions,
+  ): Promise<Session> {
+    const s = new Session(image, plan, rundir, options);
+    s.router = await ControlRouter.bind(rundir, {
+      onFrame: (id, frame) => s.onFrame(id, frame),
+      onError: (err) => s.deliver({ type: 'STOP', reason: `control link: ${err.message}` }),
+    });
+    return s;
+  }
+
+  private deliver(event: Parameters<NonNullable<typeof this.actor>['send']>[0]): void {
+    if (this.actor?.getSnapshot().status === 'active') this.actor.send(event);
+  }
+
+  private traceWorker(message: Extract<WorkerMessage, { type: 'TRACE' }>): void {
+    const t = message.trace;
+    let details: TraceDetails = {};
+    try {
+      details = JSON.parse(t.details) as TraceDetails;
+    } catch {
+      details = { error: `unparsable details: ${t.details}` };
+    }
+    this.options.trace?.({
+      v: TRACE_VERSION,
+      time: t.timeMs,
+      source: t.machine,
+      pid: this.registry.restoredOf(message.pid) ?? 0,
+      from: t.from,
+      to: t.to,
+      event: t.event,
+      details,
+    });
+  }
+
+  private onFrame(routingId: string, frame: Buffer): void {
+    let message: WorkerMessage;
+    try {
+      message = decodeToCoordinator(frame);
+    } catch (err) {
+      return this.deliver({
+        type: 'STOP',
+        reason: `undecodable frame from ${routingId}: ${(err as Error).message}`,
+      });
+    }
+    const pid = message.type === 'FD_REPORT' ? message.report.pid : message.pid;
+    if (String(pid) !== routingId) {
+      return this.deliver({
+        type: 'STOP',
+        reason: `worker '${routingId}' sent a message about task ${pid}`,
+      });
+    }
+    if (message.type === 'TRACE') return this.traceWorker(message);
+    if (message.type === 'WORKER_HELLO') {
+      for (const hello of this.registry.hello(message)) this.deliver(hello);
+      return;
+    }
+    if (message.type === 'CHILDREN_SPAWNED') {
+      const workers = new Set(this.plan.tasks.map((t) => t.pid));
+      for (const c of message.children) {
+        if (workers.has(c.dumped)) this.watch(c.dumped, c.restored);
+      }
+      this.deliver(message);
+      for (const hello of this.registry.expect(message.children)) this.deliver(hello);
+      return;
+    }
+    this.deliver(message);
+  }
+
+  private watch(dumped: number, restored: number): void {
+    try {
+      this.monitor.add(dumped, restored);
+    } catch {
+      // already gone: ESRCH. Its parent still holds it as a zombie, so this is rare;
+      // registration then times out naming it.
+    }
+  }
+
+  private spawnRoot = async ({ root }: SpawnRootInput): Promise<SpawnRootOutput> => {
+    const w = spawnWorker({
+      dumpedPid: root.pid,
+      rundir: this.rundir,
+      reservedFds: root.reservedFds,
+      stderrFd: this.options.workerStderr === undefined ? 2 : this.options.workerStderr,
+      trace: this.options.trace !== undefined && this.options.traceWorkers !== false,
+      ...(this.options.fault ? { fault: this.options.fault } : {}),
+    });
+    this.rootPid = w.pid;
+    this.rootPidfd = w.pidfd;
+    this.monitor.add(root.pid, w.pid, w.pidfd);
+    for (const hello of this.registry.expect([{ dumped: root.pid, restored: w.pid }])) {
+      this.deliver(hello);
+    }
+    return { restoredPid: w.pid };
+  };
+
+  private send(to: number, message: CoordinatorMessage): void {
+    void this.router.send(String(to), encodeToWorker(message));
+  }
+
+  /** Waits for every worker to leave (grace), SIGKILLs the rest, reaps the root. */
+  private async takeDown(graceMs: number): Promise<void> {
+    if (!(await this.monitor.waitAllExited(graceMs))) {
+      this.monitor.killAll();
+      await this.monitor.waitAllExited(10_000);
+    }
+    this.reapRoot();
+  }
+
+  private reapRoot(): void {
+    if (this.rootPidfd < 0) return;
+    try {
+      waitPidfd(this.rootPidfd, WEXITED);
+    } catch {
+      // reaped already
+    }
+  }
+
+  private tearDownTree = async (_: TearDownTreeInput): Promise<void> => {
+    await this.takeDown(this.options.teardownGraceMs ?? 3000);
+  };
+
+  private abortTree = async (_: AbortTreeInput): Promise<void> => {
+    await this.takeDown(Math.min(this.options.teardownGraceMs ?? 3000, 1000));
+  };
+
+  run(): Promise<CoordinatorOutput> {
+    const machine = coordinatorMachine.provide({
+      actors: {
+        spawnRoot: fromPromise<SpawnRootOutput, SpawnRootInput>(({ input }) =>
+          this.spawnRoot(input),
+        ),
+        abortTree: fromPromise<void, AbortTreeInput>(({ input }) => this.abortTree(input)),
+        tearDownTree: fromPromise<void, TearDownTreeInput>(({ input }) => this.tearDownTree(input)),
+      },
+      actions: {
+        sendToWorker: (_, p: { to: number; message: CoordinatorMessage }) =>
+          this.send(p.to, p.message),
+        broadcast: (_, p: { message: CoordinatorMessage }) => {
+          for (const pid of this.registry.accepted()) this.send(pid, p.message);
+        },
+        reportResult: (_, p: { pidMap: PidMap; differences: Difference[] }) => {
+          if (this.options.pidMapPath) writePidMapFile(this.options.pidMapPath, p.pidMap);
+          this.options.onVerified?.(p);
+        },
+      },
+    });
+    return new Promise<CoordinatorOutput>((resolve, reject) => {
+      const actor = createActor(machine, {
+        input: {
+          image: this.image,
+          plan: this.plan,
+          phaseTimeoutMs: this.options.timeoutMs ?? 30_000,
+          hold: this.options.hold ?? false,
+        },
+        ...(this.options.trace
+          ? { inspect: traceInspector('coordinator', this.options.trace) }
+          : {}),
+      });
+      this.actor = actor;
+      actor.subscribe({
+        complete: () => resolve(actor.getSnapshot().output!),
+        error: reject,
+      });
+      const signal = this.options.signal;
+      const onAbort = (): void =>
+        this.deliver({ type: 'STOP', reason: String(signal?.reason ?? 'stopped') });
+      signal?.addEventListener('abort', onAbort, { once: true });
+      actor.start();
+      if (signal?.aborted) onAbort();
+    });
+  }
+
+  async close(): Promise<void> {
+    this.actor?.stop();
+    // Whatever path we came by, no worker outlives the restore.
+    if (this.monitor.alive().length > 0 || this.rootPidfd >= 0) {
+      this.monitor.killAll();
+      await this.monitor.waitAllExited(10_000);
+      this.reapRoot();
+    }
+    this.monitor.close();
+    this.rootPidfd = -1;
+    await this.router.close();
+  }
+}
