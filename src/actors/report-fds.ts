@@ -52,11 +52,15 @@ export function fileClassOf(self: number, fd: number, candidates: readonly Holde
   return `${self}:${fd}`;
 }
 
-/** The FdReport of this process (task `dumpedPid`) within the tree of `pidMap`. */
+/**
+ * The FdReport of this process (task `dumpedPid`) within the tree of `pidMap`. Only
+ * processes with a pid ≤ ours are read: a class key is the smallest (pid, fd) of its
+ * file, and (our pid, fd) is always a candidate.
+ */
 export function reportFds(dumpedPid: number, pidMap: PidMap): FdReport {
   const self = process.pid;
   const own = readPidfds(self);
-  const tree = new Set([self, ...pidMap.pids.map((p) => p.restored)]);
+  const tree = new Set([self, ...pidMap.pids.map((p) => p.restored).filter((p) => p < self)]);
   const byIno = holdersByIno([...tree]);
   const fds: ReportedFd[] = own.map((f) => {
     const r: ReportedFd = {
