@@ -2,13 +2,16 @@
  * Fault injection, a TEST HOOK read only by workers (docs/restore.md): PCR_FAULT is
  * `<kind>@<dumped pid>:<phase>`, e.g. `crash@4242:open-alive`. Kinds: `crash` (the worker
  * kills itself with SIGKILL), `hang` (the phase never finishes, the event loop stays
- * free), `spin` (a busy loop: nothing else runs), `fail` (the phase's actor throws). The
- * phase is one of spawn, open-alive, dead, kill-temp, finalize, verify.
+ * free), `spin` (a busy loop: nothing else runs), `fail` (the phase's actor throws),
+ * `leak` (the phase's actor keeps one pidfd the image does not have: a difference for
+ * verification to find). The phase is one of spawn, open-alive, dead, kill-temp,
+ * finalize, verify.
  */
 import { PcrError } from '../errors.js';
+import { pidfdOpen } from '../../native/index.js';
 import type { Phase } from '../plan/types.js';
 
-export type FaultKind = 'crash' | 'hang' | 'spin' | 'fail';
+export type FaultKind = 'crash' | 'hang' | 'spin' | 'fail' | 'leak';
 
 export interface Fault {
   kind: FaultKind;
@@ -16,7 +19,8 @@ export interface Fault {
   phase: Phase;
 }
 
-const PATTERN = /^(crash|hang|spin|fail)@(\d+):(spawn|open-alive|dead|kill-temp|finalize|verify)$/;
+const PATTERN =
+  /^(crash|hang|spin|fail|leak)@(\d+):(spawn|open-alive|dead|kill-temp|finalize|verify)$/;
 
 export function parseFault(text: string | undefined): Fault | undefined {
   if (!text) return undefined;
@@ -44,5 +48,9 @@ export async function injectFault(
       }
     case 'fail':
       throw new PcrError('PCR_ERR_RESTORE', `injected failure (PCR_FAULT) in phase ${phase}`);
+    case 'leak':
+      // A pidfd to ourselves that is never closed (the fd number is whatever is free).
+      pidfdOpen(process.pid);
+      return;
   }
 }

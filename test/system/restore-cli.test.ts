@@ -6,11 +6,12 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, readdirSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { once } from 'node:events';
 import { writeImage } from '../../src/image/store.js';
+import { DEMO_TREE, type TaskSpec } from '../../src/example/index.js';
 import { restoreImage } from '../../src/restore/coordinator.js';
 import type { PidMap } from '../../src/plan/messages.js';
 import { sharedScm, benchmark } from '../fixtures/scenarios.js';
@@ -98,4 +99,36 @@ test('two restores of one image at once do not cross', async (t) => {
   );
   assert.deepEqual(readdirSync(dir), []);
   assert.equal(existsSync(join(dir, 'ctl')), false);
+});
+
+test('restore prints the differences and exits 1 when the restored tree differs', async (t) => {
+  const { image, dir } = await buildAndDump(t, sharedScm);
+  writeImage(dir, image);
+  const r = spawnSync(process.execPath, [CLI, 'restore', '-D', dir], {
+    encoding: 'utf8',
+    env: { ...process.env, TMPDIR: dir, PCR_FAULT: `leak@${image.rootPid}:finalize` },
+  });
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(
+    r.stdout,
+    /verification: FAILED, 1 differences:\n  - task \d+ fd \d+: .*not in the image/,
+  );
+  assert.deepEqual(readdirSync(dir), ['pidfd-cr.img']);
+});
+
+test('demo builds, dumps, restores and verifies the demo tree, and cleans up', () => {
+  const r = cli(['demo']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /dumped it to .*pidfd-cr\.img/);
+  assert.match(r.stdout, /pid map \(dumped -> restored\):/);
+  const count = (t: TaskSpec): [number, number] =>
+    (t.children ?? [])
+      .map(count)
+      .reduce(([a, b], [c, d]) => [a + c, b + d], [1, t.pidfds?.length ?? 0]);
+  const [tasks, fds] = count(DEMO_TREE.root);
+  assert.ok(
+    r.stdout.includes(`verification: OK, ${fds} pidfds in ${tasks} tasks match the image`),
+    r.stdout,
+  );
+  assert.match(r.stdout, /restored tree taken down; demo tree removed/);
 });
