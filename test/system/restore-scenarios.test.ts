@@ -14,7 +14,7 @@ import { buildTree } from '../../src/example/index.js';
 import { dumpTree } from '../../src/dump/index.js';
 import { restoreImage } from '../../src/restore/coordinator.js';
 import type { PidMap } from '../../src/plan/messages.js';
-import { SCENARIOS } from '../fixtures/scenarios.js';
+import { SCENARIOS, deadStatuses } from '../fixtures/scenarios.js';
 import { checkRestored } from '../helpers/restored-view.js';
 import { hasDacOverride } from '../../src/actors/open-files.js';
 import { descendantsOf, exists } from '../helpers/proc-view.js';
@@ -92,3 +92,33 @@ for (const { name, spec } of SCENARIOS) {
     assert.deepEqual(readdirSync(parent), [], 'run directory removed');
   });
 }
+
+test('restore pidfds at fds 0, 1, 2 and 5000 (the worker own stdio is given up for them)', async (t) => {
+  const tree = await buildTree(deadStatuses);
+  t.after(() => tree.destroy());
+  const image = await dumpTree(tree.rootPid);
+  // The same files at other numbers: what a task with pidfds on its stdio would hold.
+  const remap = new Map([
+    [3, 0],
+    [4, 1],
+    [5, 2],
+    [6, 5000],
+  ]);
+  for (const task of image.tasks) {
+    task.fds = task.fds
+      .map((f) => ({ ...f, fd: remap.get(f.fd) ?? f.fd }))
+      .sort((a, b) => a.fd - b.fd);
+  }
+  const stop = new AbortController();
+  let problems: string[] | undefined;
+  const result = await restoreImage(image, {
+    hold: true,
+    signal: stop.signal,
+    onVerified: ({ pidMap }) => {
+      problems = checkRestored(image, pidMap, process.pid);
+      stop.abort('checked');
+    },
+  });
+  assert.deepEqual(problems, []);
+  assert.equal(result.ok, true, JSON.stringify(result.differences));
+});
