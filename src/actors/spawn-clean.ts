@@ -4,7 +4,8 @@
  * opens is close-on-exec, but a worker's own placeholders (and fds a host program
  * inherited) are not, so every other non-cloexec fd is closed in the child.
  */
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
+import { PcrError } from '../errors.js';
 import {
   spawn as posixSpawn,
   openPath,
@@ -40,9 +41,23 @@ function inheritableFds(): number[] {
   return out;
 }
 
+/** Soft RLIMIT_NOFILE, which a child inherits (Node raises it to the hard limit). */
+function openFileLimit(): number {
+  const m = /^Max open files\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+  return m ? Number(m[1]) : Infinity;
+}
+
 /** Spawns the child and returns its pid. Node does not reap it: the caller must. */
 export function spawnClean(req: CleanSpawn): number {
   const reserve = [...new Set(req.reserve ?? [])].sort((a, b) => a - b);
+  const limit = openFileLimit();
+  const tooHigh = reserve.find((fd) => fd >= limit);
+  if (tooHigh !== undefined) {
+    throw new PcrError(
+      'PCR_ERR_RESTORE',
+      `fd ${tooHigh} cannot be reserved: the open file limit (RLIMIT_NOFILE) is ${limit}`,
+    );
+  }
   // Every source fd lives above every target, so no dup2 clobbers a later source.
   const top = Math.max(2, ...reserve) + 1;
   const devnull = openPath('/dev/null', O_RDWR | O_CLOEXEC);

@@ -102,3 +102,17 @@ test('worker environment: identity, no start-up-costly variables', () => {
   assert.equal(id.spawnerPid, process.pid);
   assert.equal(id.stderrUsable, false, 'fd 2 is one of the task fds');
 });
+
+test('an fd number above the open file limit is refused by name before spawning', () => {
+  assert.throws(
+    () =>
+      spawnClean({
+        path: '/bin/true',
+        argv: ['true'],
+        env: {},
+        stdio: [null, null, null],
+        reserve: [3, 1 << 30],
+      }),
+    /fd 1073741824 cannot be reserved: the open file limit \(RLIMIT_NOFILE\) is \d+/,
+  );
+});
