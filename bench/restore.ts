@@ -60,6 +60,14 @@ interface Run {
   totalMs: number;
   phases: Record<string, number>;
   rssKb: number[];
+  cpuMs: number[];
+}
+
+/** utime + stime of a process in ms (clock ticks of 10 ms: USER_HZ 100). */
+function cpuMs(pid: number): number {
+  const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) * 10;
 }
 
 function vmHwmKb(pid: number): number {
@@ -72,6 +80,7 @@ async function restoreOnce(image: Image): Promise<Run> {
   const stop = new AbortController();
   let verifiedAt = 0;
   let rssKb: number[] = [];
+  let cpu: number[] = [];
   const t0 = performance.timeOrigin + performance.now();
   const result = await restoreImage(image, {
     hold: true,
@@ -84,7 +93,9 @@ async function restoreOnce(image: Image): Promise<Run> {
     onVerified: ({ pidMap }) => {
       verifiedAt = performance.timeOrigin + performance.now();
       const workers = new Set(image.tasks.filter((t) => t.state !== 'zombie').map((t) => t.pid));
-      rssKb = pidMap.pids.filter((p) => workers.has(p.dumped)).map((p) => vmHwmKb(p.restored));
+      const mine = pidMap.pids.filter((p) => workers.has(p.dumped));
+      rssKb = mine.map((p) => vmHwmKb(p.restored));
+      cpu = mine.map((p) => cpuMs(p.restored));
       stop.abort('measured');
     },
   });
@@ -96,7 +107,7 @@ async function restoreOnce(image: Image): Promise<Run> {
   const phases: Record<string, number> = {};
   names.forEach((n, i) => (phases[n] = marks[i + 1]! - marks[i]!));
   phases['teardown'] = end - verifiedAt;
-  return { verifiedMs: verifiedAt - t0, totalMs: end - t0, phases, rssKb };
+  return { verifiedMs: verifiedAt - t0, totalMs: end - t0, phases, rssKb, cpuMs: cpu };
 }
 
 async function dumpSpec(spec: TreeSpec): Promise<Image> {
@@ -138,6 +149,7 @@ async function main(): Promise<void> {
       ),
     );
     const rss = runs.flatMap((r) => r.rssKb);
+    const cpu = runs.flatMap((r) => r.cpuMs);
     console.log(`${name}: ${workers} workers, ${pidfds} pidfds`);
     console.log(`  floor (${workers} x node -e 0 at once) ${f(fl)}`);
     console.log(
@@ -158,6 +170,9 @@ async function main(): Promise<void> {
       console.log(`    ${k.padEnd(31)}${f(phase(k))}`);
     }
     console.log(`  pidfd phases after all workers up ${f(pidfdPhases)}`);
+    console.log(
+      `  CPU per worker to verified        mean ${(cpu.reduce((a, b) => a + b, 0) / cpu.length).toFixed(0)} ms (utime+stime)`,
+    );
     console.log(
       `  peak RSS per worker (VmHWM)       mean ${(rss.reduce((a, b) => a + b, 0) / rss.length / 1024).toFixed(1)} MB, max ${(Math.max(...rss) / 1024).toFixed(1)} MB\n`,
     );

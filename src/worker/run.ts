@@ -15,7 +15,6 @@ import type { CoordinatorMessage, WorkerMessage } from '../plan/messages.js';
 import { traceInspector, type TraceEvent } from '../restore/trace.js';
 import { failureFromError } from '../machines/failure.js';
 import { WorkerEffects } from './effects.js';
-import { warmUp } from './warmup.js';
 import { parseFault } from './fault.js';
 import { FAULT_ENV } from './identity.js';
 
@@ -87,10 +86,6 @@ function start(message: Extract<CoordinatorMessage, { type: 'ASSIGN' }>): void {
     },
   });
   actor.start();
-  // While the other workers start, compile the code paths the phases will run.
-  setImmediate(
-    () => void warmUp(message.plan).catch((err: Error) => diag(`warm-up: ${err.message}`)),
-  );
 }
 
 function onMessage(message: CoordinatorMessage): void {
