@@ -44,6 +44,10 @@ export class Registry {
     return [h];
   }
 
+  isAccepted(dumped: number): boolean {
+    return this.ok.has(dumped);
+  }
+
   accepted(): number[] {
     return [...this.ok];
   }

@@ -31,7 +31,6 @@ export class Session {
   private readonly registry = new Registry();
   private readonly monitor: WorkerMonitor;
   private rootPidfd = -1;
-  private rootPid = 0;
   private actor: ReturnType<typeof createActor<typeof coordinatorMachine>> | undefined;
   private router!: ControlRouter;
 
@@ -101,11 +100,13 @@ export class Session {
         reason: `worker '${routingId}' sent a message about task ${pid}`,
       });
     }
-    if (message.type === 'TRACE') return this.traceWorker(message);
     if (message.type === 'WORKER_HELLO') {
       for (const hello of this.registry.hello(message)) this.deliver(hello);
       return;
     }
+    // Only a worker whose HELLO was accepted may say anything else.
+    if (!this.registry.isAccepted(pid)) return;
+    if (message.type === 'TRACE') return this.traceWorker(message);
     if (message.type === 'CHILDREN_SPAWNED') {
       const workers = new Set(this.plan.tasks.map((t) => t.pid));
       for (const c of message.children) {
@@ -136,7 +137,6 @@ export class Session {
       trace: this.options.trace !== undefined && this.options.traceWorkers !== false,
       ...(this.options.fault ? { fault: this.options.fault } : {}),
     });
-    this.rootPid = w.pid;
     this.rootPidfd = w.pidfd;
     this.monitor.add(root.pid, w.pid, w.pidfd);
     for (const hello of this.registry.expect([{ dumped: root.pid, restored: w.pid }])) {

@@ -80,6 +80,8 @@ test('registry: a HELLO is accepted only with the expected restored pid', () => 
     [1, 3],
   );
   assert.equal(r.restoredOf(3), undefined);
+  assert.equal(r.isAccepted(2), true);
+  assert.equal(r.isAccepted(3), false, 'nothing else from 3 is listened to');
 });
 
 test('trace: one event per state change of the root actor, schema v1', () => {
