@@ -121,7 +121,7 @@ export class WorkerEffects {
       case 'external-reopen':
         return openExternal(
           { pid: how.pid, ino: BigInt(how.ino), comm: '' },
-          step.flags,
+          as,
           how.bootId,
           bootId(),
         );
