@@ -4,7 +4,9 @@
  * silently takes it over), one DEALER per worker whose routing id is its dumped pid as a
  * decimal string. One frame per message (the protobuf bytes); `linger: 0` everywhere so
  * closing never waits for unsent messages. Sends are chained: zeromq.js allows only one
- * pending send per socket.
+ * pending send per socket. `sendTimeout: 0`: a send that cannot be queued at once fails
+ * at once. Without it, a ROUTER send (mandatory) to a worker that just died can wait for
+ * ever (its pipe is not writable and never will be), and so would closing the socket.
  */
 import { join } from 'node:path';
 import { Router, Dealer } from 'zeromq';
@@ -45,7 +47,7 @@ export class ControlRouter {
 
   static async bind(rundir: string, handlers: RouterHandlers): Promise<ControlRouter> {
     // mandatory: a send to a worker that is not connected fails instead of vanishing.
-    const socket = new Router({ linger: 0, mandatory: true, handover: false });
+    const socket = new Router({ linger: 0, mandatory: true, handover: false, sendTimeout: 0 });
     const address = controlAddress(rundir);
     try {
       await socket.bind(address);
@@ -95,7 +97,7 @@ export class ControlDealer {
     routingId: string,
     private readonly handlers: DealerHandlers,
   ) {
-    this.socket = new Dealer({ linger: 0, routingId });
+    this.socket = new Dealer({ linger: 0, routingId, sendTimeout: 0 });
     this.socket.connect(controlAddress(rundir));
     this.sends = new SendQueue(handlers.onError);
     void this.receiveLoop();

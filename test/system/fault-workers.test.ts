@@ -21,6 +21,7 @@ async function failingRestore(
   opts: RestoreOptions,
 ): Promise<{ err: PcrError; started: number[] }> {
   const started = new Set<number>();
+  const before = new Set(descendantsOf(process.pid));
   const trace = (e: TraceEvent): void => {
     // Every worker's pid, and (while it lives) its descendants: temps, zombies, children.
     if (e.source !== 'coordinator' && e.pid > 0) {
@@ -37,6 +38,10 @@ async function failingRestore(
     (e: unknown) => e as PcrError,
   );
   assert.ok(err instanceof PcrError, `a PcrError: ${String(err)}`);
+  // Anything of the restore still below us (orphans adopted by this subreaper, zombies).
+  descendantsOf(process.pid)
+    .filter((p) => !before.has(p))
+    .forEach((p) => started.add(p));
   return { err, started: [...started] };
 }
 
@@ -148,5 +153,21 @@ test('with externalDead the external targets come back dead (SIGKILL), seen from
     { pid: -1, status: 9 },
     { pid: -1, status: 9 },
   ]);
+  assert.deepEqual(readdirSync(dir), []);
+});
+
+test('the root worker crashes as soon as its plan arrives (spawn): abort, nothing left', async (t) => {
+  const { image, dir } = await buildAndDump(t, sharedFork);
+  const { err, started } = await failingRestore(image, {
+    runDirParent: dir,
+    timeoutMs: 3000,
+    fault: `crash@${image.rootPid}:spawn`,
+  });
+  assert.equal(err.code, 'PCR_ERR_TASK_EXITED');
+  assert.match(
+    err.message,
+    new RegExp(`task ${image.rootPid} exited \\(killed by signal 9\\) during phase spawn`),
+  );
+  assert.deepEqual(await waitGone(started), []);
   assert.deepEqual(readdirSync(dir), []);
 });

@@ -52,9 +52,20 @@ export function formatVerification(image: Image, differences: readonly Differenc
   return `verification: FAILED, ${differences.length} differences:\n${list}\n`;
 }
 
-/** SIGINT/SIGTERM abort the restore (or end --hold) instead of killing us outright. */
+const SIGNAL_NUMBERS: Partial<Record<NodeJS.Signals, number>> = { SIGINT: 2, SIGTERM: 15 };
+
+/**
+ * SIGINT/SIGTERM abort the restore (or end --hold) instead of killing us outright; a
+ * second one exits at once (the workers then die by PR_SET_PDEATHSIG).
+ */
 function stopOnSignals(controller: AbortController): () => void {
-  const stop = (sig: NodeJS.Signals) => controller.abort(`received ${sig}`);
+  const stop = (sig: NodeJS.Signals) => {
+    if (controller.signal.aborted) {
+      process.stderr.write(`pidfd-cr: ${sig} again, exiting at once\n`);
+      process.exit(128 + (SIGNAL_NUMBERS[sig] ?? 0));
+    }
+    controller.abort(`received ${sig}`);
+  };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
   return () => {
