@@ -1,0 +1,37 @@
+/**
+ * pidfd-cr as a library: what a larger C/R tool embeds. The CLI (src/cli) is a thin shell
+ * over exactly these calls. Effects stay behind these entry points; the planner, the
+ * machines and verification are pure and can be driven by a tool's own runtime (the task
+ * protocol is proto/protocol.proto, so tasks may be written in other languages).
+ */
+export * from './errors.js';
+
+// Dump: freeze a live tree and read its pidfds into an in-memory image.
+export { dumpTree, dumpToDir, type DumpOptions, type DumpToDirOptions } from './dump/index.js';
+
+// Image: the model, the file format and its readable/JSON forms.
+export * from './image/model.js';
+export { encodeImage, decodeImage } from './image/codec.js';
+export { readImage, writeImage, imagePath, IMAGE_FILE_NAME } from './image/store.js';
+export { formatImage, imageToJson, type ImageJson } from './image/show.js';
+
+// Restore: the whole restore, embeddable (no process.exit, no argv).
+export { restoreImage, type RestoreOptions, type RestoreResult } from './restore/coordinator.js';
+export {
+  TRACE_VERSION,
+  formatTraceLine,
+  type TraceEvent,
+  type TraceSink,
+} from './restore/trace.js';
+export { stderrTraceSink, fileTraceSink, teeSinks } from './restore/trace-sinks.js';
+
+// The pure core, for tools that run their own processes.
+export { planRestore } from './plan/planner.js';
+export type * from './plan/types.js';
+export type * from './plan/messages.js';
+export { compareReports, type Difference, type DifferenceKind } from './plan/verify.js';
+export { taskMachine } from './machines/task.js';
+export { coordinatorMachine } from './machines/coordinator.js';
+
+// Real process trees from a declarative spec (what `pidfd-cr demo` and the tests build).
+export { buildTree, DEMO_TREE, type BuiltTree } from './example/index.js';
