@@ -2,7 +2,8 @@
 // generated JS next to the compiled code. Node 20 cannot run .ts, so this is required.
 // Last, the worker process is bundled into one CommonJS file (docs/restore.md,
 // "Performance"): one file to read and compile instead of ~100 ESM modules and the CJS
-// wrappers of protobufjs; koffi and zeromq stay external (native addons).
+// wrappers of protobufjs; koffi and zeromq stay external (native addons). Workers start
+// from src/worker/start.cts, which runs the bundle with V8's code cache.
 import { execFileSync } from 'node:child_process';
 import { build } from 'esbuild';
 import { mkdirSync, copyFileSync, chmodSync, readdirSync, rmSync } from 'node:fs';
@@ -48,6 +49,9 @@ try {
     target: 'node20',
     format: 'cjs',
     external: ['koffi', 'zeromq'],
+    // Less to read and hash (identifiers kept: stack traces stay readable): ≈ -5 ms CPU.
+    minifyWhitespace: true,
+    minifySyntax: true,
     // import.meta.url of the bundled modules is the bundle's own URL (spawn-worker.ts
     // resolves the worker script from it).
     define: { 'import.meta.url': '__pcrBundleUrl' },
