@@ -19,6 +19,8 @@ import { whenReadable } from '../src/actors/readiness.js';
 import { deadStatuses, benchmark, tree33 } from '../test/fixtures/scenarios.js';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
+/** Only the trees whose task count is listed (e.g. `BENCH_TREES=9`); default all. */
+const TREES = process.env.BENCH_TREES?.split(',').map(Number);
 
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
@@ -129,6 +131,7 @@ async function main(): Promise<void> {
   ];
   console.log(`pidfd-cr restore bench: median of ${RUNS} runs (ms)\n`);
   for (const [name, spec] of trees) {
+    if (TREES && !TREES.includes(parseInt(name, 10))) continue;
     const image = await dumpSpec(spec);
     const workers = image.tasks.filter((t) => t.state !== 'zombie').length;
     const pidfds = image.tasks.reduce((n, t) => n + t.fds.length, 0);

@@ -1,5 +1,6 @@
 /**
- * Starting a worker: posix_spawn of `node dist/src/worker/main.js` with every fd number
+ * Starting a worker: posix_spawn of `node dist/src/worker/start.cjs` (the bundled worker,
+ * main.ts and all it imports, run with a code cache: start.cts) with every fd number
  * the task will hold already taken by a /dev/null placeholder, so Node's own fds (epoll,
  * eventfd, sockets …) can never land there; the worker later dup3()s each pidfd onto its
  * placeholder, which replaces it atomically. The worker arms PR_SET_PDEATHSIG itself as
@@ -20,7 +21,9 @@ const DROPPED_ENV = [
   'NODE_TEST_CONTEXT',
 ];
 
-export const WORKER_SCRIPT = fileURLToPath(new URL('../worker/main.js', import.meta.url));
+/** The worker's entry (worker/start.cts: the bundle with V8's code cache); the same path
+ * from inside the bundle. */
+export const WORKER_SCRIPT = fileURLToPath(new URL('../worker/start.cjs', import.meta.url));
 
 export interface WorkerSpawn {
   dumpedPid: number;

@@ -70,6 +70,7 @@ export class WorkerEffects {
   readonly inbox: FdInbox;
   private readonly children: Children;
   private readonly temps = new Map<number, XProcess>();
+  private tornDown = false;
 
   constructor(private readonly opts: WorkerEffectsOptions) {
     this.inbox = new FdInbox(opts.rundir, opts.dumpedPid);
@@ -92,9 +93,26 @@ export class WorkerEffects {
     return { children, threads };
   }
 
+  /**
+   * Starts the temporary processes of the dead phase as soon as the plan is known, so
+   * that become-creator only opens pidfds to an x that is already there. x waits on its
+   * stdin and nothing in the restored tree can see it. A failure here is left to
+   * spawnTemp, which starts what is missing and reports the error in its phase.
+   */
+  prestartTemps(steps: SpawnTempInput['temps']): void {
+    for (const step of steps) {
+      if (this.tornDown || this.temps.has(step.groupId)) continue;
+      try {
+        this.temps.set(step.groupId, startTemp(step.exitStatus));
+      } catch {
+        return;
+      }
+    }
+  }
+
   async spawnTemp(input: SpawnTempInput): Promise<SpawnTempOutput> {
     const temps = input.temps.map((step) => {
-      const x = startTemp(step.exitStatus);
+      const x = this.temps.get(step.groupId) ?? startTemp(step.exitStatus);
       this.temps.set(step.groupId, x);
       return { ...step, pid: x.pid };
     });
@@ -231,6 +249,7 @@ export class WorkerEffects {
   }
 
   async tearDown(_input: TearDownInput): Promise<void> {
+    this.tornDown = true;
     this.inbox.close();
     for (const x of this.temps.values()) abortTemp(x);
     this.temps.clear();

@@ -16,4 +16,5 @@ prctl(PR_SET_CHILD_SUBREAPER, 1);
 
 prespawnChildren(identity);
 
-await import('./run.js');
+// Not a top-level await: the worker is bundled as CommonJS (scripts/build.mjs).
+void import('./run.js');

@@ -86,6 +86,8 @@ function start(message: Extract<CoordinatorMessage, { type: 'ASSIGN' }>): void {
     },
   });
   actor.start();
+  // After CHILDREN_SPAWNED is on its way: x of the dead phase, ready before that phase.
+  setImmediate(() => effects.prestartTemps(message.plan.steps.dead.temps));
 }
 
 function onMessage(message: CoordinatorMessage): void {
