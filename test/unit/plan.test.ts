@@ -291,6 +291,25 @@ test('refuses zombie tasks it cannot recreate', () => {
   assert.match(refusal(stopped).message, /zombie killed by signal 19: that signal does not kill/);
 });
 
+test('refuses a zombie whose comm cannot be a symlink name', () => {
+  for (const [comm, why] of [
+    ['a/b', /task 400 \(a\/b\): zombie comm 'a\/b' contains '\/'/],
+    ['.', /task 400 \(\.\): zombie comm '\.' cannot be a file name/],
+    ['..', /task 400 \(\.\.\): zombie comm '\.\.' cannot be a file name/],
+    ['', /task 400 \(\): zombie an empty comm/],
+    ['x'.repeat(16), /zombie comm 'x{16}' is longer than 15 bytes/],
+  ] as const) {
+    const img = sampleImage();
+    img.tasks[3] = { ...img.tasks[3]!, comm };
+    const e = refusal(img);
+    assert.equal(e.code, 'PCR_ERR_UNSUPPORTED');
+    assert.match(e.message, why);
+  }
+  const ok = sampleImage();
+  ok.tasks[3] = { ...ok.tasks[3]!, comm: 'a b.c ..d(é)' };
+  assert.equal(taskPlan(planRestore(ok), 100).zombieChildren[0]!.comm, 'a b.c ..d(é)');
+});
+
 test('refuses a thread pidfd without PIDFD_THREAD', () => {
   const img = sampleImage();
   img.files[5] = file(5, 4000, RDWR);
