@@ -8,6 +8,7 @@ import type { Image, PidfdFile, Target, Task } from '../image/model.js';
 import {
   describeFlags,
   isThreadFlags,
+  byHandleCanMake,
   pidfdOpenCanMake,
   pidfdOpenFlags,
   reopenFlagsFor,
@@ -127,6 +128,8 @@ interface MadeFlags {
 
 function makeFlags(flags: number, opts: PlanOptions): MadeFlags | { refusal: string } {
   if (pidfdOpenCanMake(flags)) return { pidfdFlags: pidfdOpenFlags(flags) };
+  // Access mode 03: pidfd_open, then open_by_handle_at of its ino (see FilePlan.reopenFlags).
+  if (byHandleCanMake(flags)) return { pidfdFlags: 0, reopenFlags: flags };
   const reopenFlags = reopenFlagsFor(flags);
   if (reopenFlags === undefined) {
     return { refusal: `flags ${describeFlags(flags)} cannot be made by pidfd_open or a reopen` };

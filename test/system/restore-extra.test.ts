@@ -1,0 +1,101 @@
+/**
+ * Restores that the scenario suite does not cover, checked from the outside (/proc,
+ * test/helpers/restored-view.ts): files with access mode 03 (made by open_by_handle_at).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { buildTree, type TreeSpec } from '../../src/example/index.js';
+import { dumpTree } from '../../src/dump/index.js';
+import { FLAGS, type Image } from '../../src/image/model.js';
+import { restoreImage } from '../../src/restore/coordinator.js';
+import type { PidMap } from '../../src/plan/messages.js';
+import { alive, deadStatuses, external, nonblocking, zombieTarget } from '../fixtures/scenarios.js';
+import { checkRestored } from '../helpers/restored-view.js';
+import { descendantsOf, exists, fdinfo } from '../helpers/proc-view.js';
+
+type After = { after(fn: () => unknown): void };
+
+interface Seen {
+  pidMap: PidMap;
+  problems: string[];
+  /** f_flags (without O_CLOEXEC) of every image fd, read from /proc of the restored tree. */
+  flags: number[];
+  everyone: number[];
+}
+
+async function dump(t: After, spec: TreeSpec): Promise<{ image: Image; parent: string }> {
+  const tree = await buildTree(spec);
+  t.after(() => tree.destroy());
+  const image = await dumpTree(tree.rootPid);
+  const parent = mkdtempSync(join(tmpdir(), 'pcr-extra-test-'));
+  t.after(() => rmSync(parent, { recursive: true, force: true }));
+  return { image, parent };
+}
+
+/** Restores with hold, checks from /proc in onVerified, then takes the tree down. */
+async function restoreAndCheck(image: Image, parent: string) {
+  const stop = new AbortController();
+  let seen: Seen | undefined;
+  const result = await restoreImage(image, {
+    hold: true,
+    signal: stop.signal,
+    runDirParent: parent,
+    timeoutMs: 60_000,
+    onVerified: ({ pidMap }) => {
+      const r = (d: number) => pidMap.pids.find((p) => p.dumped === d)!.restored;
+      const root = r(image.rootPid);
+      seen = {
+        pidMap,
+        problems: checkRestored(image, pidMap, process.pid),
+        flags: image.tasks.flatMap((t) =>
+          t.state === 'zombie'
+            ? []
+            : t.fds.map((f) => fdinfo(r(t.pid), f.fd).flags & ~FLAGS.O_CLOEXEC),
+        ),
+        everyone: [root, ...descendantsOf(root)],
+      };
+      stop.abort('checked');
+    },
+  });
+  return { result, seen };
+}
+
+/** Every pidfd_open-made file (02, 02|O_NONBLOCK) becomes access mode 03. */
+function toAccessMode3(image: Image): number {
+  let changed = 0;
+  for (const f of image.files) {
+    if ((f.flags & ~FLAGS.O_NONBLOCK) === FLAGS.O_RDWR) {
+      f.flags = FLAGS.O_ACCMODE | (f.flags & FLAGS.O_NONBLOCK);
+      changed++;
+    }
+  }
+  return changed;
+}
+
+for (const [name, spec] of Object.entries({
+  alive,
+  nonblocking,
+  zombieTarget,
+  deadStatuses,
+  external,
+})) {
+  test(`restore ${name} with every file at access mode 03 (open_by_handle_at O_WRONLY)`, async (t) => {
+    const { image, parent } = await dump(t, spec);
+    assert.ok(toAccessMode3(image) > 0, 'the image has files to turn into 03');
+    const { result, seen } = await restoreAndCheck(image, parent);
+    assert.ok(seen, 'verification ran');
+    assert.deepEqual(seen.problems, []);
+    assert.equal(result.ok, true, JSON.stringify(result.differences));
+    const threes = seen.flags.filter((f) => (f & FLAGS.O_ACCMODE) === FLAGS.O_ACCMODE);
+    assert.ok(threes.length > 0, '/proc shows files with access mode 03');
+    assert.ok(
+      threes.every((f) => (f & ~(FLAGS.O_ACCMODE | FLAGS.O_NONBLOCK)) === 0),
+      `no other flag on them: ${threes.map((f) => f.toString(8))}`,
+    );
+    for (const pid of seen.everyone) assert.equal(exists(pid), false, `process ${pid} is gone`);
+    assert.deepEqual(readdirSync(parent), [], 'run directory removed');
+  });
+}
