@@ -1,6 +1,7 @@
 /**
  * Restores that the scenario suite does not cover, checked from the outside (/proc,
- * test/helpers/restored-view.ts): files with access mode 03 (made by open_by_handle_at).
+ * test/helpers/restored-view.ts): files with access mode 03 (made by open_by_handle_at);
+ * the outside check sees a pidfd the image does not have.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -21,6 +22,8 @@ type After = { after(fn: () => unknown): void };
 interface Seen {
   pidMap: PidMap;
   problems: string[];
+  /** checkRestored against the image without its first fd: the restored fd is extra. */
+  lessProblems: string[];
   /** f_flags (without O_CLOEXEC) of every image fd, read from /proc of the restored tree. */
   flags: number[];
   everyone: number[];
@@ -50,6 +53,7 @@ async function restoreAndCheck(image: Image, parent: string) {
       seen = {
         pidMap,
         problems: checkRestored(image, pidMap, process.pid),
+        lessProblems: checkRestored(withoutFirstFd(image), pidMap, process.pid),
         flags: image.tasks.flatMap((t) =>
           t.state === 'zombie'
             ? []
@@ -61,6 +65,14 @@ async function restoreAndCheck(image: Image, parent: string) {
     },
   });
   return { result, seen };
+}
+
+/** A copy of `image` whose first task holding pidfds lost its first fd. */
+function withoutFirstFd(image: Image): Image {
+  const copy = structuredClone(image);
+  const task = copy.tasks.find((t) => t.fds.length > 0)!;
+  task.fds = task.fds.slice(1);
+  return copy;
 }
 
 /** Every pidfd_open-made file (02, 02|O_NONBLOCK) becomes access mode 03. */
@@ -99,3 +111,21 @@ for (const [name, spec] of Object.entries({
     assert.deepEqual(readdirSync(parent), [], 'run directory removed');
   });
 }
+
+test('the outside check names a restored pidfd that the image does not have', async (t) => {
+  const { image, parent } = await dump(t, alive);
+  const { result, seen } = await restoreAndCheck(image, parent);
+  assert.ok(seen, 'verification ran');
+  assert.equal(result.ok, true, JSON.stringify(result.differences));
+  assert.deepEqual(seen.problems, []);
+  const task = image.tasks.find((x) => x.fds.length > 0)!;
+  const fd = task.fds[0]!.fd;
+  assert.ok(
+    seen.lessProblems.some((p) =>
+      new RegExp(
+        `^task ${task.pid} \\(restored \\d+\\) fd ${fd}: a pidfd .* not in the image$`,
+      ).test(p),
+    ),
+    `extra fd ${fd} of task ${task.pid} is named: ${JSON.stringify(seen.lessProblems)}`,
+  );
+});
