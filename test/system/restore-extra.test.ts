@@ -1,7 +1,7 @@
 /**
  * Restores that the scenario suite does not cover, checked from the outside (/proc,
  * test/helpers/restored-view.ts): files with access mode 03 (made by open_by_handle_at);
- * the outside check sees a pidfd the image does not have.
+ * the outside check sees a pidfd the image does not have; two restores at once.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,7 +13,14 @@ import { dumpTree } from '../../src/dump/index.js';
 import { FLAGS, type Image } from '../../src/image/model.js';
 import { restoreImage } from '../../src/restore/coordinator.js';
 import type { PidMap } from '../../src/plan/messages.js';
-import { alive, deadStatuses, external, nonblocking, zombieTarget } from '../fixtures/scenarios.js';
+import {
+  alive,
+  benchmark,
+  deadStatuses,
+  external,
+  nonblocking,
+  zombieTarget,
+} from '../fixtures/scenarios.js';
 import { checkRestored } from '../helpers/restored-view.js';
 import { descendantsOf, exists, fdinfo } from '../helpers/proc-view.js';
 
@@ -128,4 +135,48 @@ test('the outside check names a restored pidfd that the image does not have', as
     ),
     `extra fd ${fd} of task ${task.pid} is named: ${JSON.stringify(seen.lessProblems)}`,
   );
+});
+
+test('two restores of one image at once: both trees right from /proc, separate run dirs, no crossing', async (t) => {
+  const { image, parent } = await dump(t, benchmark);
+  const stops = [new AbortController(), new AbortController()];
+  const maps: Array<(m: PidMap) => void> = [];
+  const verified = stops.map(() => new Promise<PidMap>((r) => maps.push(r)));
+  const runs = stops.map((stop, i) =>
+    restoreImage(image, {
+      hold: true,
+      signal: stop.signal,
+      runDirParent: parent,
+      timeoutMs: 60_000,
+      onVerified: ({ pidMap }) => maps[i]!(pidMap),
+    }),
+  );
+  t.after(() => stops.forEach((s) => s.abort('test over')));
+  for (const run of runs) run.catch(() => {}); // awaited below
+  const [a, b] = await Promise.race([
+    Promise.all(verified),
+    Promise.all(runs).then(() => assert.fail('a restore ended before both were verified')),
+  ]);
+  // Both trees are held now: check each from the outside against the same image.
+  const runDirs = readdirSync(parent);
+  const problems = [a!, b!].map((m) => checkRestored(image, m, process.pid));
+  const rootOf = (m: PidMap) => m.pids.find((p) => p.dumped === image.rootPid)!.restored;
+  const trees = [a!, b!].map((m) => new Set(descendantsOf(rootOf(m))));
+  stops.forEach((s) => s.abort('checked'));
+  const [ra, rb] = await Promise.all(runs);
+  assert.deepEqual(problems, [[], []]);
+  assert.equal(runDirs.length, 2, `one run directory per restore: ${runDirs}`);
+  assert.notEqual(runDirs[0], runDirs[1]);
+  [a!, b!].forEach((m, i) => {
+    const other = i === 0 ? b! : a!;
+    const mine = trees[i]!;
+    for (const p of m.pids)
+      if (p.dumped !== image.rootPid)
+        assert.ok(mine.has(p.restored), `task ${p.dumped} of restore ${i} is in its tree`);
+    for (const p of other.pids)
+      assert.ok(!mine.has(p.restored), `restore ${i}'s tree holds no process of the other`);
+  });
+  assert.equal(ra!.ok, true, JSON.stringify(ra!.differences));
+  assert.equal(rb!.ok, true, JSON.stringify(rb!.differences));
+  assert.deepEqual(readdirSync(parent), [], 'both run directories removed');
 });
