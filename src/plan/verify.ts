@@ -38,7 +38,14 @@ export interface Difference {
  * shows a pid); `zombie` adds the wait status a zombie target must show in /proc.
  */
 type ExpectedTarget =
-  | { alive: true; pid: number | undefined; ino?: string; zombie?: { exitStatus?: number } }
+  | {
+      alive: true;
+      pid: number | undefined;
+      ino?: string;
+      zombie?: { exitStatus?: number };
+      /** An in-tree live task: /proc must not show it as a zombie. */
+      running?: boolean;
+    }
   | { alive: false; exitStatus: number | undefined };
 
 function expectedTarget(
@@ -49,7 +56,7 @@ function expectedTarget(
 ): ExpectedTarget {
   switch (target.kind) {
     case 'in-tree-alive':
-      return { alive: true, pid: restoredPid(pidMap, target.taskPid) };
+      return { alive: true, pid: restoredPid(pidMap, target.taskPid), running: true };
     case 'in-tree-zombie': {
       const exitStatus = tasks.get(target.taskPid)?.exitStatus;
       return {
@@ -116,6 +123,8 @@ function compareTarget(w: Where, e: ExpectedTarget, r: ReportedFd): Difference[]
   if (e.ino !== undefined && r.ino !== e.ino)
     return [diff('target', 'external target ino differs')];
   if (r.exitStatus !== undefined) return [diff('exit-status', 'target has exited')];
+  if (e.running && r.targetState === 'Z')
+    return [diff('zombie-state', 'target is a zombie, not a live task')];
   if (e.zombie !== undefined) {
     if (r.targetState !== 'Z') return [diff('zombie-state', 'target is not a zombie')];
     if (e.zombie.exitStatus !== undefined && r.targetExitCode !== e.zombie.exitStatus)

@@ -125,6 +125,17 @@ test('a zombie target still running is refused by its /proc state', () => {
   assert.match(diffs[0]!.message, /target is not a zombie: expected pid 5400 .*a zombie, exit 3\)/);
 });
 
+test('a live task target that is a zombie after restore is refused', () => {
+  const reports = faithfulReports(sampleImage());
+  Object.assign(fdOf(reports, 200, 4), { targetState: 'Z', targetExitCode: 0 });
+  const diffs = compareReports(sampleImage(), PID_MAP, reports);
+  assert.deepEqual(
+    diffs.map((d) => [d.kind, d.pid, d.fd]),
+    [['zombie-state', 200, 4]],
+  );
+  assert.match(diffs[0]!.message, /target is a zombie, not a live task/);
+});
+
 test('a zombie target with another exit status is refused', () => {
   const reports = faithfulReports(sampleImage());
   fdOf(reports, 300, 3).targetExitCode = 15; // killed by SIGTERM instead of exit 3
