@@ -4,6 +4,7 @@
  * - thread: pidfd_open(tid, PIDFD_THREAD) of a live non-leader thread of this process;
  * - external: pidfd_open(pid, flags), then the pidfs handle (= ino) must equal the
  *   dumped ino on the same boot, else the pid now names another process.
+ * Flags pidfd_open cannot give come from a second open of the first pidfd (openAs).
  * And how it is installed: dup3 onto each fd number of the task that holds this file
  * (close-on-exec until `finalize` sets the recorded bit), so several fds of one file share
  * one open file description, as dup did before the dump.
@@ -14,6 +15,7 @@ import {
   openPath,
   getStatusFlags,
   pidfsHandleIno,
+  openPidfdByIno,
   dup3,
   closeQuiet,
   setCloexec,
@@ -24,6 +26,7 @@ import { PcrError, isErrno } from '../errors.js';
 
 const PIDFD_OPEN_FLAGS = FLAGS.O_NONBLOCK | FLAGS.O_EXCL;
 const REOPEN_FLAGS = FLAGS.O_ACCMODE | FLAGS.O_NONBLOCK | FLAGS.O_LARGEFILE;
+const O_WRONLY = 0o1;
 
 export interface OpenFlags {
   /** The f_flags the file must end up with (without O_CLOEXEC). */
@@ -42,23 +45,44 @@ export function openFlagsFor(flags: number): OpenFlags {
 }
 
 /**
+ * Access mode 03 without O_LARGEFILE: open_by_handle_at(FD_PIDFS_ROOT, handle(ino of
+ * `first`), O_WRONLY|[O_NONBLOCK]) gives f_flags 03|[O_NONBLOCK] (measured on 6.18; no
+ * privilege; the target must not be reaped yet; ESTALE once it is).
+ */
+function isByHandle(flags: number): boolean {
+  return (flags & ~FLAGS.O_NONBLOCK) === FLAGS.O_ACCMODE;
+}
+
+function reopen(first: number, how: OpenFlags): number {
+  if (isByHandle(how.flags)) {
+    // Without O_CLOEXEC: through a pidfs handle the kernel keeps it in f_flags (measured:
+    // F_GETFL 02000003), where fdinfo would show it for ever; set FD_CLOEXEC after.
+    const fd = openPidfdByIno(pidfsHandleIno(first), O_WRONLY | (how.flags & FLAGS.O_NONBLOCK));
+    setCloexec(fd, true);
+    return fd;
+  }
+  return openPath(`/proc/self/fd/${first}`, how.reopenFlags! | O_CLOEXEC);
+}
+
+/**
  * A pidfd to `pid` with exactly the planned file flags. pidfd_open gives O_RDWR plus
  * PIDFD_NONBLOCK/PIDFD_THREAD; other access modes and O_LARGEFILE come from re-opening
  * /proc/self/fd/N (measured: gives O_LARGEFILE | the mode asked, same ino; pidfs inodes
- * are 0700 root, so this needs CAP_DAC_OVERRIDE), which cannot keep PIDFD_THREAD. The
- * result is checked with F_GETFL.
+ * are 0700 root, so this needs CAP_DAC_OVERRIDE), which cannot keep PIDFD_THREAD; access
+ * mode 03 from open_by_handle_at (isByHandle). The result is checked with F_GETFL.
  */
 export function openAs(pid: number, how: OpenFlags): number {
   const first = pidfdOpen(pid, how.pidfdFlags);
   if (how.reopenFlags === undefined) return first;
   try {
-    if ((how.flags & ~REOPEN_FLAGS) !== 0 || (how.flags & FLAGS.O_LARGEFILE) === 0) {
+    const viaProc = (how.flags & ~REOPEN_FLAGS) === 0 && (how.flags & FLAGS.O_LARGEFILE) !== 0;
+    if (!viaProc && !isByHandle(how.flags)) {
       throw new PcrError(
         'PCR_ERR_UNSUPPORTED',
         `pidfd flags 0${how.flags.toString(8)} (target pid ${pid}) cannot be reproduced`,
       );
     }
-    const fd = openPath(`/proc/self/fd/${first}`, how.reopenFlags | O_CLOEXEC);
+    const fd = reopen(first, how);
     const got = getStatusFlags(fd);
     if (got !== how.flags) {
       closeQuiet(fd);

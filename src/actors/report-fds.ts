@@ -2,12 +2,13 @@
  * A worker's report of the pidfds it holds, read from /proc (the same files an outside
  * observer reads) for verification (compareReports): per fd its number, file flags,
  * close-on-exec bit, ino and fdinfo Pid; for a reaped target (Pid -1) the exit status
- * from PIDFD_GET_INFO; and its open-file class: the smallest (restored pid, fd) of the
+ * from PIDFD_GET_INFO; for a visible target its /proc state letter and, for a zombie, its
+ * exit code (stat field 52: a zombie and a live process look alike in fdinfo); and its open-file class: the smallest (restored pid, fd) of the
  * whole restored tree that kcmp(KCMP_FILE) says is the same open file description
  * (two pidfd_open calls give one ino but different files: only kcmp tells them apart).
  */
 import { kcmpFile, pidfdGetInfo, PIDFD_INFO } from '../../native/index.js';
-import { readPidfds, type ProcPidfd } from '../procfs/index.js';
+import { readPidfds, readStat, type ProcPidfd } from '../procfs/index.js';
 import type { FdReport, PidMap, ReportedFd } from '../plan/messages.js';
 
 /** Exit status of a reaped target through our own pidfd, when the kernel kept one. */
@@ -17,6 +18,18 @@ function exitStatusOf(fd: number): number | undefined {
     return info.hasExit ? info.exitCode : undefined;
   } catch {
     return undefined;
+  }
+}
+
+/** /proc/P/stat state of a visible target; the exit code only for a zombie. */
+function targetStateOf(pid: number): Pick<ReportedFd, 'targetState' | 'targetExitCode'> {
+  try {
+    const stat = readStat(pid);
+    return stat.state === 'Z'
+      ? { targetState: stat.state, targetExitCode: stat.exitCode }
+      : { targetState: stat.state };
+  } catch {
+    return {}; // not visible from our procfs, or reaped meanwhile
   }
 }
 
@@ -74,6 +87,8 @@ export function reportFds(dumpedPid: number, pidMap: PidMap): FdReport {
     if (f.pid === -1) {
       const status = exitStatusOf(f.fd);
       if (status !== undefined) r.exitStatus = status;
+    } else if (f.pid > 0) {
+      Object.assign(r, targetStateOf(f.pid));
     }
     return r;
   });

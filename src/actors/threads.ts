@@ -1,9 +1,9 @@
 /**
  * Live non-leader threads of this process, as targets of PIDFD_THREAD pidfds. Node's V8
  * platform workers and libuv threadpool threads are started early and live as long as
- * the process (test/system/actors-threads.test.ts checks it); when a task needs more
- * distinct threads than that, worker_threads are started, each parked on a timer and
- * unref'd so it never keeps the process alive.
+ * the process (test/system/actors-open.test.ts, 'helper threads outlive activity'); when
+ * a task needs more distinct threads than that, worker_threads are started, each parked
+ * on a timer and unref'd so it never keeps the process alive.
  */
 import { readdirSync, readlinkSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';

@@ -8,6 +8,7 @@ import type { Image, PidfdFile, Target, Task } from '../image/model.js';
 import {
   describeFlags,
   isThreadFlags,
+  byHandleCanMake,
   pidfdOpenCanMake,
   pidfdOpenFlags,
   reopenFlagsFor,
@@ -127,6 +128,8 @@ interface MadeFlags {
 
 function makeFlags(flags: number, opts: PlanOptions): MadeFlags | { refusal: string } {
   if (pidfdOpenCanMake(flags)) return { pidfdFlags: pidfdOpenFlags(flags) };
+  // Access mode 03: pidfd_open, then open_by_handle_at of its ino (see FilePlan.reopenFlags).
+  if (byHandleCanMake(flags)) return { pidfdFlags: 0, reopenFlags: flags };
   const reopenFlags = reopenFlagsFor(flags);
   if (reopenFlags === undefined) {
     return { refusal: `flags ${describeFlags(flags)} cannot be made by pidfd_open or a reopen` };
@@ -263,6 +266,20 @@ function planDeadGroups(dead: Map<bigint, PendingDead[]>, files: FilePlan[]): De
 }
 
 /** Refusals for tasks that cannot be recreated as they were. */
+/**
+ * Why a zombie's comm cannot be recreated, or undefined if it can. The runtime execs
+ * /bin/sh through a symlink named `comm` (the kernel takes comm from the executed path's
+ * last component, at most 15 bytes): a name with '/', '.' or '..' (the directory itself),
+ * an empty name, or one over 15 bytes cannot be such a link and would come back wrong.
+ */
+export function unreproducibleComm(comm: string): string | undefined {
+  if (comm.length === 0) return 'an empty comm cannot be a file name';
+  if (comm.includes('/') || comm.includes('\0')) return `comm '${comm}' contains '/' or NUL`;
+  if (comm === '.' || comm === '..') return `comm '${comm}' cannot be a file name`;
+  if (Buffer.byteLength(comm) > 15) return `comm '${comm}' is longer than 15 bytes`;
+  return undefined;
+}
+
 export function taskRefusals(ix: ImageIndex): string[] {
   const out: string[] = [];
   for (const task of ix.image.tasks) {
@@ -278,6 +295,8 @@ export function taskRefusals(ix: ImageIndex): string[] {
       const why = unreproducibleStatus(task.exitStatus);
       if (why !== undefined) out.push(`${name}: zombie ${why}`);
     }
+    const badComm = unreproducibleComm(task.comm);
+    if (badComm !== undefined) out.push(`${name}: zombie ${badComm}`);
   }
   return out;
 }

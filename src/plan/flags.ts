@@ -28,6 +28,17 @@ export function reopenFlagsFor(flags: number): number | undefined {
   return access | (rest & FLAGS.O_NONBLOCK);
 }
 
+/**
+ * True if `flags` is made by open_by_handle_at(FD_PIDFS_ROOT, handle(ino), O_WRONLY |
+ * [O_NONBLOCK]). Measured on 6.18: that open gives f_flags 03 (RDONLY and RDWR give 02),
+ * keeps O_NONBLOCK, drops O_EXCL, adds no O_LARGEFILE; it needs no privilege and works
+ * for a live or zombie target (ESTALE once reaped). /proc/self/fd cannot make 03 (it adds
+ * O_LARGEFILE) and pidfd_open gives 02.
+ */
+export function byHandleCanMake(flags: number): boolean {
+  return (flags & ~FLAGS.O_NONBLOCK) === FLAGS.O_ACCMODE;
+}
+
 export function isThreadFlags(flags: number): boolean {
   return (flags & FLAGS.O_EXCL) !== 0;
 }

@@ -44,6 +44,13 @@ export interface ReportedFd {
   /** PIDFD_GET_INFO exit code (wait status word) when the kernel has one. */
   exitStatus?: number;
   /**
+   * For a visible target (Pid > 0): its /proc/P/stat state letter (field 3) and, when
+   * that is 'Z', its exit code (field 52, the wait status word, readable while it is a
+   * zombie). Lets verification tell a restored zombie from a live process.
+   */
+  targetState?: string;
+  targetExitCode?: number;
+  /**
    * Open-file class key: "restoredPid:fd" of the smallest (restored pid, fd) in the
    * restored tree that kcmp(KCMP_FILE) says is the same open file description. Equal keys
    * across reports <=> one open file description.

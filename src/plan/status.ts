@@ -30,13 +30,13 @@ export function describeWaitStatus(status: number): string {
 
 /**
  * Signals whose default action does not terminate (ignore: CHLD CONT URG WINCH; stop:
- * STOP TSTP TTIN TTOU): `raise()` with the default handler cannot reproduce them.
+ * STOP TSTP TTIN TTOU): `kill -SIG $$` with the default handler cannot reproduce them.
  */
 const NON_FATAL_SIGNALS = new Set([17, 18, 19, 20, 21, 22, 23, 28]);
 
 /**
  * Why a process cannot be made to die with exactly `status`, or undefined if it can:
- * `_exit(code)` for an exit; default handler, unblocked, RLIMIT_CORE 0 and `raise(sig)`
+ * `exit N` for an exit; default handler, `ulimit -c 0` and `kill -SIG $$` (from `sh`)
  * for a signal. The core-dumped bit appears only when a core file was really written, so
  * it is not reproducible.
  */

@@ -80,9 +80,11 @@ export interface FilePlan {
   /** The flags argument of pidfd_open (PIDFD_NONBLOCK, PIDFD_THREAD). */
   pidfdFlags: number;
   /**
-   * When set, the pidfd is then reopened with open("/proc/self/fd/N", reopenFlags) and
-   * the reopened file is the one installed and sent (flags with O_LARGEFILE or another
-   * access mode). Needs CAP_DAC_OVERRIDE: pidfs inodes are 0700 root.
+   * When set, the pidfd is then reopened and the reopened file is the one installed and
+   * sent. With access mode 03 (no O_LARGEFILE): open_by_handle_at(FD_PIDFS_ROOT,
+   * handle(ino), O_WRONLY|[O_NONBLOCK]), which the kernel gives f_flags 03, no privilege
+   * needed. Otherwise open("/proc/self/fd/N", reopenFlags) (flags with O_LARGEFILE or
+   * another access mode), which needs CAP_DAC_OVERRIDE: pidfs inodes are 0700 root.
    */
   reopenFlags?: number;
   /** Sorted by pid; the opener is among them unless it is a creator opening for others. */

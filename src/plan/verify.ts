@@ -4,7 +4,7 @@
  * external target's), so identity is compared as classes: which fds share an ino, which
  * share one open file description (kcmp).
  */
-import type { FdEntry, Image, PidfdFile, Target } from '../image/model.js';
+import type { FdEntry, Image, PidfdFile, Target, Task } from '../image/model.js';
 import { describeFlags } from './flags.js';
 import type { FdReport, PidMap, ReportedFd } from './messages.js';
 import { restoredPid, restoredTid } from './pidmap.js';
@@ -20,6 +20,7 @@ export type DifferenceKind =
   | 'cloexec'
   | 'target'
   | 'exit-status'
+  | 'zombie-state'
   | 'ino-class'
   | 'file-class';
 
@@ -32,16 +33,38 @@ export interface Difference {
   message: string;
 }
 
-/** What the target of a restored fd must look like. */
+/**
+ * What the target of a restored fd must look like. "alive" means not reaped (fdinfo
+ * shows a pid); `zombie` adds the wait status a zombie target must show in /proc.
+ */
 type ExpectedTarget =
-  | { alive: true; pid: number | undefined; ino?: string }
+  | {
+      alive: true;
+      pid: number | undefined;
+      ino?: string;
+      zombie?: { exitStatus?: number };
+      /** An in-tree live task: /proc must not show it as a zombie. */
+      running?: boolean;
+    }
   | { alive: false; exitStatus: number | undefined };
 
-function expectedTarget(target: Target, pidMap: PidMap, opts: PlanOptions): ExpectedTarget {
+function expectedTarget(
+  target: Target,
+  pidMap: PidMap,
+  opts: PlanOptions,
+  tasks: ReadonlyMap<number, Task>,
+): ExpectedTarget {
   switch (target.kind) {
     case 'in-tree-alive':
-    case 'in-tree-zombie':
-      return { alive: true, pid: restoredPid(pidMap, target.taskPid) };
+      return { alive: true, pid: restoredPid(pidMap, target.taskPid), running: true };
+    case 'in-tree-zombie': {
+      const exitStatus = tasks.get(target.taskPid)?.exitStatus;
+      return {
+        alive: true,
+        pid: restoredPid(pidMap, target.taskPid),
+        zombie: exitStatus === undefined ? {} : { exitStatus },
+      };
+    }
     case 'thread':
       return {
         alive: true,
@@ -63,14 +86,20 @@ function describeTarget(e: ExpectedTarget): string {
   if (!e.alive) {
     return `a dead process (${e.exitStatus === undefined ? 'no status' : describeWaitStatus(e.exitStatus)})`;
   }
-  return `pid ${e.pid ?? '(unmapped)'}${e.ino === undefined ? '' : ` ino ${e.ino}`}`;
+  const zombie =
+    e.zombie === undefined
+      ? ''
+      : ` (a zombie${e.zombie.exitStatus === undefined ? '' : `, ${describeWaitStatus(e.zombie.exitStatus)}`})`;
+  return `pid ${e.pid ?? '(unmapped)'}${e.ino === undefined ? '' : ` ino ${e.ino}`}${zombie}`;
 }
 
 function describeReported(r: ReportedFd): string {
   if (r.targetPid === -1) {
     return `a dead process (${r.exitStatus === undefined ? 'no status' : describeWaitStatus(r.exitStatus)})`;
   }
-  return `pid ${r.targetPid} ino ${r.ino}`;
+  const state = r.targetState === undefined ? '' : ` state ${r.targetState}`;
+  const code = r.targetExitCode === undefined ? '' : `, ${describeWaitStatus(r.targetExitCode)}`;
+  return `pid ${r.targetPid} ino ${r.ino}${state}${code}`;
 }
 
 interface Where {
@@ -94,6 +123,13 @@ function compareTarget(w: Where, e: ExpectedTarget, r: ReportedFd): Difference[]
   if (e.ino !== undefined && r.ino !== e.ino)
     return [diff('target', 'external target ino differs')];
   if (r.exitStatus !== undefined) return [diff('exit-status', 'target has exited')];
+  if (e.running && r.targetState === 'Z')
+    return [diff('zombie-state', 'target is a zombie, not a live task')];
+  if (e.zombie !== undefined) {
+    if (r.targetState !== 'Z') return [diff('zombie-state', 'target is not a zombie')];
+    if (e.zombie.exitStatus !== undefined && r.targetExitCode !== e.zombie.exitStatus)
+      return [diff('exit-status', 'zombie exit status differs')];
+  }
   return [];
 }
 
@@ -180,6 +216,7 @@ export function compareReports(
 ): Difference[] {
   const files = new Map(image.files.map((f) => [f.id, f]));
   const targets = new Map(image.targets.map((t) => [t.ino, t]));
+  const tasks = new Map(image.tasks.map((t) => [t.pid, t]));
   const workers = image.tasks.filter((t) => t.state !== 'zombie').sort((a, b) => a.pid - b.pid);
   const out: Difference[] = [];
   const matches: Match[] = [];
@@ -212,7 +249,7 @@ export function compareReports(
         out.push({ kind: 'missing-fd', ...w, message: `${at(w)}: no pidfd there after restore` });
         continue;
       }
-      out.push(...compareFd(w, entry, file, expectedTarget(target, pidMap, opts), r));
+      out.push(...compareFd(w, entry, file, expectedTarget(target, pidMap, opts, tasks), r));
       matches.push({
         ...w,
         fileId: entry.fileId,

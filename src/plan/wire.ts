@@ -297,6 +297,8 @@ function reportToPb(r: FdReport): pidfdcr.protocol.FdReport.$Properties {
       targetPid: f.targetPid,
       fileClass: f.fileClass,
       ...(f.exitStatus === undefined ? {} : { exitStatus: f.exitStatus }),
+      ...(f.targetState === undefined ? {} : { targetState: f.targetState }),
+      ...(f.targetExitCode === undefined ? {} : { targetExitCode: f.targetExitCode }),
     })),
   };
 }
@@ -313,6 +315,8 @@ function reportFromPb(r: pidfdcr.protocol.FdReport.$Properties): FdReport {
       targetPid: f.targetPid ?? 0,
       fileClass: f.fileClass ?? '',
       ...(f.exitStatus == null ? {} : { exitStatus: f.exitStatus }),
+      ...(f.targetState == null ? {} : { targetState: f.targetState }),
+      ...(f.targetExitCode == null ? {} : { targetExitCode: f.targetExitCode }),
     })),
   };
 }

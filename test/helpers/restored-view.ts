@@ -15,6 +15,7 @@ import type { Image, Target } from '../../src/image/model.js';
 import type { PidMap } from '../../src/plan/messages.js';
 import {
   fdLink,
+  fdNumbers,
   fdinfo,
   parentOf,
   procState,
@@ -109,9 +110,29 @@ export function checkRestored(image: Image, map: PidMap, rootParent: number): st
       });
       problems.push(...checkTarget(where, pid, f.fd, info.pid, info.ino, target, r, threadTid));
     }
+    problems.push(
+      ...extraPidfds(
+        name,
+        pid,
+        task.fds.map((f) => f.fd),
+      ),
+    );
   }
   problems.push(...checkClasses(held));
   return problems;
+}
+
+/**
+ * Every pidfd in /proc/P/fd that the image does not put there: the "no other fd" half of
+ * each class (an extra pidfd to a target, or sharing a file, is invisible otherwise).
+ */
+function extraPidfds(name: string, pid: number, imageFds: readonly number[]): string[] {
+  return fdNumbers(pid)
+    .filter((fd) => !imageFds.includes(fd) && fdLink(pid, fd) === 'anon_inode:[pidfd]')
+    .map((fd) => {
+      const info = fdinfo(pid, fd);
+      return `${name} fd ${fd}: a pidfd (target pid ${info.pid}, ino ${info.ino}) that is not in the image`;
+    });
 }
 
 function checkTarget(

@@ -238,6 +238,29 @@ test('O_LARGEFILE and other access modes are made by a /proc/self/fd reopen', ()
   assert.equal(step.flags, FLAGS.O_LARGEFILE | RDWR);
 });
 
+test('access mode 03 is made by open_by_handle_at, even unprivileged, for any target kind', () => {
+  const W3 = FLAGS.O_ACCMODE;
+  const img = sampleImage();
+  img.files[0] = file(0, 1000, W3); // alive
+  img.files[4] = file(4, 3000, W3 | FLAGS.O_NONBLOCK); // zombie
+  img.files[2] = file(2, 2000, W3); // dead: opened on x while it is alive
+  img.files[6] = file(6, 5000, W3 | FLAGS.O_NONBLOCK); // external
+  for (const opts of [{}, { unprivileged: true }]) {
+    const plan = planRestore(img, opts);
+    const f = (id: number) => plan.files.find((x) => x.fileId === id)!;
+    assert.deepEqual([f(0).pidfdFlags, f(0).reopenFlags, f(0).flags], [0, W3, W3]);
+    assert.deepEqual([f(4).reopenFlags, f(4).how.strategy], [W3 | FLAGS.O_NONBLOCK, 'pidfd-open']);
+    assert.deepEqual([f(2).reopenFlags, f(2).how.strategy], [W3, 'temp']);
+    assert.deepEqual(
+      [f(6).reopenFlags, f(6).how.strategy],
+      [W3 | FLAGS.O_NONBLOCK, 'external-reopen'],
+    );
+  }
+  const thread = sampleImage();
+  thread.files[5] = file(5, 4000, W3); // a handle open drops PIDFD_THREAD
+  assert.match(refusal(thread).message, /task 100 fd 8: a thread pidfd without PIDFD_THREAD/);
+});
+
 test('refuses flags neither pidfd_open nor a reopen can make, naming task, fd and flags', () => {
   const excl = sampleImage();
   excl.files[6] = file(6, 5000, RDWR | FLAGS.O_LARGEFILE | FLAGS.O_EXCL);
@@ -289,6 +312,25 @@ test('refuses zombie tasks it cannot recreate', () => {
   const stopped = sampleImage();
   stopped.tasks[3] = task(400, 100, [], { state: 'zombie', exitStatus: 19 });
   assert.match(refusal(stopped).message, /zombie killed by signal 19: that signal does not kill/);
+});
+
+test('refuses a zombie whose comm cannot be a symlink name', () => {
+  for (const [comm, why] of [
+    ['a/b', /task 400 \(a\/b\): zombie comm 'a\/b' contains '\/'/],
+    ['.', /task 400 \(\.\): zombie comm '\.' cannot be a file name/],
+    ['..', /task 400 \(\.\.\): zombie comm '\.\.' cannot be a file name/],
+    ['', /task 400 \(\): zombie an empty comm/],
+    ['x'.repeat(16), /zombie comm 'x{16}' is longer than 15 bytes/],
+  ] as const) {
+    const img = sampleImage();
+    img.tasks[3] = { ...img.tasks[3]!, comm };
+    const e = refusal(img);
+    assert.equal(e.code, 'PCR_ERR_UNSUPPORTED');
+    assert.match(e.message, why);
+  }
+  const ok = sampleImage();
+  ok.tasks[3] = { ...ok.tasks[3]!, comm: 'a b.c ..d(é)' };
+  assert.equal(taskPlan(planRestore(ok), 100).zombieChildren[0]!.comm, 'a b.c ..d(é)');
 });
 
 test('refuses a thread pidfd without PIDFD_THREAD', () => {

@@ -113,6 +113,40 @@ test('exit status differences: another status, a live target that exited', () =>
   );
 });
 
+test('a zombie target still running is refused by its /proc state', () => {
+  const reports = faithfulReports(sampleImage());
+  Object.assign(fdOf(reports, 300, 3), { targetState: 'S' });
+  delete fdOf(reports, 300, 3).targetExitCode;
+  const diffs = compareReports(sampleImage(), PID_MAP, reports);
+  assert.deepEqual(
+    diffs.map((d) => [d.kind, d.pid, d.fd]),
+    [['zombie-state', 300, 3]],
+  );
+  assert.match(diffs[0]!.message, /target is not a zombie: expected pid 5400 .*a zombie, exit 3\)/);
+});
+
+test('a live task target that is a zombie after restore is refused', () => {
+  const reports = faithfulReports(sampleImage());
+  Object.assign(fdOf(reports, 200, 4), { targetState: 'Z', targetExitCode: 0 });
+  const diffs = compareReports(sampleImage(), PID_MAP, reports);
+  assert.deepEqual(
+    diffs.map((d) => [d.kind, d.pid, d.fd]),
+    [['zombie-state', 200, 4]],
+  );
+  assert.match(diffs[0]!.message, /target is a zombie, not a live task/);
+});
+
+test('a zombie target with another exit status is refused', () => {
+  const reports = faithfulReports(sampleImage());
+  fdOf(reports, 300, 3).targetExitCode = 15; // killed by SIGTERM instead of exit 3
+  const diffs = compareReports(sampleImage(), PID_MAP, reports);
+  assert.deepEqual(
+    diffs.map((d) => [d.kind, d.pid, d.fd]),
+    [['exit-status', 300, 3]],
+  );
+  assert.match(diffs[0]!.message, /zombie exit status differs/);
+});
+
 test('ino classes: a split class and a merged class', () => {
   const split = faithfulReports(sampleImage());
   fdOf(split, 200, 4).ino = '123456'; // file 1 no longer to the same process as file 0
