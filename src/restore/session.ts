@@ -6,8 +6,14 @@
 import { createActor, fromPromise } from 'xstate';
 import { waitPidfd, WEXITED } from '../../native/index.js';
 import type { Image } from '../image/model.js';
+import { PcrError } from '../errors.js';
 import type { RestorePlan } from '../plan/types.js';
-import type { PidMap, WorkerMessage, CoordinatorMessage } from '../plan/messages.js';
+import {
+  COORDINATOR_GRACE_MS,
+  type PidMap,
+  type WorkerMessage,
+  type CoordinatorMessage,
+} from '../plan/messages.js';
 import type { Difference } from '../plan/verify.js';
 import { encodeToWorker, decodeToCoordinator } from '../plan/wire.js';
 import {
@@ -168,12 +174,32 @@ export class Session {
   }
 
   private tearDownTree = async (_: TearDownTreeInput): Promise<void> => {
-    await this.takeDown(this.options.teardownGraceMs ?? 3000);
+    await this.takeDown(this.graceMs());
   };
 
+  /** Never shorter than a worker's grace for its children (see COORDINATOR_GRACE_MS). */
+  private graceMs(): number {
+    return Math.max(this.options.teardownGraceMs ?? 0, COORDINATOR_GRACE_MS);
+  }
+
   private abortTree = async (_: AbortTreeInput): Promise<void> => {
-    await this.takeDown(Math.min(this.options.teardownGraceMs ?? 3000, 1000));
+    await this.takeDown(this.graceMs());
   };
+
+  private writePidMap(map: PidMap): void {
+    try {
+      writePidMapFile(this.options.pidMapPath!, map);
+    } catch (err) {
+      this.pidMapError = new PcrError(
+        'PCR_ERR_SYSCALL',
+        `--pid-map ${this.options.pidMapPath}: ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
+  }
+
+  /** Set when the verified pid map could not be written. */
+  pidMapError: PcrError | undefined;
 
   run(): Promise<CoordinatorOutput> {
     const machine = coordinatorMachine.provide({
@@ -191,7 +217,9 @@ export class Session {
           for (const pid of this.registry.accepted()) this.send(pid, p.message);
         },
         reportResult: (_, p: { pidMap: PidMap; differences: Difference[] }) => {
-          if (this.options.pidMapPath) writePidMapFile(this.options.pidMapPath, p.pidMap);
+          // Only a verified map is written; a failed write is reported, never thrown
+          // from inside a machine action.
+          if (this.options.pidMapPath && p.differences.length === 0) this.writePidMap(p.pidMap);
           this.options.onVerified?.(p);
         },
       },

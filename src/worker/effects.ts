@@ -27,7 +27,7 @@ import { reportFds } from '../actors/report-fds.js';
 import { encodeFdTransfer } from '../plan/wire.js';
 import { requireRestoredPid, restoredTid } from '../plan/pidmap.js';
 import type { OpenStep, Phase } from '../plan/types.js';
-import type { PidMap } from '../plan/messages.js';
+import { WORKER_CHILD_GRACE_MS, type PidMap } from '../plan/messages.js';
 import type {
   FileFd,
   OpenFilesInput,
@@ -234,7 +234,13 @@ export class WorkerEffects {
     this.inbox.close();
     for (const x of this.temps.values()) abortTemp(x);
     this.temps.clear();
-    await this.children.reapAll(this.opts.teardownGraceMs ?? 2000);
+    await this.children.reapAll(this.opts.teardownGraceMs ?? WORKER_CHILD_GRACE_MS);
+  }
+
+  /** TEARDOWN before the plan: child workers spawned early never registered, kill them now. */
+  async tearDownNow(): Promise<void> {
+    this.inbox.close();
+    await this.children.reapAll(0);
   }
 
   /** The actors for `taskMachine.provide({ actors })`. */

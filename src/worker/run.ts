@@ -100,9 +100,12 @@ function onMessage(message: CoordinatorMessage): void {
   actor.send(message);
 }
 
-/** TEARDOWN before any plan: nothing was made yet but the socket. */
+/**
+ * TEARDOWN before any plan: nothing was made yet but the socket and the child workers
+ * spawned early, which the coordinator does not know yet (no TEARDOWN reaches them).
+ */
 async function finishEarly(): Promise<void> {
-  await effects.tearDown({ pid, reason: 'teardown before assign' });
+  await effects.tearDownNow();
   await finish(0);
 }
 

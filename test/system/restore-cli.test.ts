@@ -82,6 +82,31 @@ test('restore usage errors exit 2 with one line', () => {
   const bad = cli(['restore', '-D', '/x', '--timeout', 'soon']);
   assert.equal(bad.status, 2);
   assert.match(bad.stderr, /--timeout must be a positive integer/);
+  // 2147484 s overflows setTimeout's 2^31-1 ms (it would fire at once).
+  const big = cli(['restore', '-D', '/x', '--timeout', '2147484']);
+  assert.equal(big.status, 2);
+  assert.match(big.stderr, /^pidfd-cr: restore: --timeout must be at most 2147483 seconds\n$/);
+});
+
+test('bad --pid-map and --trace-file paths are usage errors before anything is restored', async (t) => {
+  const { image, dir } = await buildAndDump(t, benchmark);
+  writeImage(dir, image);
+  const cases: Array<[string, string]> = [
+    ['--pid-map', join(dir, 'no-such-dir', 'map.json')],
+    ['--pid-map', dir],
+    ['--trace-file', join(dir, 'no-such-dir', 'trace.ndjson')],
+  ];
+  for (const [option, path] of cases) {
+    const r = spawnSync(process.execPath, [CLI, 'restore', '-D', dir, option, path], {
+      encoding: 'utf8',
+      env: { ...process.env, TMPDIR: dir },
+    });
+    assert.equal(r.status, 2, r.stderr);
+    assert.ok(r.stderr.startsWith(`pidfd-cr: restore: ${option} ${path}: `), r.stderr);
+    assert.equal(r.stderr.split('\n').length, 2, r.stderr);
+    assert.equal(r.stdout, '', 'nothing restored');
+    assert.deepEqual(readdirSync(dir), ['pidfd-cr.img']);
+  }
 });
 
 test('two restores of one image at once do not cross', async (t) => {
@@ -113,6 +138,20 @@ test('restore prints the differences and exits 1 when the restored tree differs'
     r.stdout,
     /verification: FAILED, 1 differences:\n  - task \d+ fd \d+: .*not in the image/,
   );
+  assert.deepEqual(readdirSync(dir), ['pidfd-cr.img']);
+});
+
+test('the pid map is not written when verification finds differences', async (t) => {
+  const { image, dir } = await buildAndDump(t, sharedScm);
+  writeImage(dir, image);
+  const mapPath = join(dir, 'map.json');
+  const r = spawnSync(process.execPath, [CLI, 'restore', '-D', dir, '--pid-map', mapPath], {
+    encoding: 'utf8',
+    env: { ...process.env, TMPDIR: dir, PCR_FAULT: `leak@${image.rootPid}:finalize` },
+  });
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(r.stdout, /verification: FAILED/);
+  assert.equal(existsSync(mapPath), false);
   assert.deepEqual(readdirSync(dir), ['pidfd-cr.img']);
 });
 
