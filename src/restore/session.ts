@@ -4,7 +4,7 @@
  * worker through a pidfd, taking the tree down), the HELLO registry and the trace.
  */
 import { createActor, fromPromise } from 'xstate';
-import { waitPidfd, WEXITED } from '../../native/index.js';
+import { waitPidfd, waitpid, WEXITED, WNOHANG } from '../../native/index.js';
 import type { Image } from '../image/model.js';
 import { PcrError } from '../errors.js';
 import type { RestorePlan } from '../plan/types.js';
@@ -32,9 +32,54 @@ import { traceInspector, TRACE_VERSION, type TraceDetails } from './trace.js';
 import { Registry } from './registry.js';
 import type { RestoreOptions } from './coordinator.js';
 
+const REAP_DEADLINE_MS = 3000;
+
+/**
+ * A worker that died before reaping its children leaves them to the nearest subreaper,
+ * maybe our host. Reaps every pid we know of that is (or becomes) our child, SIGKILLing
+ * one still running (our unreaped child: its pid cannot be reused); leaves alone a pid
+ * that is not our child (ECHILD). Gives up after `deadlineMs`.
+ */
+async function reapReturned(pids: Set<number>, deadlineMs: number): Promise<void> {
+  const end = Date.now() + deadlineMs;
+  const left = new Set(pids);
+  while (left.size > 0 && Date.now() < end) {
+    for (const pid of left) {
+      try {
+        const [got] = waitpid(pid, WNOHANG);
+        if (got === pid) left.delete(pid);
+        else killQuiet(pid);
+      } catch {
+        // ECHILD: not our child; gone, or still below a dying worker and on its way to us.
+        if (!exists(pid)) left.delete(pid);
+      }
+    }
+    if (left.size > 0) await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+function exists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+function killQuiet(pid: number): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // gone
+  }
+}
+
 /** One restore in progress: the socket, the machine, the watched workers. */
 export class Session {
   private readonly registry = new Registry();
+  /** Every process pid a worker told us about: reaped if it comes back to us. */
+  private readonly spawned = new Set<number>();
   private readonly monitor: WorkerMonitor;
   private rootPidfd = -1;
   private actor: ReturnType<typeof createActor<typeof coordinatorMachine>> | undefined;
@@ -107,6 +152,7 @@ export class Session {
       });
     }
     if (message.type === 'WORKER_HELLO') {
+      this.spawned.add(message.restoredPid);
       for (const hello of this.registry.hello(message)) this.deliver(hello);
       return;
     }
@@ -116,6 +162,7 @@ export class Session {
     if (message.type === 'CHILDREN_SPAWNED') {
       const workers = new Set(this.plan.tasks.map((t) => t.pid));
       for (const c of message.children) {
+        this.spawned.add(c.restored);
         if (workers.has(c.dumped)) this.watch(c.dumped, c.restored);
       }
       this.deliver(message);
@@ -144,6 +191,7 @@ export class Session {
       ...(this.options.fault ? { fault: this.options.fault } : {}),
     });
     this.rootPidfd = w.pidfd;
+    this.spawned.add(w.pid);
     this.monitor.add(root.pid, w.pid, w.pidfd);
     for (const hello of this.registry.expect([{ dumped: root.pid, restored: w.pid }])) {
       this.deliver(hello);
@@ -258,6 +306,7 @@ export class Session {
       await this.monitor.waitAllExited(10_000);
       this.reapRoot();
     }
+    await reapReturned(this.spawned, REAP_DEADLINE_MS);
     this.monitor.close();
     this.rootPidfd = -1;
     await this.router.close();
