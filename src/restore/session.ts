@@ -37,13 +37,18 @@ const REAP_DEADLINE_MS = 3000;
 /**
  * A worker that died before reaping its children leaves them to the nearest subreaper,
  * maybe our host. Reaps every pid we know of that is (or becomes) our child, SIGKILLing
- * one still running (our unreaped child: its pid cannot be reused); leaves alone a pid
- * that is not our child (ECHILD). Gives up after `deadlineMs`.
+ * one still running (our unreaped child: its pid cannot be reused), and every process of
+ * the workers' process group (led by the root worker); leaves alone a pid that is not our
+ * child (ECHILD). Gives up after `deadlineMs`.
  */
-async function reapReturned(pids: Set<number>, deadlineMs: number): Promise<void> {
+async function reapReturned(pids: Set<number>, group: number, deadlineMs: number): Promise<void> {
   const end = Date.now() + deadlineMs;
   const left = new Set(pids);
-  while (left.size > 0 && Date.now() < end) {
+  // Every worker is done by now: anything left in their group is a straggler.
+  if (group > 0) killQuiet(-group);
+  while (Date.now() < end) {
+    reapGroup(group);
+    if (left.size === 0 && (group <= 0 || !exists(-group))) return;
     for (const pid of left) {
       try {
         const [got] = waitpid(pid, WNOHANG);
@@ -54,7 +59,20 @@ async function reapReturned(pids: Set<number>, deadlineMs: number): Promise<void
         if (!exists(pid)) left.delete(pid);
       }
     }
-    if (left.size > 0) await new Promise((r) => setTimeout(r, 5));
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+/** Reaps our exited children in the workers' process group (none if group is 0). */
+function reapGroup(group: number): void {
+  if (group <= 0) return;
+  for (;;) {
+    try {
+      const [got] = waitpid(-group, WNOHANG);
+      if (got <= 0) return;
+    } catch {
+      return; // ECHILD
+    }
   }
 }
 
@@ -82,6 +100,7 @@ export class Session {
   private readonly spawned = new Set<number>();
   private readonly monitor: WorkerMonitor;
   private rootPidfd = -1;
+  private rootPid = 0;
   private actor: ReturnType<typeof createActor<typeof coordinatorMachine>> | undefined;
   private router!: ControlRouter;
 
@@ -189,8 +208,12 @@ export class Session {
       stderrFd: this.options.workerStderr === undefined ? 2 : this.options.workerStderr,
       trace: this.options.trace !== undefined && this.options.traceWorkers !== false,
       ...(this.options.fault ? { fault: this.options.fault } : {}),
+      // Its own process group: waitpid(-group) finds a worker that came back to us
+      // before we ever learnt its pid (spawned early by a parent that died).
+      setsid: true,
     });
     this.rootPidfd = w.pidfd;
+    this.rootPid = w.pid;
     this.spawned.add(w.pid);
     this.monitor.add(root.pid, w.pid, w.pidfd);
     for (const hello of this.registry.expect([{ dumped: root.pid, restored: w.pid }])) {
@@ -306,7 +329,7 @@ export class Session {
       await this.monitor.waitAllExited(10_000);
       this.reapRoot();
     }
-    await reapReturned(this.spawned, REAP_DEADLINE_MS);
+    await reapReturned(this.spawned, this.rootPid, REAP_DEADLINE_MS);
     this.monitor.close();
     this.rootPidfd = -1;
     await this.router.close();
