@@ -33,6 +33,7 @@ import { Registry } from './registry.js';
 import type { RestoreOptions } from './coordinator.js';
 
 const REAP_DEADLINE_MS = 3000;
+const EXIT_WINDOW_MS = 50;
 
 /**
  * A worker that died before reaping its children leaves them to the nearest subreaper,
@@ -101,6 +102,9 @@ export class Session {
   private readonly monitor: WorkerMonitor;
   private rootPidfd = -1;
   private rootPid = 0;
+  private readonly parentOf: Map<number, number>;
+  private exits: Array<{ pid: number; status: number }> = [];
+  private exitTimer: NodeJS.Timeout | undefined;
   private actor: ReturnType<typeof createActor<typeof coordinatorMachine>> | undefined;
   private router!: ControlRouter;
 
@@ -110,9 +114,8 @@ export class Session {
     private readonly rundir: string,
     private readonly options: RestoreOptions,
   ) {
-    this.monitor = new WorkerMonitor((dumped, status) =>
-      this.deliver({ type: 'WORKER_EXITED', pid: dumped, status }),
-    );
+    this.monitor = new WorkerMonitor((dumped, status) => this.onWorkerExit(dumped, status));
+    this.parentOf = new Map(plan.tasks.map((t) => [t.pid, t.ppid]));
   }
 
   static async open(
@@ -131,6 +134,34 @@ export class Session {
 
   private deliver(event: Parameters<NonNullable<typeof this.actor>['send']>[0]): void {
     if (this.actor?.getSnapshot().status === 'active') this.actor.send(event);
+  }
+
+  /**
+   * A worker's death takes its child workers with it (PDEATHSIG), and their exits can be
+   * seen first. Exits seen within EXIT_WINDOW_MS are delivered topmost first (fewest
+   * ancestors in the plan), so the failure names the worker that died, not a victim.
+   */
+  private onWorkerExit(pid: number, status: number): void {
+    this.exits.push({ pid, status });
+    this.exitTimer ??= setTimeout(() => this.flushExits(), EXIT_WINDOW_MS);
+  }
+
+  private flushExits(): void {
+    this.exitTimer = undefined;
+    const exits = this.exits.splice(0);
+    exits.sort((a, b) => this.depth(a.pid) - this.depth(b.pid));
+    for (const e of exits) this.deliver({ type: 'WORKER_EXITED', pid: e.pid, status: e.status });
+  }
+
+  private depth(pid: number): number {
+    let d = 0;
+    for (
+      let p = this.parentOf.get(pid);
+      p !== undefined && p !== 0 && d < this.parentOf.size;
+      p = this.parentOf.get(p)
+    )
+      d++;
+    return d;
   }
 
   private traceWorker(message: Extract<WorkerMessage, { type: 'TRACE' }>): void {
@@ -322,6 +353,7 @@ export class Session {
   }
 
   async close(): Promise<void> {
+    clearTimeout(this.exitTimer);
     this.actor?.stop();
     // Whatever path we came by, no worker outlives the restore.
     if (this.monitor.alive().length > 0 || this.rootPidfd >= 0) {

@@ -228,3 +228,19 @@ test('the root worker (with children) crashes in a late phase: root named, nothi
   assert.deepEqual(await waitGone(started), []);
   assert.deepEqual(readdirSync(dir), []);
 });
+
+test('a worker with children crashes: it is named, not a child that died with it', async (t) => {
+  const { image, dir } = await buildAndDump(t, tree33);
+  const mid = image.tasks.find((t) => t.ppid === image.rootPid)!.pid;
+  const { err, started } = await failingRestore(image, {
+    runDirParent: dir,
+    fault: `crash@${mid}:open-alive`,
+  });
+  assert.equal(err.code, 'PCR_ERR_TASK_EXITED');
+  assert.match(
+    err.message,
+    new RegExp(`task ${mid} exited \\(killed by signal 9\\) during phase open-alive`),
+  );
+  assert.deepEqual(await waitGone(started), []);
+  assert.deepEqual(readdirSync(dir), []);
+});
