@@ -7,7 +7,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { readFileSync, readdirSync, existsSync } from 'node:fs';
+import { readFileSync, readdirSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { prctl, PR_SET_CHILD_SUBREAPER } from '../../native/index.js';
 import { join } from 'node:path';
 import { once } from 'node:events';
 import { writeImage } from '../../src/image/store.js';
@@ -155,8 +157,22 @@ test('the pid map is not written when verification finds differences', async (t)
   assert.deepEqual(readdirSync(dir), ['pidfd-cr.img']);
 });
 
-test('demo builds, dumps, restores and verifies the demo tree, and cleans up', () => {
-  const r = cli(['demo']);
+test('demo builds, dumps, restores and verifies the demo tree, and cleans up', (t) => {
+  // Seen from outside: its temporary directories are gone, and nothing of it is left
+  // below us (a subreaper, so orphans would come back here).
+  prctl(PR_SET_CHILD_SUBREAPER, 1);
+  const tmp = mkdtempSync(join(tmpdir(), 'pcr-demo-test-'));
+  t.after(() => rmSync(tmp, { recursive: true, force: true }));
+  const before = new Set(descendantsOf(process.pid));
+  const r = spawnSync(process.execPath, [CLI, 'demo'], {
+    encoding: 'utf8',
+    env: { ...process.env, TMPDIR: tmp },
+  });
+  assert.deepEqual(readdirSync(tmp), []);
+  assert.deepEqual(
+    descendantsOf(process.pid).filter((p) => !before.has(p)),
+    [],
+  );
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /dumped it to .*pidfd-cr\.img/);
   assert.match(r.stdout, /pid map \(dumped -> restored\):/);
@@ -169,5 +185,5 @@ test('demo builds, dumps, restores and verifies the demo tree, and cleans up', (
     r.stdout.includes(`verification: OK, ${fds} pidfds in ${tasks} tasks match the image`),
     r.stdout,
   );
-  assert.match(r.stdout, /restored tree taken down; demo tree removed/);
+  assert.match(r.stdout, /restored tree taken down\ndemo tree removed\n$/);
 });

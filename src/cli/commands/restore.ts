@@ -90,11 +90,15 @@ const SIGNAL_NUMBERS: Partial<Record<NodeJS.Signals, number>> = { SIGINT: 2, SIG
  * second one removes the run directory and exits at once (the workers then die by
  * PR_SET_PDEATHSIG).
  */
-function stopOnSignals(controller: AbortController): () => void {
+export function stopOnSignals(
+  controller: AbortController,
+  removeAtExit: () => void = () => {},
+): () => void {
   const stop = (sig: NodeJS.Signals) => {
     if (controller.signal.aborted) {
       process.stderr.write(`pidfd-cr: ${sig} again, exiting at once\n`);
       removeLiveRundirs();
+      removeAtExit();
       process.exit(128 + (SIGNAL_NUMBERS[sig] ?? 0));
     }
     controller.abort(`received ${sig}`);
