@@ -28,6 +28,7 @@ import { encodeFdTransfer } from '../plan/wire.js';
 import { requireRestoredPid, restoredTid } from '../plan/pidmap.js';
 import type { OpenStep, Phase } from '../plan/types.js';
 import { WORKER_CHILD_GRACE_MS, type PidMap } from '../plan/messages.js';
+import { restoredPid } from '../plan/pidmap.js';
 import type {
   FileFd,
   OpenFilesInput,
@@ -170,7 +171,11 @@ export class WorkerEffects {
       const payload = Buffer.from(
         encodeFdTransfer({ from: input.pid, phase: input.phase, fileIds: send.fileIds }),
       );
-      sendFdMessages(fdSocketPath(this.opts.rundir, send.to), [{ payload, fds }]);
+      sendFdMessages(
+        fdSocketPath(this.opts.rundir, send.to),
+        [{ payload, fds }],
+        restoredPid(input.pidMap, send.to),
+      );
     }
     return { messages: input.sends.length };
   }
