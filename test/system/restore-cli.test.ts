@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { readFileSync, readdirSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { readFileSync, readdirSync, existsSync, mkdtempSync, mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { prctl, PR_SET_CHILD_SUBREAPER } from '../../native/index.js';
 import { join } from 'node:path';
@@ -141,6 +141,25 @@ test('restore prints the differences and exits 1 when the restored tree differs'
     /verification: FAILED, 1 differences:\n  - task \d+ fd \d+: .*not in the image/,
   );
   assert.deepEqual(readdirSync(dir), ['pidfd-cr.img']);
+});
+
+test('a TMPDIR too long for socket paths: the run directory goes to /tmp instead', async (t) => {
+  const { image, dir } = await buildAndDump(t, benchmark);
+  writeImage(dir, image);
+  const long = join(dir, 'x'.repeat(100));
+  mkdirSync(long);
+  const r = spawnSync(process.execPath, [CLI, 'restore', '-D', dir], {
+    encoding: 'utf8',
+    env: { ...process.env, TMPDIR: long },
+  });
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stderr, '');
+  assert.deepEqual(readdirSync(long), []);
+  await assert.rejects(restoreImage(image, { runDirParent: long }), {
+    code: 'PCR_ERR_USAGE',
+    message: /socket paths under it would exceed 107 bytes/,
+  });
+  assert.deepEqual(readdirSync(long), []);
 });
 
 test('the pid map is not written when verification finds differences', async (t) => {
