@@ -177,7 +177,7 @@ export class WorkerEffects {
         restoredPid(input.pidMap, send.to),
       );
     }
-    return { messages: input.sends.length };
+    return { messages: input.sends.length, peers: input.sends.map((x) => x.to) };
   }
 
   async recvFds(input: RecvFdsInput, signal: AbortSignal): Promise<RecvFdsOutput> {
@@ -198,7 +198,7 @@ export class WorkerEffects {
           files.push({ fileId: f.fileId, fd: at[0] ?? fd });
         });
       });
-      return { files, helperFds: [] };
+      return { files, helperFds: [], peers: input.receives.map((r) => r.from) };
     } finally {
       signal.removeEventListener('abort', onAbort);
     }
