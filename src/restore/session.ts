@@ -34,6 +34,7 @@ import type { RestoreOptions } from './coordinator.js';
 
 const REAP_DEADLINE_MS = 3000;
 const EXIT_WINDOW_MS = 50;
+const FRAME_DRAIN_MS = 20;
 
 /**
  * A worker that died before reaping its children leaves them to the nearest subreaper,
@@ -264,6 +265,9 @@ export class Session {
       await this.monitor.waitAllExited(10_000);
     }
     this.reapRoot();
+    // Frames a worker sent just before exiting (its last TRACEs) may still wait in the
+    // ROUTER behind the pidfd event: give the receive loop a moment.
+    await new Promise((r) => setTimeout(r, FRAME_DRAIN_MS));
   }
 
   private reapRoot(): void {

@@ -110,6 +110,8 @@ async function finishEarly(): Promise<void> {
 }
 
 async function finish(code: number): Promise<void> {
+  // The final TRACE (tearing-down → done) is emitted after the machine completes.
+  await new Promise((r) => setImmediate(r));
   await dealer.close();
   process.exit(code);
 }

@@ -75,6 +75,18 @@ test('restore --hold --pid-map --trace-file: held tree is right from /proc; SIGT
     }
   }
   assert.ok(events.some((e) => e.source === 'coordinator' && e.to === 'holding'));
+  // Every worker's last state change arrives, and fd transfers name their peers.
+  for (const t of image.tasks.filter((x) => x.state !== 'zombie')) {
+    assert.ok(
+      events.some(
+        (e) => e.source === `task:${t.pid}` && e.from === 'tearing-down' && e.to === 'done',
+      ),
+      `task ${t.pid} tearing-down -> done`,
+    );
+  }
+  const transfers = events.filter((e) => e.from === 'sending' || e.from === 'wait-for-fd');
+  assert.ok(transfers.length > 0);
+  for (const e of transfers) assert.ok(Array.isArray((e.details as { peer?: unknown }).peer));
 });
 
 test('restore usage errors exit 2 with one line', () => {
