@@ -114,8 +114,8 @@ function reapQuietly(pid: number): void {
  * (we are a subreaper) a moment later. Reap until we have no child at all (ECHILD), so
  * none of them reaches our parent, giving up after `deadlineMs`.
  */
-const ORPHAN_DEADLINE_MS = 1000;
-async function reapOrphansUntilNone(deadlineMs: number): Promise<void> {
+export const ORPHAN_DEADLINE_MS = 1000;
+export async function reapOrphansUntilNone(deadlineMs: number): Promise<void> {
   const end = Date.now() + deadlineMs;
   while (Date.now() < end) {
     try {

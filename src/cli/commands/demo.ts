@@ -15,7 +15,7 @@ import { restoreImage } from '../../restore/coordinator.js';
 import { stderrTraceSink } from '../../restore/trace-sinks.js';
 import { formatPidMap, formatVerification, stopOnSignals } from './restore.js';
 import { prctl, PR_SET_CHILD_SUBREAPER } from '../../../native/index.js';
-import { reapOrphans } from '../../worker/children.js';
+import { reapOrphansUntilNone, ORPHAN_DEADLINE_MS } from '../../worker/children.js';
 
 const HELP = `usage: pidfd-cr demo [--trace]
 
@@ -80,6 +80,7 @@ export async function run(argv: string[]): Promise<number> {
     await tree?.destroy();
     removeDir();
     unhook();
-    reapOrphans();
+    // We are a subreaper with no other children: reap until none is left (ECHILD).
+    await reapOrphansUntilNone(ORPHAN_DEADLINE_MS);
   }
 }

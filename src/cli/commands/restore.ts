@@ -14,7 +14,7 @@ import { stderrTraceSink, fileTraceSink, teeSinks } from '../../restore/trace-si
 import type { PidMap } from '../../plan/messages.js';
 import type { Difference } from '../../plan/verify.js';
 import { prctl, PR_SET_CHILD_SUBREAPER } from '../../../native/index.js';
-import { reapOrphans } from '../../worker/children.js';
+import { reapOrphansUntilNone, ORPHAN_DEADLINE_MS } from '../../worker/children.js';
 
 const HELP = `usage: pidfd-cr restore -D DIR [--trace] [--trace-file F] [--pid-map FILE] [--hold]
                         [--timeout S] [--external-dead]
@@ -171,6 +171,7 @@ export async function run(argv: string[]): Promise<number> {
   } finally {
     unhook();
     traceFile?.close();
-    reapOrphans();
+    // We are a subreaper with no other children: reap until none is left (ECHILD).
+    await reapOrphansUntilNone(ORPHAN_DEADLINE_MS);
   }
 }
