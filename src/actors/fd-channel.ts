@@ -67,8 +67,9 @@ export function listenForFds(path: string, opts: FdListenerOptions): FdListener 
   const acceptAll = (): void => {
     try {
       for (let fd = acceptSeqpacket(listenFd); fd !== null; fd = acceptSeqpacket(listenFd)) {
-        const peer = peerCred(fd).pid;
-        if (!opts.isExpectedPeer(peer)) {
+        const cred = peerCred(fd);
+        const peer = cred.pid;
+        if (cred.uid !== process.getuid!() || !opts.isExpectedPeer(peer)) {
           closeQuiet(fd);
           opts.onError(new PcrError('PCR_ERR_RESTORE', `${path}: refused fds from pid ${peer}`));
           continue;
@@ -95,13 +96,31 @@ export function listenForFds(path: string, opts: FdListenerOptions): FdListener 
 }
 
 /**
+ * SO_PEERCRED of a connected socket: the listener's credentials at listen(2) time. Its
+ * uid must be ours and, if given, its pid the expected one.
+ */
+function checkPeer(sock: number, path: string, expectedPid: number | undefined): void {
+  const peer = peerCred(sock);
+  if (peer.uid !== process.getuid!() || (expectedPid !== undefined && peer.pid !== expectedPid))
+    throw new PcrError(
+      'PCR_ERR_RESTORE',
+      `${path}: listener is pid ${peer.pid} uid ${peer.uid}, expected pid ${expectedPid ?? 'any'} uid ${process.getuid!()}`,
+    );
+}
+
+/**
  * Sends `messages` to the listener at `path` over one connection, then closes it (queued
  * messages stay readable). A Unix connect completes at once (or waits in the backlog);
  * sendmsg blocks only if the receiver's queue is full (messages here are small).
  */
-export function sendFdMessages(path: string, messages: readonly FdMessage[]): void {
+export function sendFdMessages(
+  path: string,
+  messages: readonly FdMessage[],
+  expectedPeer?: number,
+): void {
   const sock = connectSeqpacket(path);
   try {
+    checkPeer(sock, path, expectedPeer);
     for (const m of messages) {
       if (m.fds.length > MAX_FDS_PER_MESSAGE)
         throw new RangeError(`more than ${MAX_FDS_PER_MESSAGE} fds`);

@@ -25,6 +25,8 @@ export interface CleanSpawn {
   stdio: readonly [number | null, number | null, number | null];
   /** fd numbers taken in the child by /dev/null placeholders (they win over stdio). */
   reserve?: readonly number[];
+  /** Start a new session (and process group) led by the child. */
+  setsid?: boolean;
 }
 
 /** Our fds that would survive exec: not close-on-exec. */
@@ -79,6 +81,7 @@ export function spawnClean(req: CleanSpawn): number {
       env: req.env,
       dup2,
       close: inheritableFds().filter((fd) => !targets.has(fd)),
+      ...(req.setsid ? { setsid: true } : {}),
     });
   } finally {
     closeQuiet(devnull);

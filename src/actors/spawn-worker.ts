@@ -37,6 +37,8 @@ export interface WorkerSpawn {
   trace?: boolean;
   /** Base environment (default: process.env). */
   env?: Readonly<Record<string, string | undefined>>;
+  /** The root worker leads a new session: every worker is in its process group. */
+  setsid?: boolean;
 }
 
 export interface SpawnedWorker {
@@ -71,6 +73,7 @@ export function spawnWorker(req: WorkerSpawn): SpawnedWorker {
     env: workerEnv(req),
     stdio: [null, null, req.stderrFd],
     reserve: req.reservedFds,
+    ...(req.setsid ? { setsid: true } : {}),
   });
   // The child is ours and not reaped, so its pid cannot have been reused yet.
   return { pid, pidfd: pidfdOpen(pid) };

@@ -21,6 +21,7 @@ commands:
   dump -t PID -D DIR [--leave-stopped] [--force]   checkpoint the pidfds of a tree
   show -D DIR [--json]                             print an image
   restore -D DIR [--trace] [--trace-file F] [--pid-map F] [--hold] [--timeout S]
+          [--external-dead]                        restore the pidfds of an image
   demo [--trace]                                   dump and restore a built-in example
 
 'pidfd-cr <command> --help' describes one command.`;

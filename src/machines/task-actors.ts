@@ -79,6 +79,8 @@ export interface SendFdsInput {
 export interface SendFdsOutput {
   /** Number of SCM_RIGHTS messages sent. */
   messages: number;
+  /** Dumped pids sent to, in order (for the trace). */
+  peers?: number[];
 }
 
 export interface RecvFdsInput {
@@ -90,6 +92,8 @@ export interface RecvFdsInput {
 export interface RecvFdsOutput {
   files: FileFd[];
   helperFds: number[];
+  /** Dumped pids received from, in order (for the trace). */
+  peers?: number[];
 }
 
 export interface FinishTempInput {

@@ -105,7 +105,7 @@ function classifyExternal(ix: ImageIndex, target: Target, opts: PlanOptions): Cl
   const bootId = ix.image.host.bootId;
   if (opts.currentBootId !== undefined && opts.currentBootId !== bootId) {
     return {
-      refusal: `${what} cannot be reopened on another boot (dumped on ${bootId}); plan it as dead with externalDead`,
+      refusal: `${what} cannot be reopened on another boot (dumped on ${bootId}); restore it as dead with --external-dead (restoreImage option externalDead)`,
     };
   }
   return {

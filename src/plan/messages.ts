@@ -124,6 +124,13 @@ export interface PhaseMessage {
   phase: BroadcastPhase;
   pidMap: PidMap;
 }
+/**
+ * How long a worker, on TEARDOWN, waits for its child workers before SIGKILL. The
+ * coordinator waits longer (COORDINATOR_GRACE_MS) so that a parent always reaps its own
+ * children: a parent SIGKILLed first would leave them to die by PDEATHSIG, unreaped.
+ */
+export const WORKER_CHILD_GRACE_MS = 2000;
+export const COORDINATOR_GRACE_MS = WORKER_CHILD_GRACE_MS + 1000;
 export interface TeardownMessage {
   type: 'TEARDOWN';
   reason: string;

@@ -14,6 +14,7 @@ import type { Difference } from '../plan/verify.js';
 import type { AbortReason } from '../machines/coordinator.js';
 import { bootId, hasDacOverride } from '../actors/open-files.js';
 import { makeRundir, removeRundir } from './rundir.js';
+export { removeLiveRundirs } from './rundir.js';
 import type { TraceSink } from './trace.js';
 import { Session } from './session.js';
 import { writeSpawnPlan } from '../worker/prespawn.js';
@@ -69,6 +70,7 @@ export async function restoreImage(
     session = await Session.open(image, plan, rundir, options);
     const output = await session.run();
     if (output.failure) throw abortError(output.failure);
+    if (session.pidMapError) throw session.pidMapError;
     return { ok: output.ok, pidMap: output.pidMap, differences: output.differences, plan };
   } finally {
     await session?.close();

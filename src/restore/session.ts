@@ -4,10 +4,16 @@
  * worker through a pidfd, taking the tree down), the HELLO registry and the trace.
  */
 import { createActor, fromPromise } from 'xstate';
-import { waitPidfd, WEXITED } from '../../native/index.js';
+import { waitPidfd, waitpid, WEXITED, WNOHANG } from '../../native/index.js';
 import type { Image } from '../image/model.js';
+import { PcrError } from '../errors.js';
 import type { RestorePlan } from '../plan/types.js';
-import type { PidMap, WorkerMessage, CoordinatorMessage } from '../plan/messages.js';
+import {
+  COORDINATOR_GRACE_MS,
+  type PidMap,
+  type WorkerMessage,
+  type CoordinatorMessage,
+} from '../plan/messages.js';
 import type { Difference } from '../plan/verify.js';
 import { encodeToWorker, decodeToCoordinator } from '../plan/wire.js';
 import {
@@ -26,11 +32,80 @@ import { traceInspector, TRACE_VERSION, type TraceDetails } from './trace.js';
 import { Registry } from './registry.js';
 import type { RestoreOptions } from './coordinator.js';
 
+const REAP_DEADLINE_MS = 3000;
+const EXIT_WINDOW_MS = 50;
+const FRAME_DRAIN_MS = 20;
+
+/**
+ * A worker that died before reaping its children leaves them to the nearest subreaper,
+ * maybe our host. Reaps every pid we know of that is (or becomes) our child, SIGKILLing
+ * one still running (our unreaped child: its pid cannot be reused), and every process of
+ * the workers' process group (led by the root worker); leaves alone a pid that is not our
+ * child (ECHILD). Gives up after `deadlineMs`.
+ */
+async function reapReturned(pids: Set<number>, group: number, deadlineMs: number): Promise<void> {
+  const end = Date.now() + deadlineMs;
+  const left = new Set(pids);
+  // Every worker is done by now: anything left in their group is a straggler.
+  if (group > 0) killQuiet(-group);
+  while (Date.now() < end) {
+    reapGroup(group);
+    if (left.size === 0 && (group <= 0 || !exists(-group))) return;
+    for (const pid of left) {
+      try {
+        const [got] = waitpid(pid, WNOHANG);
+        if (got === pid) left.delete(pid);
+        else killQuiet(pid);
+      } catch {
+        // ECHILD: not our child; gone, or still below a dying worker and on its way to us.
+        if (!exists(pid)) left.delete(pid);
+      }
+    }
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+/** Reaps our exited children in the workers' process group (none if group is 0). */
+function reapGroup(group: number): void {
+  if (group <= 0) return;
+  for (;;) {
+    try {
+      const [got] = waitpid(-group, WNOHANG);
+      if (got <= 0) return;
+    } catch {
+      return; // ECHILD
+    }
+  }
+}
+
+function exists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+function killQuiet(pid: number): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // gone
+  }
+}
+
 /** One restore in progress: the socket, the machine, the watched workers. */
 export class Session {
   private readonly registry = new Registry();
+  /** Every process pid a worker told us about: reaped if it comes back to us. */
+  private readonly spawned = new Set<number>();
   private readonly monitor: WorkerMonitor;
   private rootPidfd = -1;
+  private rootPid = 0;
+  private readonly parentOf: Map<number, number>;
+  private exits: Array<{ pid: number; status: number }> = [];
+  private exitTimer: NodeJS.Timeout | undefined;
   private actor: ReturnType<typeof createActor<typeof coordinatorMachine>> | undefined;
   private router!: ControlRouter;
 
@@ -40,9 +115,8 @@ export class Session {
     private readonly rundir: string,
     private readonly options: RestoreOptions,
   ) {
-    this.monitor = new WorkerMonitor((dumped, status) =>
-      this.deliver({ type: 'WORKER_EXITED', pid: dumped, status }),
-    );
+    this.monitor = new WorkerMonitor((dumped, status) => this.onWorkerExit(dumped, status));
+    this.parentOf = new Map(plan.tasks.map((t) => [t.pid, t.ppid]));
   }
 
   static async open(
@@ -61,6 +135,34 @@ export class Session {
 
   private deliver(event: Parameters<NonNullable<typeof this.actor>['send']>[0]): void {
     if (this.actor?.getSnapshot().status === 'active') this.actor.send(event);
+  }
+
+  /**
+   * A worker's death takes its child workers with it (PDEATHSIG), and their exits can be
+   * seen first. Exits seen within EXIT_WINDOW_MS are delivered topmost first (fewest
+   * ancestors in the plan), so the failure names the worker that died, not a victim.
+   */
+  private onWorkerExit(pid: number, status: number): void {
+    this.exits.push({ pid, status });
+    this.exitTimer ??= setTimeout(() => this.flushExits(), EXIT_WINDOW_MS);
+  }
+
+  private flushExits(): void {
+    this.exitTimer = undefined;
+    const exits = this.exits.splice(0);
+    exits.sort((a, b) => this.depth(a.pid) - this.depth(b.pid));
+    for (const e of exits) this.deliver({ type: 'WORKER_EXITED', pid: e.pid, status: e.status });
+  }
+
+  private depth(pid: number): number {
+    let d = 0;
+    for (
+      let p = this.parentOf.get(pid);
+      p !== undefined && p !== 0 && d < this.parentOf.size;
+      p = this.parentOf.get(p)
+    )
+      d++;
+    return d;
   }
 
   private traceWorker(message: Extract<WorkerMessage, { type: 'TRACE' }>): void {
@@ -101,6 +203,7 @@ export class Session {
       });
     }
     if (message.type === 'WORKER_HELLO') {
+      this.spawned.add(message.restoredPid);
       for (const hello of this.registry.hello(message)) this.deliver(hello);
       return;
     }
@@ -110,6 +213,7 @@ export class Session {
     if (message.type === 'CHILDREN_SPAWNED') {
       const workers = new Set(this.plan.tasks.map((t) => t.pid));
       for (const c of message.children) {
+        this.spawned.add(c.restored);
         if (workers.has(c.dumped)) this.watch(c.dumped, c.restored);
       }
       this.deliver(message);
@@ -136,8 +240,13 @@ export class Session {
       stderrFd: this.options.workerStderr === undefined ? 2 : this.options.workerStderr,
       trace: this.options.trace !== undefined && this.options.traceWorkers !== false,
       ...(this.options.fault ? { fault: this.options.fault } : {}),
+      // Its own process group: waitpid(-group) finds a worker that came back to us
+      // before we ever learnt its pid (spawned early by a parent that died).
+      setsid: true,
     });
     this.rootPidfd = w.pidfd;
+    this.rootPid = w.pid;
+    this.spawned.add(w.pid);
     this.monitor.add(root.pid, w.pid, w.pidfd);
     for (const hello of this.registry.expect([{ dumped: root.pid, restored: w.pid }])) {
       this.deliver(hello);
@@ -156,6 +265,9 @@ export class Session {
       await this.monitor.waitAllExited(10_000);
     }
     this.reapRoot();
+    // Frames a worker sent just before exiting (its last TRACEs) may still wait in the
+    // ROUTER behind the pidfd event: give the receive loop a moment.
+    await new Promise((r) => setTimeout(r, FRAME_DRAIN_MS));
   }
 
   private reapRoot(): void {
@@ -168,12 +280,32 @@ export class Session {
   }
 
   private tearDownTree = async (_: TearDownTreeInput): Promise<void> => {
-    await this.takeDown(this.options.teardownGraceMs ?? 3000);
+    await this.takeDown(this.graceMs());
   };
 
+  /** Never shorter than a worker's grace for its children (see COORDINATOR_GRACE_MS). */
+  private graceMs(): number {
+    return Math.max(this.options.teardownGraceMs ?? 0, COORDINATOR_GRACE_MS);
+  }
+
   private abortTree = async (_: AbortTreeInput): Promise<void> => {
-    await this.takeDown(Math.min(this.options.teardownGraceMs ?? 3000, 1000));
+    await this.takeDown(this.graceMs());
   };
+
+  private writePidMap(map: PidMap): void {
+    try {
+      writePidMapFile(this.options.pidMapPath!, map);
+    } catch (err) {
+      this.pidMapError = new PcrError(
+        'PCR_ERR_SYSCALL',
+        `--pid-map ${this.options.pidMapPath}: ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
+  }
+
+  /** Set when the verified pid map could not be written. */
+  pidMapError: PcrError | undefined;
 
   run(): Promise<CoordinatorOutput> {
     const machine = coordinatorMachine.provide({
@@ -191,7 +323,9 @@ export class Session {
           for (const pid of this.registry.accepted()) this.send(pid, p.message);
         },
         reportResult: (_, p: { pidMap: PidMap; differences: Difference[] }) => {
-          if (this.options.pidMapPath) writePidMapFile(this.options.pidMapPath, p.pidMap);
+          // Only a verified map is written; a failed write is reported, never thrown
+          // from inside a machine action.
+          if (this.options.pidMapPath && p.differences.length === 0) this.writePidMap(p.pidMap);
           this.options.onVerified?.(p);
         },
       },
@@ -223,6 +357,7 @@ export class Session {
   }
 
   async close(): Promise<void> {
+    clearTimeout(this.exitTimer);
     this.actor?.stop();
     // Whatever path we came by, no worker outlives the restore.
     if (this.monitor.alive().length > 0 || this.rootPidfd >= 0) {
@@ -230,6 +365,7 @@ export class Session {
       await this.monitor.waitAllExited(10_000);
       this.reapRoot();
     }
+    await reapReturned(this.spawned, this.rootPid, REAP_DEADLINE_MS);
     this.monitor.close();
     this.rootPidfd = -1;
     await this.router.close();

@@ -29,7 +29,8 @@ export interface FileTraceSink {
  * level formatter makes it emit invalid JSON, `{,"v":1…`), which the schema has no use for.
  */
 export function fileTraceSink(path: string): FileTraceSink {
-  const dest = pino.destination({ dest: path, sync: true, mkdir: false });
+  // append: false truncates: one file holds one run.
+  const dest = pino.destination({ dest: path, sync: true, mkdir: false, append: false });
   return {
     sink: (e: TraceEvent) => {
       dest.write(JSON.stringify(e) + '\n');

@@ -76,7 +76,8 @@ export function detailsOf(event: Obj, context: Obj | undefined): TraceDetails {
     ? (output?.temps as Obj[]).map((t) => String(t.ino))
     : undefined;
   if (inos) d.ino = inos;
-  const peer = typeof event.pid === 'number' ? [event.pid] : undefined;
+  const peers = Array.isArray(output?.peers) ? (output.peers as number[]) : undefined;
+  const peer = typeof event.pid === 'number' ? [event.pid] : peers;
   if (peer) d.peer = peer;
   const err = event.error ?? asObj(event.failure)?.message ?? asObj(context?.failure)?.message;
   if (err !== undefined) d.error = err instanceof Error ? err.message : String(err);

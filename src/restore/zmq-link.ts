@@ -97,7 +97,8 @@ export class ControlDealer {
     routingId: string,
     private readonly handlers: DealerHandlers,
   ) {
-    this.socket = new Dealer({ linger: 0, routingId, sendTimeout: 0 });
+    // A short linger: the last TRACEs (tearing-down → done) still leave before exit.
+    this.socket = new Dealer({ linger: 200, routingId, sendTimeout: 0 });
     this.socket.connect(controlAddress(rundir));
     this.sends = new SendQueue(handlers.onError);
     void this.receiveLoop();
@@ -119,7 +120,7 @@ export class ControlDealer {
     return this.sends.push(() => this.socket.send(frame));
   }
 
-  /** Waits until every queued send was handed to ZeroMQ, then closes (linger 0). */
+  /** Waits until every queued send was handed to ZeroMQ, then closes (linger 200 ms). */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;

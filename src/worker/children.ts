@@ -75,7 +75,7 @@ export class Children {
     for (const pid of this.zombies.values()) reapQuietly(pid);
     this.workers.clear();
     this.zombies.clear();
-    reapOrphans();
+    await reapOrphansUntilNone(ORPHAN_DEADLINE_MS);
   }
 }
 
@@ -106,6 +106,25 @@ function reapQuietly(pid: number): void {
     waitpid(pid, 0);
   } catch {
     // not ours any more, or already reaped
+  }
+}
+
+/**
+ * A child SIGKILLed above takes its own children down by PDEATHSIG; they come back to us
+ * (we are a subreaper) a moment later. Reap until we have no child at all (ECHILD), so
+ * none of them reaches our parent, giving up after `deadlineMs`.
+ */
+export const ORPHAN_DEADLINE_MS = 1000;
+export async function reapOrphansUntilNone(deadlineMs: number): Promise<void> {
+  const end = Date.now() + deadlineMs;
+  while (Date.now() < end) {
+    try {
+      const [pid] = waitpid(-1, WNOHANG);
+      if (pid > 0) continue;
+    } catch {
+      return; // ECHILD: no child left
+    }
+    await new Promise((r) => setTimeout(r, 5));
   }
 }
 

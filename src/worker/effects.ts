@@ -27,7 +27,8 @@ import { reportFds } from '../actors/report-fds.js';
 import { encodeFdTransfer } from '../plan/wire.js';
 import { requireRestoredPid, restoredTid } from '../plan/pidmap.js';
 import type { OpenStep, Phase } from '../plan/types.js';
-import type { PidMap } from '../plan/messages.js';
+import { WORKER_CHILD_GRACE_MS, type PidMap } from '../plan/messages.js';
+import { restoredPid } from '../plan/pidmap.js';
 import type {
   FileFd,
   OpenFilesInput,
@@ -188,9 +189,13 @@ export class WorkerEffects {
       const payload = Buffer.from(
         encodeFdTransfer({ from: input.pid, phase: input.phase, fileIds: send.fileIds }),
       );
-      sendFdMessages(fdSocketPath(this.opts.rundir, send.to), [{ payload, fds }]);
+      sendFdMessages(
+        fdSocketPath(this.opts.rundir, send.to),
+        [{ payload, fds }],
+        restoredPid(input.pidMap, send.to),
+      );
     }
-    return { messages: input.sends.length };
+    return { messages: input.sends.length, peers: input.sends.map((x) => x.to) };
   }
 
   async recvFds(input: RecvFdsInput, signal: AbortSignal): Promise<RecvFdsOutput> {
@@ -211,7 +216,7 @@ export class WorkerEffects {
           files.push({ fileId: f.fileId, fd: at[0] ?? fd });
         });
       });
-      return { files, helperFds: [] };
+      return { files, helperFds: [], peers: input.receives.map((r) => r.from) };
     } finally {
       signal.removeEventListener('abort', onAbort);
     }
@@ -253,7 +258,13 @@ export class WorkerEffects {
     this.inbox.close();
     for (const x of this.temps.values()) abortTemp(x);
     this.temps.clear();
-    await this.children.reapAll(this.opts.teardownGraceMs ?? 2000);
+    await this.children.reapAll(this.opts.teardownGraceMs ?? WORKER_CHILD_GRACE_MS);
+  }
+
+  /** TEARDOWN before the plan: child workers spawned early never registered, kill them now. */
+  async tearDownNow(): Promise<void> {
+    this.inbox.close();
+    await this.children.reapAll(0);
   }
 
   /** The actors for `taskMachine.provide({ actors })`. */

@@ -7,6 +7,7 @@
  * checks the peer pid is the sender's restored pid.
  */
 import { listenForFds, fdSocketPath, type FdListener } from '../actors/fd-channel.js';
+import { rmSync } from 'node:fs';
 import { closeQuiet, listenSeqpacket } from '../../native/index.js';
 import { decodeFdTransfer } from '../plan/wire.js';
 import type { FdTransfer, PidMap } from '../plan/messages.js';
@@ -144,5 +145,6 @@ export class FdInbox {
     if (this.preListen !== undefined) closeQuiet(this.preListen);
     this.preListen = undefined;
     for (const b of this.batches.splice(0)) b.fds.forEach(closeQuiet);
+    rmSync(this.path, { force: true });
   }
 }

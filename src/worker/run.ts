@@ -102,13 +102,18 @@ function onMessage(message: CoordinatorMessage): void {
   actor.send(message);
 }
 
-/** TEARDOWN before any plan: nothing was made yet but the socket. */
+/**
+ * TEARDOWN before any plan: nothing was made yet but the socket and the child workers
+ * spawned early, which the coordinator does not know yet (no TEARDOWN reaches them).
+ */
 async function finishEarly(): Promise<void> {
-  await effects.tearDown({ pid, reason: 'teardown before assign' });
+  await effects.tearDownNow();
   await finish(0);
 }
 
 async function finish(code: number): Promise<void> {
+  // The final TRACE (tearing-down → done) is emitted after the machine completes.
+  await new Promise((r) => setImmediate(r));
   await dealer.close();
   process.exit(code);
 }

@@ -10,7 +10,7 @@ import { readdirSync } from 'node:fs';
 import { restoreImage, type RestoreOptions } from '../../src/restore/coordinator.js';
 import { PcrError } from '../../src/errors.js';
 import type { TraceEvent } from '../../src/restore/trace.js';
-import { alive, sharedFork, external } from '../fixtures/scenarios.js';
+import { alive, sharedFork, external, tree33 } from '../fixtures/scenarios.js';
 import { buildAndDump, waitGone } from '../helpers/restore-run.js';
 import { descendantsOf, fdinfo } from '../helpers/proc-view.js';
 import { exitStatusThroughCopy } from '../helpers/restored-view.js';
@@ -18,7 +18,7 @@ import { exitStatusThroughCopy } from '../helpers/restored-view.js';
 /** Runs a restore expected to fail; returns the error and every process it ever started. */
 async function failingRestore(
   image: Parameters<typeof restoreImage>[0],
-  opts: RestoreOptions,
+  { onTrace, ...opts }: RestoreOptions & { onTrace?: () => void },
 ): Promise<{ err: PcrError; started: number[] }> {
   const started = new Set<number>();
   const before = new Set(descendantsOf(process.pid));
@@ -31,6 +31,7 @@ async function failingRestore(
       } catch {
         // it went away meanwhile
       }
+      onTrace?.();
     }
   };
   const err = await restoreImage(image, { ...opts, trace, workerStderr: null }).then(
@@ -38,11 +39,25 @@ async function failingRestore(
     (e: unknown) => e as PcrError,
   );
   assert.ok(err instanceof PcrError, `a PcrError: ${String(err)}`);
-  // Anything of the restore still below us (orphans adopted by this subreaper, zombies).
-  descendantsOf(process.pid)
-    .filter((p) => !before.has(p))
-    .forEach((p) => started.add(p));
+  // Before this test reaps anything: once restoreImage settles, no process it started
+  // exists (not even as a zombie) and nothing came back to us (we are a subreaper).
+  const below = descendantsOf(process.pid).filter((p) => !before.has(p));
+  assert.deepEqual(below, [], 'nothing of the restore below us when restoreImage settles');
+  assert.deepEqual(
+    [...started].filter(exists),
+    [],
+    'no process of the restore exists when restoreImage settles',
+  );
   return { err, started: [...started] };
+}
+
+function exists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 const childOf = (image: Parameters<typeof restoreImage>[0]): number =>
@@ -167,6 +182,64 @@ test('the root worker crashes as soon as its plan arrives (spawn): abort, nothin
   assert.match(
     err.message,
     new RegExp(`task ${image.rootPid} exited \\(killed by signal 9\\) during phase spawn`),
+  );
+  assert.deepEqual(await waitGone(started), []);
+  assert.deepEqual(readdirSync(dir), []);
+});
+
+test('abort during registration of a deep tree: nothing left', async (t) => {
+  const { image, dir } = await buildAndDump(t, tree33);
+  const stop = new AbortController();
+  const { err, started } = await failingRestore(image, {
+    runDirParent: dir,
+    signal: stop.signal,
+    // The first worker's first state change: most of the 33 workers are not registered.
+    onTrace: () => stop.abort('test abort'),
+  });
+  assert.match(err.message, /test abort/);
+  assert.deepEqual(await waitGone(started), []);
+  assert.deepEqual(readdirSync(dir), []);
+});
+
+test('a worker with children fails while spawning them: nothing left', async (t) => {
+  const { image, dir } = await buildAndDump(t, tree33);
+  const mid = image.tasks.find((t) => t.ppid === image.rootPid)!.pid;
+  const { err, started } = await failingRestore(image, {
+    runDirParent: dir,
+    fault: `fail@${mid}:spawn`,
+  });
+  assert.equal(err.code, 'PCR_ERR_RESTORE');
+  assert.match(err.message, new RegExp(`task ${mid} failed in phase spawn`));
+  assert.deepEqual(await waitGone(started), []);
+  assert.deepEqual(readdirSync(dir), []);
+});
+
+test('the root worker (with children) crashes in a late phase: root named, nothing left', async (t) => {
+  const { image, dir } = await buildAndDump(t, alive);
+  const { err, started } = await failingRestore(image, {
+    runDirParent: dir,
+    fault: `crash@${image.rootPid}:finalize`,
+  });
+  assert.equal(err.code, 'PCR_ERR_TASK_EXITED');
+  assert.match(
+    err.message,
+    new RegExp(`task ${image.rootPid} exited \\(killed by signal 9\\) during phase finalize`),
+  );
+  assert.deepEqual(await waitGone(started), []);
+  assert.deepEqual(readdirSync(dir), []);
+});
+
+test('a worker with children crashes: it is named, not a child that died with it', async (t) => {
+  const { image, dir } = await buildAndDump(t, tree33);
+  const mid = image.tasks.find((t) => t.ppid === image.rootPid)!.pid;
+  const { err, started } = await failingRestore(image, {
+    runDirParent: dir,
+    fault: `crash@${mid}:open-alive`,
+  });
+  assert.equal(err.code, 'PCR_ERR_TASK_EXITED');
+  assert.match(
+    err.message,
+    new RegExp(`task ${mid} exited \\(killed by signal 9\\) during phase open-alive`),
   );
   assert.deepEqual(await waitGone(started), []);
   assert.deepEqual(readdirSync(dir), []);

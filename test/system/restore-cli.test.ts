@@ -7,7 +7,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { readFileSync, readdirSync, existsSync } from 'node:fs';
+import { readFileSync, readdirSync, existsSync, mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { prctl, PR_SET_CHILD_SUBREAPER } from '../../native/index.js';
 import { join } from 'node:path';
 import { once } from 'node:events';
 import { writeImage } from '../../src/image/store.js';
@@ -73,6 +75,18 @@ test('restore --hold --pid-map --trace-file: held tree is right from /proc; SIGT
     }
   }
   assert.ok(events.some((e) => e.source === 'coordinator' && e.to === 'holding'));
+  // Every worker's last state change arrives, and fd transfers name their peers.
+  for (const t of image.tasks.filter((x) => x.state !== 'zombie')) {
+    assert.ok(
+      events.some(
+        (e) => e.source === `task:${t.pid}` && e.from === 'tearing-down' && e.to === 'done',
+      ),
+      `task ${t.pid} tearing-down -> done`,
+    );
+  }
+  const transfers = events.filter((e) => e.from === 'sending' || e.from === 'wait-for-fd');
+  assert.ok(transfers.length > 0);
+  for (const e of transfers) assert.ok(Array.isArray((e.details as { peer?: unknown }).peer));
 });
 
 test('restore usage errors exit 2 with one line', () => {
@@ -82,6 +96,31 @@ test('restore usage errors exit 2 with one line', () => {
   const bad = cli(['restore', '-D', '/x', '--timeout', 'soon']);
   assert.equal(bad.status, 2);
   assert.match(bad.stderr, /--timeout must be a positive integer/);
+  // 2147484 s overflows setTimeout's 2^31-1 ms (it would fire at once).
+  const big = cli(['restore', '-D', '/x', '--timeout', '2147484']);
+  assert.equal(big.status, 2);
+  assert.match(big.stderr, /^pidfd-cr: restore: --timeout must be at most 2147483 seconds\n$/);
+});
+
+test('bad --pid-map and --trace-file paths are usage errors before anything is restored', async (t) => {
+  const { image, dir } = await buildAndDump(t, benchmark);
+  writeImage(dir, image);
+  const cases: Array<[string, string]> = [
+    ['--pid-map', join(dir, 'no-such-dir', 'map.json')],
+    ['--pid-map', dir],
+    ['--trace-file', join(dir, 'no-such-dir', 'trace.ndjson')],
+  ];
+  for (const [option, path] of cases) {
+    const r = spawnSync(process.execPath, [CLI, 'restore', '-D', dir, option, path], {
+      encoding: 'utf8',
+      env: { ...process.env, TMPDIR: dir },
+    });
+    assert.equal(r.status, 2, r.stderr);
+    assert.ok(r.stderr.startsWith(`pidfd-cr: restore: ${option} ${path}: `), r.stderr);
+    assert.equal(r.stderr.split('\n').length, 2, r.stderr);
+    assert.equal(r.stdout, '', 'nothing restored');
+    assert.deepEqual(readdirSync(dir), ['pidfd-cr.img']);
+  }
 });
 
 test('two restores of one image at once do not cross', async (t) => {
@@ -116,8 +155,55 @@ test('restore prints the differences and exits 1 when the restored tree differs'
   assert.deepEqual(readdirSync(dir), ['pidfd-cr.img']);
 });
 
-test('demo builds, dumps, restores and verifies the demo tree, and cleans up', () => {
-  const r = cli(['demo']);
+test('a TMPDIR too long for socket paths: the run directory goes to /tmp instead', async (t) => {
+  const { image, dir } = await buildAndDump(t, benchmark);
+  writeImage(dir, image);
+  const long = join(dir, 'x'.repeat(100));
+  mkdirSync(long);
+  const r = spawnSync(process.execPath, [CLI, 'restore', '-D', dir], {
+    encoding: 'utf8',
+    env: { ...process.env, TMPDIR: long },
+  });
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stderr, '');
+  assert.deepEqual(readdirSync(long), []);
+  await assert.rejects(restoreImage(image, { runDirParent: long }), {
+    code: 'PCR_ERR_USAGE',
+    message: /socket paths under it would exceed 107 bytes/,
+  });
+  assert.deepEqual(readdirSync(long), []);
+});
+
+test('the pid map is not written when verification finds differences', async (t) => {
+  const { image, dir } = await buildAndDump(t, sharedScm);
+  writeImage(dir, image);
+  const mapPath = join(dir, 'map.json');
+  const r = spawnSync(process.execPath, [CLI, 'restore', '-D', dir, '--pid-map', mapPath], {
+    encoding: 'utf8',
+    env: { ...process.env, TMPDIR: dir, PCR_FAULT: `leak@${image.rootPid}:finalize` },
+  });
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(r.stdout, /verification: FAILED/);
+  assert.equal(existsSync(mapPath), false);
+  assert.deepEqual(readdirSync(dir), ['pidfd-cr.img']);
+});
+
+test('demo builds, dumps, restores and verifies the demo tree, and cleans up', (t) => {
+  // Seen from outside: its temporary directories are gone, and nothing of it is left
+  // below us (a subreaper, so orphans would come back here).
+  prctl(PR_SET_CHILD_SUBREAPER, 1);
+  const tmp = mkdtempSync(join(tmpdir(), 'pcr-demo-test-'));
+  t.after(() => rmSync(tmp, { recursive: true, force: true }));
+  const before = new Set(descendantsOf(process.pid));
+  const r = spawnSync(process.execPath, [CLI, 'demo'], {
+    encoding: 'utf8',
+    env: { ...process.env, TMPDIR: tmp },
+  });
+  assert.deepEqual(readdirSync(tmp), []);
+  assert.deepEqual(
+    descendantsOf(process.pid).filter((p) => !before.has(p)),
+    [],
+  );
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /dumped it to .*pidfd-cr\.img/);
   assert.match(r.stdout, /pid map \(dumped -> restored\):/);
@@ -130,5 +216,5 @@ test('demo builds, dumps, restores and verifies the demo tree, and cleans up', (
     r.stdout.includes(`verification: OK, ${fds} pidfds in ${tasks} tasks match the image`),
     r.stdout,
   );
-  assert.match(r.stdout, /restored tree taken down; demo tree removed/);
+  assert.match(r.stdout, /restored tree taken down\ndemo tree removed\n$/);
 });

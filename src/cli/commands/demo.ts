@@ -6,15 +6,16 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { EXIT_CODES } from '../../errors.js';
+import { EXIT_CODES, PcrError } from '../../errors.js';
 import { parseCommandArgs } from '../args.js';
 import { buildTree, DEMO_TREE } from '../../example/index.js';
 import { dumpToDir } from '../../dump/index.js';
 import { formatImage } from '../../image/show.js';
 import { restoreImage } from '../../restore/coordinator.js';
 import { stderrTraceSink } from '../../restore/trace-sinks.js';
-import { formatPidMap, formatVerification } from './restore.js';
-import { reapOrphans } from '../../worker/children.js';
+import { formatPidMap, formatVerification, stopOnSignals } from './restore.js';
+import { prctl, PR_SET_CHILD_SUBREAPER } from '../../../native/index.js';
+import { reapOrphansUntilNone, ORPHAN_DEADLINE_MS } from '../../worker/children.js';
 
 const HELP = `usage: pidfd-cr demo [--trace]
 
@@ -34,10 +35,27 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(HELP);
     return 0;
   }
-  const dir = mkdtempSync(join(tmpdir(), 'pidfd-cr-demo-'));
-  const tree = await buildTree(DEMO_TREE);
+  const controller = new AbortController();
+  let dir: string | undefined;
+  const removeDir = (): void => {
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+  };
+  // SIGINT/SIGTERM stop the demo between steps (and abort the restore); a second one
+  // removes the directories and exits at once.
+  const unhook = stopOnSignals(controller, removeDir);
+  const stopped = (): void => {
+    if (controller.signal.aborted)
+      throw new PcrError('PCR_ERR_RESTORE', `demo stopped: ${String(controller.signal.reason)}`);
+  };
+  // Orphans of the demo tree or of the restored tree come back to us, not to init.
+  prctl(PR_SET_CHILD_SUBREAPER, 1);
+  let tree: Awaited<ReturnType<typeof buildTree>> | undefined;
   try {
+    dir = mkdtempSync(join(tmpdir(), 'pidfd-cr-demo-'));
+    tree = await buildTree(DEMO_TREE);
+    stopped();
     const { image, path } = await dumpToDir(tree.rootPid, dir);
+    stopped();
     process.stdout.write(
       `built the demo tree (root pid ${tree.rootPid}) and dumped it to ${path}\n\n`,
     );
@@ -45,6 +63,7 @@ export async function run(argv: string[]): Promise<number> {
     const t0 = performance.now();
     const result = await restoreImage(image, {
       ...(values.trace ? { trace: stderrTraceSink() } : {}),
+      signal: controller.signal,
       onVerified: ({ pidMap, differences }) => {
         const ms = (performance.now() - t0).toFixed(0);
         process.stdout.write(`restored ${pidMap.pids.length} tasks in ${ms} ms\n`);
@@ -52,11 +71,16 @@ export async function run(argv: string[]): Promise<number> {
         process.stdout.write(formatVerification(image, differences));
       },
     });
-    process.stdout.write('restored tree taken down; demo tree removed\n');
+    process.stdout.write('restored tree taken down\n');
+    await tree.destroy();
+    tree = undefined;
+    process.stdout.write('demo tree removed\n');
     return result.ok ? 0 : EXIT_CODES.PCR_ERR_VERIFY;
   } finally {
-    await tree.destroy();
-    rmSync(dir, { recursive: true, force: true });
-    reapOrphans();
+    await tree?.destroy();
+    removeDir();
+    unhook();
+    // We are a subreaper with no other children: reap until none is left (ECHILD).
+    await reapOrphansUntilNone(ORPHAN_DEADLINE_MS);
   }
 }

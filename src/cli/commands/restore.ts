@@ -3,16 +3,18 @@
  * [--timeout S] [--external-dead]`: restore the pidfds of an image into a fresh tree of
  * worker processes, verify them from /proc, print the pid map and the verification.
  */
-import { EXIT_CODES, UsageError } from '../../errors.js';
+import { accessSync, constants, existsSync, statSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { EXIT_CODES, PcrError, UsageError } from '../../errors.js';
 import { intOption, parseCommandArgs } from '../args.js';
 import { readImage } from '../../image/store.js';
 import type { Image } from '../../image/model.js';
-import { restoreImage } from '../../restore/coordinator.js';
+import { restoreImage, removeLiveRundirs } from '../../restore/coordinator.js';
 import { stderrTraceSink, fileTraceSink, teeSinks } from '../../restore/trace-sinks.js';
 import type { PidMap } from '../../plan/messages.js';
 import type { Difference } from '../../plan/verify.js';
 import { prctl, PR_SET_CHILD_SUBREAPER } from '../../../native/index.js';
-import { reapOrphans } from '../../worker/children.js';
+import { reapOrphansUntilNone, ORPHAN_DEADLINE_MS } from '../../worker/children.js';
 
 const HELP = `usage: pidfd-cr restore -D DIR [--trace] [--trace-file F] [--pid-map FILE] [--hold]
                         [--timeout S] [--external-dead]
@@ -52,16 +54,51 @@ export function formatVerification(image: Image, differences: readonly Differenc
   return `verification: FAILED, ${differences.length} differences:\n${list}\n`;
 }
 
+const MAX_TIMEOUT_S = Math.floor((2 ** 31 - 1) / 1000);
+
+/** Fails before restoring when the pid map could not be written (its directory). */
+function checkPidMapPath(path: string): void {
+  const dir = dirname(path);
+  try {
+    if (!statSync(dir).isDirectory()) throw new Error(`${dir} is not a directory`);
+    accessSync(dir, constants.W_OK | constants.X_OK);
+    if (existsSync(path) && statSync(path).isDirectory()) throw new Error(`${path} is a directory`);
+  } catch (err) {
+    throw new PcrError('PCR_ERR_USAGE', `restore: --pid-map ${path}: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+}
+
+/** Opens (truncates) the trace file before restoring, naming the option if that fails. */
+function openTraceFile(path: string): ReturnType<typeof fileTraceSink> {
+  try {
+    return fileTraceSink(path);
+  } catch (err) {
+    throw new PcrError(
+      'PCR_ERR_USAGE',
+      `restore: --trace-file ${path}: ${(err as Error).message}`,
+      { cause: err },
+    );
+  }
+}
+
 const SIGNAL_NUMBERS: Partial<Record<NodeJS.Signals, number>> = { SIGINT: 2, SIGTERM: 15 };
 
 /**
  * SIGINT/SIGTERM abort the restore (or end --hold) instead of killing us outright; a
- * second one exits at once (the workers then die by PR_SET_PDEATHSIG).
+ * second one removes the run directory and exits at once (the workers then die by
+ * PR_SET_PDEATHSIG).
  */
-function stopOnSignals(controller: AbortController): () => void {
+export function stopOnSignals(
+  controller: AbortController,
+  removeAtExit: () => void = () => {},
+): () => void {
   const stop = (sig: NodeJS.Signals) => {
     if (controller.signal.aborted) {
       process.stderr.write(`pidfd-cr: ${sig} again, exiting at once\n`);
+      removeLiveRundirs();
+      removeAtExit();
       process.exit(128 + (SIGNAL_NUMBERS[sig] ?? 0));
     }
     controller.abort(`received ${sig}`);
@@ -93,10 +130,15 @@ export async function run(argv: string[]): Promise<number> {
   if (typeof dir !== 'string' || dir === '') throw new UsageError('restore: -D DIR is required');
   const timeoutS = intOption('restore', 'timeout', values.timeout as string | undefined);
   if (timeoutS === 0) throw new UsageError('restore: --timeout must be at least 1 second');
+  // setTimeout takes at most 2^31-1 ms; a longer delay fires at once.
+  if (timeoutS !== undefined && timeoutS > MAX_TIMEOUT_S)
+    throw new UsageError(`restore: --timeout must be at most ${MAX_TIMEOUT_S} seconds`);
   const image = readImage(dir);
   const hold = values.hold === true;
+  const pidMapPath = typeof values['pid-map'] === 'string' ? values['pid-map'] : undefined;
+  if (pidMapPath !== undefined) checkPidMapPath(pidMapPath);
   const traceFile =
-    typeof values['trace-file'] === 'string' ? fileTraceSink(values['trace-file']) : undefined;
+    typeof values['trace-file'] === 'string' ? openTraceFile(values['trace-file']) : undefined;
   const trace =
     values.trace || traceFile
       ? teeSinks(values.trace ? stderrTraceSink() : undefined, traceFile?.sink)
@@ -111,7 +153,7 @@ export async function run(argv: string[]): Promise<number> {
       hold,
       ...(timeoutS === undefined ? {} : { timeoutMs: timeoutS * 1000 }),
       ...(trace ? { trace } : {}),
-      ...(typeof values['pid-map'] === 'string' ? { pidMapPath: values['pid-map'] } : {}),
+      ...(pidMapPath !== undefined ? { pidMapPath } : {}),
       externalDead: values['external-dead'] === true,
       signal: controller.signal,
       onVerified: ({ pidMap, differences }) => {
@@ -129,6 +171,7 @@ export async function run(argv: string[]): Promise<number> {
   } finally {
     unhook();
     traceFile?.close();
-    reapOrphans();
+    // We are a subreaper with no other children: reap until none is left (ECHILD).
+    await reapOrphansUntilNone(ORPHAN_DEADLINE_MS);
   }
 }
