@@ -155,10 +155,23 @@ export function missingRegistrations(context: CoordinatorContext): string[] {
 }
 
 /** Workers not done with the current phase, as "task N". */
+/**
+ * Tasks not done with the current phase. In an open phase a pending task that only waits
+ * for fds from other pending tasks says so, so the stuck task stands out.
+ */
 export function pendingTasks(context: CoordinatorContext): string[] {
-  return workerPids(context.plan)
-    .filter((p) => !context.done.includes(p))
-    .map((p) => `task ${p}`);
+  const pending = workerPids(context.plan).filter((p) => !context.done.includes(p));
+  const phase = context.phase;
+  return pending.map((pid) => {
+    const task = context.plan.tasks.find((t) => t.pid === pid);
+    const steps = phase === 'open-alive' || phase === 'dead' ? task?.steps[phase] : undefined;
+    const peers = [...new Set((steps?.receives ?? []).map((r) => r.from))].filter((from) =>
+      pending.includes(from),
+    );
+    return peers.length === 0
+      ? `task ${pid}`
+      : `task ${pid} (waits for fds from ${peers.map((p) => `task ${p}`).join(', ')})`;
+  });
 }
 
 /** Broadcasts PHASE for the current phase (set by enterPhase just before) with the pid map. */

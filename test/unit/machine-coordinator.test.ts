@@ -212,6 +212,21 @@ test('a phase timeout aborts, naming the tasks still pending', () => {
   );
 });
 
+test('a phase timeout tells a task waiting for fds from a pending peer apart from the stuck one', () => {
+  const waiting = plan.tasks.find((t) => t.steps['open-alive'].receives.length > 0);
+  assert.ok(waiting, 'the sample plan has a task that receives fds in open-alive');
+  const from = waiting.steps['open-alive'].receives[0]!.from;
+  const d = register(new Driver());
+  const timeout = d.timeoutEvent;
+  for (const pid of WORKERS.filter((p) => p !== waiting.pid && p !== from)) {
+    d.send({ type: 'PHASE_DONE', pid, phase: 'open-alive' });
+  }
+  d.send(timeout);
+  const message = d.snapshot.context.failure?.message ?? '';
+  assert.match(message, new RegExp(`task ${waiting.pid} \\(waits for fds from task ${from}\\)`));
+  assert.match(message, new RegExp(`task ${from}(,|$)`));
+});
+
 test('registration timeout names what is missing', () => {
   const d = new Driver();
   const timeout = d.timeoutEvent;
