@@ -10,7 +10,7 @@
  * - Pid 0: the target lives in a pid namespace the dumper cannot see → refused.
  */
 import { PcrError } from '../errors.js';
-import type { Target } from '../image/model.js';
+import { makeTarget, type Target } from '../image/model.js';
 import type { ProcPidfd } from '../procfs/index.js';
 
 export interface TreeFacts {
@@ -40,18 +40,8 @@ export interface TargetProbes {
   external(pid: number): ExternalInfo;
 }
 
-const blank = (p: ProcPidfd): Target => ({
-  ino: p.ino,
-  kind: 'external',
-  pid: p.pid,
-  nsPids: p.nsPids,
-  taskPid: 0,
-  tid: 0,
-  exitCgroupId: 0n,
-  tgid: 0,
-  zombie: false,
-  comm: '',
-});
+const blank = (p: ProcPidfd): Target =>
+  makeTarget({ ino: p.ino, kind: 'external', pid: p.pid, nsPids: p.nsPids });
 
 export function classifyTarget(
   holder: number,

@@ -73,6 +73,23 @@ export interface Target {
   comm: string;
 }
 
+/**
+ * A target with every kind-specific field at its empty value: callers give ino, kind, pid
+ * and the fields their kind uses (see Target).
+ */
+export function makeTarget(fields: Pick<Target, 'ino' | 'kind' | 'pid'> & Partial<Target>): Target {
+  return {
+    nsPids: [],
+    taskPid: 0,
+    tid: 0,
+    exitCgroupId: 0n,
+    tgid: 0,
+    zombie: false,
+    comm: '',
+    ...fields,
+  };
+}
+
 export interface Image {
   formatVersion: number;
   host: HostContext;

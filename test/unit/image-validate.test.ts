@@ -12,7 +12,7 @@ import { decodeImage, encodeImageUnchecked, frame } from '../../src/image/codec.
 import { imageToProto } from '../../src/image/proto-map.js';
 import { isEndStatus, validateImage } from '../../src/image/validate.js';
 import { DEFAULT_NR_OPEN, readFdLimit } from '../../src/image/limits.js';
-import type { Image, Target } from '../../src/image/model.js';
+import { makeTarget, type Image, type Target } from '../../src/image/model.js';
 import { sampleImage } from '../fixtures/image-sample.js';
 
 const LIMITS = { fdLimit: 1048576 };
@@ -20,18 +20,7 @@ const LIMITS = { fdLimit: 1048576 };
 type Case = [name: string, where: string, breakIt: (img: Image) => void, text?: RegExp];
 
 const t = (img: Image, i: number) => img.tasks[i]!;
-const extraTarget = (ino: bigint): Target => ({
-  ino,
-  kind: 'external',
-  pid: 77,
-  nsPids: [],
-  taskPid: 0,
-  tid: 0,
-  exitCgroupId: 0n,
-  tgid: 0,
-  zombie: false,
-  comm: '',
-});
+const extraTarget = (ino: bigint): Target => makeTarget({ ino, kind: 'external', pid: 77 });
 
 const CASES: Case[] = [
   ['format version in the model', 'format_version', (i) => (i.formatVersion = 2)],
