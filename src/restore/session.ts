@@ -35,6 +35,7 @@ import type { RestoreOptions } from './coordinator.js';
 const REAP_DEADLINE_MS = 3000;
 const EXIT_WINDOW_MS = 50;
 const FRAME_DRAIN_MS = 20;
+const FINAL_TRACE_MS = 2000;
 
 /**
  * A worker that died before reaping its children leaves them to the nearest subreaper,
@@ -105,6 +106,10 @@ export class Session {
   private rootPid = 0;
   private readonly parentOf: Map<number, number>;
   private exits: Array<{ pid: number; status: number }> = [];
+  /** Workers (dumped pids) that traced at all, exited with 0, traced their `done`. */
+  private readonly tracing = new Set<number>();
+  private readonly cleanExits = new Set<number>();
+  private readonly doneTraced = new Set<number>();
   private exitTimer: NodeJS.Timeout | undefined;
   private actor: ReturnType<typeof createActor<typeof coordinatorMachine>> | undefined;
   private router!: ControlRouter;
@@ -144,6 +149,7 @@ export class Session {
    */
   private onWorkerExit(pid: number, status: number): void {
     this.exits.push({ pid, status });
+    if (status === 0) this.cleanExits.add(pid);
     this.exitTimer ??= setTimeout(() => this.flushExits(), EXIT_WINDOW_MS);
   }
 
@@ -167,6 +173,8 @@ export class Session {
 
   private traceWorker(message: Extract<WorkerMessage, { type: 'TRACE' }>): void {
     const t = message.trace;
+    this.tracing.add(message.pid);
+    if (t.to === 'done') this.doneTraced.add(message.pid);
     let details: TraceDetails = {};
     try {
       details = JSON.parse(t.details) as TraceDetails;
@@ -265,9 +273,23 @@ export class Session {
       await this.monitor.waitAllExited(10_000);
     }
     this.reapRoot();
-    // Frames a worker sent just before exiting (its last TRACEs) may still wait in the
-    // ROUTER behind the pidfd event: give the receive loop a moment.
+    await this.finalFrames();
+  }
+
+  /**
+   * Frames a worker sent just before exiting (its last TRACEs) may still wait in the
+   * ROUTER behind the pidfd exit event. A worker that traced and exited 0 sent its
+   * `tearing-down → done` last (its DEALER lingers until it left): wait for exactly
+   * those, bounded, instead of guessing a delay.
+   */
+  private async finalFrames(): Promise<void> {
+    const missing = (): number =>
+      [...this.cleanExits].filter((p) => this.tracing.has(p) && !this.doneTraced.has(p)).length;
+    const deadline = Date.now() + FINAL_TRACE_MS;
     await new Promise((r) => setTimeout(r, FRAME_DRAIN_MS));
+    while (missing() > 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 5));
+    }
   }
 
   private reapRoot(): void {
