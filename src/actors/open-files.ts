@@ -22,14 +22,14 @@ import {
   O_CLOEXEC,
 } from '../../native/index.js';
 import { FLAGS } from '../image/model.js';
+import { byHandleCanMake, byHandleOpenFlags } from '../plan/flags.js';
 import { PcrError, isErrno } from '../errors.js';
 
 const PIDFD_OPEN_FLAGS = FLAGS.O_NONBLOCK | FLAGS.O_EXCL;
 const REOPEN_FLAGS = FLAGS.O_ACCMODE | FLAGS.O_NONBLOCK | FLAGS.O_LARGEFILE;
-const O_WRONLY = 0o1;
 
 export interface OpenFlags {
-  /** The f_flags the file must end up with (without O_CLOEXEC). */
+  /** The f_flags the file must end up with (O_CLOEXEC only if the file carries it). */
   flags: number;
   /** The flags argument of pidfd_open: PIDFD_NONBLOCK, PIDFD_THREAD. */
   pidfdFlags: number;
@@ -45,19 +45,17 @@ export function openFlagsFor(flags: number): OpenFlags {
 }
 
 /**
- * Access mode 03 without O_LARGEFILE: open_by_handle_at(FD_PIDFS_ROOT, handle(ino of
- * `first`), O_WRONLY|[O_NONBLOCK]) gives f_flags 03|[O_NONBLOCK] (measured on 6.18; no
- * privilege; the target must not be reaped yet; ESTALE once it is).
+ * Access mode 03, or O_CLOEXEC in f_flags: open_by_handle_at(FD_PIDFS_ROOT, handle(ino of
+ * `first`), …) (plan/flags.ts byHandleCanMake; no privilege; the target must not be
+ * reaped yet; ESTALE once it is).
  */
-function isByHandle(flags: number): boolean {
-  return (flags & ~FLAGS.O_NONBLOCK) === FLAGS.O_ACCMODE;
-}
+const isByHandle = byHandleCanMake;
 
 function reopen(first: number, how: OpenFlags): number {
   if (isByHandle(how.flags)) {
-    // Without O_CLOEXEC: through a pidfs handle the kernel keeps it in f_flags (measured:
-    // F_GETFL 02000003), where fdinfo would show it for ever; set FD_CLOEXEC after.
-    const fd = openPidfdByIno(pidfsHandleIno(first), O_WRONLY | (how.flags & FLAGS.O_NONBLOCK));
+    // O_CLOEXEC only when the file had it: the kernel keeps it in f_flags (F_GETFL
+    // 02000003), where fdinfo shows it for ever; FD_CLOEXEC is set either way.
+    const fd = openPidfdByIno(pidfsHandleIno(first), byHandleOpenFlags(how.flags));
     setCloexec(fd, true);
     return fd;
   }

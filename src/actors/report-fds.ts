@@ -1,13 +1,15 @@
 /**
  * A worker's report of the pidfds it holds, read from /proc (the same files an outside
- * observer reads) for verification (compareReports): per fd its number, file flags,
+ * observer reads) for verification (compareReports): per fd its number, file flags
+ * (O_CLOEXEC when F_GETFL says the file itself carries it, as a pidfs-handle open does),
  * close-on-exec bit, ino and fdinfo Pid; for a reaped target (Pid -1) the exit status
  * from PIDFD_GET_INFO; for a visible target its /proc state letter and, for a zombie, its
  * exit code (stat field 52: a zombie and a live process look alike in fdinfo); and its open-file class: the smallest (restored pid, fd) of the
  * whole restored tree that kcmp(KCMP_FILE) says is the same open file description
  * (two pidfd_open calls give one ino but different files: only kcmp tells them apart).
  */
-import { kcmpFile, pidfdGetInfo, PIDFD_INFO } from '../../native/index.js';
+import { getStatusFlags, kcmpFile, pidfdGetInfo, PIDFD_INFO } from '../../native/index.js';
+import { FLAGS } from '../image/model.js';
 import { readPidfds, readStat, type ProcPidfd } from '../procfs/index.js';
 import type { FdReport, PidMap, ReportedFd } from '../plan/messages.js';
 
@@ -78,7 +80,7 @@ export function reportFds(dumpedPid: number, pidMap: PidMap): FdReport {
   const fds: ReportedFd[] = own.map((f) => {
     const r: ReportedFd = {
       fd: f.fd,
-      flags: f.flags,
+      flags: f.cloexec ? f.flags | (getStatusFlags(f.fd) & FLAGS.O_CLOEXEC) : f.flags,
       cloexec: f.cloexec,
       ino: f.ino.toString(),
       targetPid: f.pid,

@@ -38,6 +38,8 @@ export interface TargetProbes {
   /** PIDFD_GET_INFO(EXIT) on a copy of fd `fd` of `holder`. */
   dead(holder: number, fd: number): DeadInfo;
   external(pid: number): ExternalInfo;
+  /** F_GETFL of a copy of fd `fd` of `holder` (pidfd_getfd): the file's own f_flags. */
+  fileFlags?(holder: number, fd: number): number;
 }
 
 const blank = (p: ProcPidfd): Target =>

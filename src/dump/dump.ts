@@ -7,6 +7,7 @@
 import { kcmpFile } from '../../native/index.js';
 import { PcrError, UsageError } from '../errors.js';
 import {
+  FLAGS,
   FORMAT_VERSION,
   type FdEntry,
   type Image,
@@ -75,22 +76,17 @@ export function readFrozenTree(
     throw new PcrError('PCR_ERR_TASK_EXITED', `task ${rootPid} has exited (it is a zombie)`);
   }
   const facts = treeFacts(reads);
-  const held: HeldPidfd[] = reads.flatMap((r) =>
-    r.pidfds.map((p) => ({ pid: r.task.pid, fd: p.fd, ino: p.ino, flags: p.flags })),
+  const held = reads.flatMap((r) =>
+    r.pidfds.map((p) => ({
+      pid: r.task.pid,
+      fd: p.fd,
+      ino: p.ino,
+      flags: p.flags,
+      cloexec: p.cloexec,
+    })),
   );
   const classes = openFileClasses(held, cmp);
-  const files: PidfdFile[] = [];
-  classes.forEach((id, i) => {
-    const h = held[i]!;
-    const file = files[id];
-    if (!file) files[id] = { id, flags: h.flags, ino: h.ino };
-    else if (file.flags !== h.flags) {
-      throw new PcrError(
-        'PCR_ERR_INTERNAL',
-        `task ${h.pid} fd ${h.fd}: flags ${h.flags.toString(8)} differ within one open file`,
-      );
-    }
-  });
+  const files = filesOf(held, classes, probes);
   const targets = new Map<bigint, Target>();
   let k = 0;
   const tasks = reads.map((r) => {
@@ -108,6 +104,41 @@ export function readFrozenTree(
     files,
     targets: [...targets.values()],
   };
+}
+
+/**
+ * One PidfdFile per class. fdinfo ORs O_CLOEXEC into `flags` for a close-on-exec fd and
+ * for a file that carries O_CLOEXEC itself (opened by pidfs handle with O_CLOEXEC, which
+ * the kernel keeps in f_flags): when every fd of a file reads close-on-exec, F_GETFL of a
+ * pidfd_getfd copy tells the file's own flags. (Such a file's fds then all read
+ * close-on-exec whatever their FD_CLOEXEC: that bit is not observable from outside.)
+ */
+function filesOf(
+  held: ReadonlyArray<HeldPidfd & { cloexec: boolean }>,
+  classes: readonly number[],
+  probes: TargetProbes,
+): PidfdFile[] {
+  const files: PidfdFile[] = [];
+  const allCloexec = new Map<number, boolean>();
+  classes.forEach((id, i) => {
+    const h = held[i]!;
+    allCloexec.set(id, (allCloexec.get(id) ?? true) && h.cloexec);
+    const file = files[id];
+    if (!file) files[id] = { id, flags: h.flags, ino: h.ino };
+    else if (file.flags !== h.flags) {
+      throw new PcrError(
+        'PCR_ERR_INTERNAL',
+        `task ${h.pid} fd ${h.fd}: flags ${h.flags.toString(8)} differ within one open file`,
+      );
+    }
+  });
+  if (!probes.fileFlags) return files;
+  for (const file of files) {
+    if (!allCloexec.get(file.id)) continue;
+    const h = held[classes.indexOf(file.id)]!;
+    if (probes.fileFlags(h.pid, h.fd) & FLAGS.O_CLOEXEC) file.flags |= FLAGS.O_CLOEXEC;
+  }
+  return files;
 }
 
 function treeFacts(reads: TaskRead[]): TreeFacts {

@@ -4,6 +4,7 @@
  */
 import {
   closeQuiet,
+  getStatusFlags,
   pidfdGetfd,
   pidfdGetInfo,
   pidfdOpen,
@@ -132,4 +133,23 @@ function externalInfo(pid: number): ExternalInfo {
   }
 }
 
-export const kernelProbes: TargetProbes = { dead: deadInfo, external: externalInfo };
+/** F_GETFL of a pidfd_getfd copy of the holder's fd: the file's f_flags as they are. */
+function fileFlags(holder: number, fd: number): number {
+  const holderFd = pidfdOpen(holder);
+  try {
+    const copy = pidfdGetfd(holderFd, fd);
+    try {
+      return getStatusFlags(copy);
+    } finally {
+      closeQuiet(copy);
+    }
+  } finally {
+    closeQuiet(holderFd);
+  }
+}
+
+export const kernelProbes: TargetProbes = {
+  dead: deadInfo,
+  external: externalInfo,
+  fileFlags,
+};

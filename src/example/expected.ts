@@ -5,7 +5,7 @@
  * the spec and the real pids; `describeImage` derives the same shape from an Image, so a
  * test compares the two with one deepEqual.
  */
-import type { Image, TaskState } from '../image/model.js';
+import { FLAGS, type Image, type TaskState } from '../image/model.js';
 import type { Plan } from './plan.js';
 import { fileFlagsOf } from './plan.js';
 import type { ResolvedPidfd } from './validate.js';
@@ -117,7 +117,8 @@ export function expectTree(plan: Plan, ids: TreeIds): ExpectedTree {
       .map((p): ExpectedFd => ({
         fd: p.spec.fd,
         flags: fileFlagsOf(p.origin.spec),
-        cloexec: p.spec.cloexec ?? true,
+        // fdinfo shows a file's own O_CLOEXEC on every fd of it.
+        cloexec: (fileFlagsOf(p.origin.spec) & FLAGS.O_CLOEXEC) !== 0 || (p.spec.cloexec ?? true),
         target: expectedTarget(plan, ids, p),
       }))
       .sort((a, b) => a.fd - b.fd);

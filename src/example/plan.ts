@@ -65,7 +65,7 @@ export type Step =
   /** Set the final close-on-exec bits; the task checks it holds exactly these pidfds. */
   | { op: 'finalize'; by: string; cloexec: Array<[fd: number, cloexec: boolean]> };
 
-export type AccessMode = 'rdonly' | 'wronly' | 'rdwr';
+export type AccessMode = 'rdonly' | 'wronly' | 'rdwr' | 'by-handle';
 
 export interface PlannedStep {
   step: Step;
@@ -80,7 +80,7 @@ export interface Plan {
   steps: PlannedStep[];
 }
 
-const ACCESS_BITS: Record<AccessMode, number> = { rdonly: 0, wronly: 1, rdwr: 2 };
+const ACCESS_BITS: Record<AccessMode, number> = { rdonly: 0, wronly: 1, rdwr: 2, 'by-handle': 2 };
 
 export const taskFact = (name: string): string => `task:${name}`;
 export const fdFact = (name: string, fd: number): string => `fd:${name}:${fd}`;
@@ -96,10 +96,14 @@ export function openFlagsOf(p: PidfdSpec): number {
   return (p.nonblock ? PIDFD_NONBLOCK : 0) | (isThreadPidfd(p) ? PIDFD_THREAD : 0);
 }
 
-/** f_flags (without O_CLOEXEC) the file made by an origin pidfd has, as fdinfo shows them. */
+/** f_flags the file made by an origin pidfd has (F_GETFL: O_CLOEXEC only by handle). */
 export function fileFlagsOf(p: PidfdSpec): number {
   const access =
-    p.accessMode === undefined ? FLAGS.O_RDWR : FLAGS.O_LARGEFILE | ACCESS_BITS[p.accessMode];
+    p.accessMode === undefined
+      ? FLAGS.O_RDWR
+      : p.accessMode === 'by-handle'
+        ? FLAGS.O_RDWR | FLAGS.O_CLOEXEC
+        : FLAGS.O_LARGEFILE | ACCESS_BITS[p.accessMode];
   return access | (p.nonblock ? FLAGS.O_NONBLOCK : 0) | (isThreadPidfd(p) ? FLAGS.O_EXCL : 0);
 }
 

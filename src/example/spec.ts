@@ -81,8 +81,10 @@ export interface PidfdSpec {
    * Open the pidfd a second time through /proc/self/fd/N with this access mode (a new
    * open file description; the kernel adds O_LARGEFILE). Default: the pidfd_open file
    * itself (O_RDWR). New opens of process targets only, not with `thread`.
+   * 'by-handle': open_by_handle_at(pidfs handle, O_RDWR | O_CLOEXEC) instead, a file
+   * whose f_flags keep O_CLOEXEC (fdinfo then shows every fd of it close-on-exec).
    */
-  accessMode?: 'rdonly' | 'wronly' | 'rdwr';
+  accessMode?: 'rdonly' | 'wronly' | 'rdwr' | 'by-handle';
 }
 
 export interface PidfdRef {

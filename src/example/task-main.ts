@@ -16,7 +16,9 @@ import {
   O_CLOEXEC,
   O_NONBLOCK,
   openPath,
+  openPidfdByIno,
   pidfdOpen,
+  pidfsHandleIno,
   PIDFD_THREAD,
   setCloexec,
   waitPidfd,
@@ -91,6 +93,9 @@ function openPidfd(pid: number, openFlags: number, mode?: AccessMode): number {
   const fd = pidfdOpen(pid, openFlags);
   if (mode === undefined) return fd;
   try {
+    if (mode === 'by-handle') {
+      return openPidfdByIno(pidfsHandleIno(fd), 0o2 | (openFlags & O_NONBLOCK) | O_CLOEXEC);
+    }
     const flags = accessOpenFlags(mode) | (openFlags & O_NONBLOCK) | O_CLOEXEC;
     return openPath(`/proc/self/fd/${fd}`, flags);
   } finally {

@@ -47,7 +47,10 @@ export interface Task {
 /** One open file description (kcmp class) that is a pidfd. */
 export interface PidfdFile {
   id: number;
-  /** f_flags without O_CLOEXEC (octal in fdinfo). */
+  /**
+   * f_flags (octal in fdinfo) without the per-fd O_CLOEXEC; O_CLOEXEC only when the file
+   * itself carries it (opened by pidfs handle with O_CLOEXEC; F_GETFL shows it).
+   */
   flags: number;
   ino: bigint;
 }

@@ -54,8 +54,8 @@ export function validateImage(image: Image, limits: ValidationLimits): void {
   const tasks = checkTree(image);
   image.tasks.forEach((t, i) => checkTaskFields(t, `tasks[${i}]`));
   checkUniqueTids(image);
-  const fileIds = checkFiles(image);
-  image.tasks.forEach((t, i) => checkFds(t, `tasks[${i}]`, fileIds, limits));
+  const files = checkFiles(image);
+  image.tasks.forEach((t, i) => checkFds(t, `tasks[${i}]`, files, limits));
   checkFilesUsed(image);
   const inos = checkTargets(image, tasks);
   checkFileTargets(image, inos);
@@ -150,9 +150,13 @@ function checkUniqueTids(image: Image): void {
   );
 }
 
-/** File ids unique, flags without O_CLOEXEC; returns the set of ids. */
-function checkFiles(image: Image): Set<number> {
+/**
+ * File ids unique; returns the ids of the files whose f_flags carry O_CLOEXEC (opened
+ * by pidfs handle with O_CLOEXEC) and the set of all ids.
+ */
+function checkFiles(image: Image): { ids: Set<number>; cloexecFiles: Set<number> } {
   const ids = new Map<number, number>();
+  const cloexecFiles = new Set<number>();
   image.files.forEach((file, k) => {
     const where = `files[${k}]`;
     if (!isInt(file.id, 0, UINT32_MAX)) fail(`${where}.id`, `${String(file.id)} is not a uint32`);
@@ -162,14 +166,18 @@ function checkFiles(image: Image): Set<number> {
     if (!isInt(file.flags, 0, UINT32_MAX)) {
       fail(`${where}.flags`, `${String(file.flags)} is not a uint32`);
     }
-    if (file.flags & FLAGS.O_CLOEXEC) {
-      fail(`${where}.flags`, 'O_CLOEXEC is set: close-on-exec is per fd (Fd.cloexec)');
-    }
+    if (file.flags & FLAGS.O_CLOEXEC) cloexecFiles.add(file.id);
   });
-  return new Set(ids.keys());
+  return { ids: new Set(ids.keys()), cloexecFiles };
 }
 
-function checkFds(task: Task, where: string, fileIds: Set<number>, limits: ValidationLimits) {
+function checkFds(
+  task: Task,
+  where: string,
+  files: ReturnType<typeof checkFiles>,
+  limits: ValidationLimits,
+) {
+  const fileIds = files.ids;
   let previous = -1;
   task.fds.forEach((entry, j) => {
     const at = `${where}.fds[${j}]`;
@@ -181,6 +189,10 @@ function checkFds(task: Task, where: string, fileIds: Set<number>, limits: Valid
     previous = entry.fd;
     if (!fileIds.has(entry.fileId)) fail(`${at}.file_id`, `no file has id ${entry.fileId}`);
     if (typeof entry.cloexec !== 'boolean') fail(`${at}.cloexec`, 'is not a boolean');
+    // fdinfo ORs the file's O_CLOEXEC into every fd's flags: such an fd reads as cloexec.
+    if (files.cloexecFiles.has(entry.fileId) && !entry.cloexec) {
+      fail(`${at}.cloexec`, `false, but file ${entry.fileId} carries O_CLOEXEC in its flags`);
+    }
   });
 }
 

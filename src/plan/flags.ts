@@ -30,13 +30,21 @@ export function reopenFlagsFor(flags: number): number | undefined {
 
 /**
  * True if `flags` is made by open_by_handle_at(FD_PIDFS_ROOT, handle(ino), O_WRONLY |
- * [O_NONBLOCK]). Measured on 6.18: that open gives f_flags 03 (RDONLY and RDWR give 02),
- * keeps O_NONBLOCK, drops O_EXCL, adds no O_LARGEFILE; it needs no privilege and works
- * for a live or zombie target (ESTALE once reaped). /proc/self/fd cannot make 03 (it adds
- * O_LARGEFILE) and pidfd_open gives 02.
+ * [O_NONBLOCK] | [O_CLOEXEC]). Measured on 6.18: that open gives f_flags 03 (RDONLY and
+ * RDWR give 02), keeps O_NONBLOCK, drops O_EXCL and O_LARGEFILE, and keeps O_CLOEXEC in
+ * f_flags (02000002, 02000003: the only way a pidfd's file carries it); it needs no
+ * privilege and works for a live or zombie target (ESTALE once reaped). /proc/self/fd
+ * cannot make 03 (it adds O_LARGEFILE) and pidfd_open gives 02.
  */
 export function byHandleCanMake(flags: number): boolean {
-  return (flags & ~FLAGS.O_NONBLOCK) === FLAGS.O_ACCMODE;
+  const rest = flags & ~(FLAGS.O_NONBLOCK | FLAGS.O_CLOEXEC);
+  return rest === FLAGS.O_ACCMODE || (rest === FLAGS.O_RDWR && (flags & FLAGS.O_CLOEXEC) !== 0);
+}
+
+/** The open_by_handle_at flags that make `flags` (byHandleCanMake). */
+export function byHandleOpenFlags(flags: number): number {
+  const access = (flags & FLAGS.O_ACCMODE) === FLAGS.O_ACCMODE ? 0o1 : FLAGS.O_RDWR;
+  return access | (flags & (FLAGS.O_NONBLOCK | FLAGS.O_CLOEXEC));
 }
 
 export function isThreadFlags(flags: number): boolean {
@@ -47,6 +55,7 @@ const NAMES: [number, string][] = [
   [FLAGS.O_EXCL, 'O_EXCL(PIDFD_THREAD)'],
   [FLAGS.O_NONBLOCK, 'O_NONBLOCK'],
   [FLAGS.O_LARGEFILE, 'O_LARGEFILE'],
+  [FLAGS.O_CLOEXEC, 'O_CLOEXEC'],
 ];
 
 /** "0100002 (O_RDWR|O_LARGEFILE)": octal as fdinfo shows it, and the names. */

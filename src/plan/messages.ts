@@ -34,7 +34,7 @@ export interface Failure {
 /** One pidfd of a restored task as its worker sees it in /proc after `finalize`. */
 export interface ReportedFd {
   fd: number;
-  /** f_flags from fdinfo without O_CLOEXEC. */
+  /** f_flags from fdinfo without the per-fd O_CLOEXEC (kept when the file carries it). */
   flags: number;
   cloexec: boolean;
   /** pidfs ino (decimal). */

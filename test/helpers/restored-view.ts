@@ -17,6 +17,7 @@ import {
   fdLink,
   fdNumbers,
   fdinfo,
+  fileFlags,
   parentOf,
   procState,
   exitCodeField,
@@ -93,10 +94,10 @@ export function checkRestored(image: Image, map: PidMap, rootParent: number): st
       const file = files.get(f.fileId)!;
       const target = targets.get(file.ino)!;
       const info = fdinfo(pid, f.fd);
-      if ((info.flags & ~O_CLOEXEC) !== file.flags) {
-        problems.push(
-          `${where}: flags 0${(info.flags & ~O_CLOEXEC).toString(8)}, expected 0${file.flags.toString(8)}`,
-        );
+      // fdinfo ORs in the fd's close-on-exec; the file's own O_CLOEXEC is in F_GETFL.
+      const flags = (info.flags & ~O_CLOEXEC) | (fileFlags(pid, f.fd) & O_CLOEXEC);
+      if (flags !== file.flags) {
+        problems.push(`${where}: flags 0${flags.toString(8)}, expected 0${file.flags.toString(8)}`);
       }
       if (((info.flags & O_CLOEXEC) !== 0) !== f.cloexec)
         problems.push(`${where}: cloexec is not ${f.cloexec}`);

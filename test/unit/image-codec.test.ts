@@ -112,8 +112,8 @@ test('the file name is added to the message when given', () => {
 
 test('encodeImage refuses an invalid image', () => {
   const image = sampleImage();
-  image.files[0]!.flags |= 0o2000000;
-  assertImageError(() => encodeImage(image, LIMITS), 'files[0].flags');
+  image.files[0]!.flags |= 0o2000000; // its fds read as not close-on-exec: impossible
+  assertImageError(() => encodeImage(image, LIMITS), 'tasks[0].fds[0].cloexec');
 });
 
 // ---------------------------------------------------------------- fuzz

@@ -86,7 +86,12 @@ const CASES: Case[] = [
     (i) => i.files.push({ id: 10, flags: 2, ino: 5000n }),
     /no fd uses file 10/,
   ],
-  ['O_CLOEXEC in file flags', 'files[0].flags', (i) => (i.files[0]!.flags |= 0o2000000)],
+  [
+    'a file carrying O_CLOEXEC with an fd read as not close-on-exec',
+    'tasks[0].fds[0].cloexec',
+    (i) => (i.files[0]!.flags |= 0o2000000),
+    /file 1 carries O_CLOEXEC/,
+  ],
   ['file ino with no target', 'files[5].ino', (i) => (i.files[5]!.ino = 777n), /no target/],
   ['duplicate target ino', 'targets[5].ino', (i) => (i.targets[5]!.ino = 5000n)],
   [

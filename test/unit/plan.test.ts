@@ -261,6 +261,30 @@ test('access mode 03 is made by open_by_handle_at, even unprivileged, for any ta
   assert.match(refusal(thread).message, /task 100 fd 8: a thread pidfd without PIDFD_THREAD/);
 });
 
+test('a file carrying O_CLOEXEC (pidfs handle open) is made by open_by_handle_at with it', () => {
+  const CX = FLAGS.O_CLOEXEC;
+  const img = sampleImage();
+  img.files[0] = file(0, 1000, RDWR | CX); // alive
+  img.files[2] = file(2, 2000, RDWR | CX | FLAGS.O_NONBLOCK); // dead: x while alive
+  img.files[4] = file(4, 3000, FLAGS.O_ACCMODE | CX); // zombie, access mode 03
+  for (const opts of [{}, { unprivileged: true }]) {
+    const plan = planRestore(img, opts);
+    const f = (id: number) => plan.files.find((x) => x.fileId === id)!;
+    assert.deepEqual([f(0).pidfdFlags, f(0).reopenFlags, f(0).flags], [0, RDWR | CX, RDWR | CX]);
+    assert.deepEqual([f(2).reopenFlags, f(2).how.strategy], [RDWR | CX | FLAGS.O_NONBLOCK, 'temp']);
+    assert.deepEqual([f(4).reopenFlags, f(4).how.strategy], [FLAGS.O_ACCMODE | CX, 'pidfd-open']);
+  }
+  const thread = sampleImage();
+  thread.files[5] = file(5, 4000, RDWR | FLAGS.O_EXCL | CX); // a handle open drops O_EXCL
+  assert.match(
+    refusal(thread).message,
+    /task 100 fd 8: flags 02000202 \(O_RDWR\|O_EXCL\(PIDFD_THREAD\)\|O_CLOEXEC\) cannot be made/,
+  );
+  const ro = sampleImage();
+  ro.files[0] = file(0, 1000, CX); // O_RDONLY: a handle open gives 02
+  assert.match(refusal(ro).message, /task 100 fd 3: flags 02000000 \(O_RDONLY\|O_CLOEXEC\)/);
+});
+
 test('refuses flags neither pidfd_open nor a reopen can make, naming task, fd and flags', () => {
   const excl = sampleImage();
   excl.files[6] = file(6, 5000, RDWR | FLAGS.O_LARGEFILE | FLAGS.O_EXCL);
