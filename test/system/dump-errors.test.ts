@@ -291,3 +291,52 @@ test('a task in group-stop is dumped as stopped and stays stopped', async (t) =>
   const root = procState(built.rootPid);
   assert.ok('RS'.includes(root.state));
 });
+
+test('signals sent while the tree is frozen wait and are delivered after it, none lost', async (t) => {
+  const SIGTERM = 15;
+  const SIGCONT = 18;
+  const started = [0, 1].map(() => {
+    const pid = spawn({ path: '/bin/sleep', argv: ['sleep', '60'], closeFrom: 3 });
+    return { pid, fd: pidfdOpen(pid) };
+  });
+  t.after(() => {
+    for (const { pid, fd } of started) {
+      kill(pid, SIGKILL);
+      waitPidfd(fd);
+      closeFd(fd);
+    }
+  });
+  const [term, stop] = started as [(typeof started)[0], (typeof started)[0]];
+  const termImage = await dumpTree(term.pid, {
+    onFrozen: () => kill(term.pid, SIGTERM),
+  });
+  assert.equal(termImage.tasks[0]?.state, 'running', 'read while frozen: still running');
+  const ended = waitPidfd(term.fd, WEXITED);
+  assert.deepEqual([ended?.code, ended?.status], [2, SIGTERM], 'killed by the SIGTERM');
+  started.splice(0, 1);
+  closeFd(term.fd);
+
+  await dumpTree(stop.pid, { onFrozen: () => kill(stop.pid, SIGSTOP) });
+  assert.equal(await waitForState(stop.pid, 'T'), 'T', 'the SIGSTOP took effect after the thaw');
+  assert.equal(procState(stop.pid).tracer, 0);
+  assert.equal(waitPidfd(stop.fd, WSTOPPED | WNOHANG)?.status, (SIGSTOP << 8) | 0x7f);
+  kill(stop.pid, SIGCONT);
+  assert.equal(await waitForState(stop.pid, 'S'), 'S');
+});
+
+test('a SIGSTOP racing the seize: the task ends stopped whichever way the race went', async (t) => {
+  for (let i = 0; i < 5; i++) {
+    const pid = spawn({ path: '/bin/sleep', argv: ['sleep', '60'], closeFrom: 3 });
+    const fd = pidfdOpen(pid);
+    t.after(() => {
+      kill(pid, SIGKILL);
+      waitPidfd(fd);
+      closeFd(fd);
+    });
+    kill(pid, SIGSTOP);
+    const image = await dumpTree(pid);
+    assert.ok(['running', 'stopped'].includes(image.tasks[0]!.state));
+    assert.equal(await waitForState(pid, 'T'), 'T', `round ${i}: stopped after the dump`);
+    assert.equal(procState(pid).tracer, 0);
+  }
+});
