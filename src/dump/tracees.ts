@@ -6,6 +6,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { __WALL, ptraceDetach, waitpid, WNOHANG } from '../../native/index.js';
 import { isErrno, PcrError } from '../errors.js';
+import { readStat } from '../procfs/index.js';
 
 const PTRACE_EVENT_STOP = 128;
 
@@ -33,7 +34,7 @@ export async function waitForStops(tids: number[], seized: Map<number, Seized>, 
         const pid = seized.get(tid)!.pid;
         throw new PcrError(
           'PCR_ERR_TIMEOUT',
-          `thread ${tid} of task ${pid} did not stop in ${timeoutMs} ms`,
+          `thread ${tid} of task ${pid} did not stop in ${timeoutMs} ms${ownChildHint(pid)}`,
         );
       }
       await sleep(1);
@@ -42,6 +43,22 @@ export async function waitForStops(tids: number[], seized: Map<number, Seized>, 
 }
 
 /** One WNOHANG wait: true once the thread reported its stop, or ended. */
+/**
+ * A traced child's stops are reported to any waitpid() of its parent: Node's libuv reaps
+ * child_process children with waitpid(pid) on SIGCHLD and takes the report we wait for.
+ */
+function ownChildHint(pid: number): string {
+  let ppid = 0;
+  try {
+    ppid = readStat(pid).ppid;
+  } catch {
+    return '';
+  }
+  return ppid === process.pid
+    ? ` (it is a child of this process: if it was started with child_process, Node's waitpid may have taken its stop report; start it with posix_spawn or dump it from another process)`
+    : '';
+}
+
 function reported(tid: number, seized: Map<number, Seized>): boolean {
   const s = seized.get(tid)!;
   const [got, status] = waitpid(tid, __WALL | WNOHANG);

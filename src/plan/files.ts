@@ -283,8 +283,15 @@ export function unreproducibleComm(comm: string): string | undefined {
 export function taskRefusals(ix: ImageIndex): string[] {
   const out: string[] = [];
   for (const task of ix.image.tasks) {
-    if (task.state !== 'zombie') continue;
     const name = `task ${task.pid} (${task.comm})`;
+    // NSpid lists the pid from the dumper's pid namespace down: more than one level means
+    // the task lives in a nested namespace, where it sees other pids (its own included).
+    if (task.nsPids.length > 1) {
+      out.push(
+        `${name} lives in a nested pid namespace (NSpid ${task.nsPids.join(' ')}); pidfd-cr restores tasks into its own pid namespace only`,
+      );
+    }
+    if (task.state !== 'zombie') continue;
     if (task.pid === ix.image.rootPid) out.push(`${name}: the root task is a zombie`);
     if (task.fds.length > 0) out.push(`${name}: a zombie cannot hold pidfds`);
     if (ix.image.tasks.some((t) => t.ppid === task.pid && t.pid !== task.pid)) {

@@ -338,6 +338,18 @@ test('refuses zombie tasks it cannot recreate', () => {
   assert.match(refusal(stopped).message, /zombie killed by signal 19: that signal does not kill/);
 });
 
+test('refuses a task in a nested pid namespace, naming it and its NSpid chain', () => {
+  const img = sampleImage();
+  img.tasks[1]!.nsPids = [200, 1];
+  assert.match(
+    refusal(img).message,
+    /task 200 \(t200\) lives in a nested pid namespace \(NSpid 200 1\); pidfd-cr restores tasks into its own pid namespace only/,
+  );
+  const ok = sampleImage();
+  ok.targets.find((t) => t.kind === 'external')!.nsPids = [6000, 1]; // a target may be
+  assert.doesNotThrow(() => planRestore(ok));
+});
+
 test('refuses a zombie whose comm cannot be a symlink name', () => {
   for (const [comm, why] of [
     ['a/b', /task 400 \(a\/b\): zombie comm 'a\/b' contains '\/'/],
