@@ -10,12 +10,12 @@ import { join } from 'node:path';
 import type { Image } from '../../src/image/model.js';
 import { restoreImage } from '../../src/restore/coordinator.js';
 import { checkRestored, exitStatusThroughCopy } from './restored-view.js';
-import { descendantsOf, fdinfo, fdLink, type FdinfoView } from './proc-view.js';
+import { readPidfds } from '../../src/procfs/index.js';
+import { descendantsOf, fdinfo, type FdinfoView } from './proc-view.js';
 import { waitGone } from './restore-run.js';
 import { kill, spawn as spawnNative } from '../../native/index.js';
 
 const SIGKILL = 9;
-const PIDFD_LINK = 'anon_inode:[pidfd]';
 
 const NATIVE = new URL('../../native/index.js', import.meta.url).href;
 
@@ -65,10 +65,12 @@ export async function holdPidfd(t: After, pid: number, flags: number, fd: number
      n.dup3(fd, ${fd}, false); n.closeFd(fd);
      setInterval(() => {}, 1e9);`,
   );
-  await waitUntil(
-    `process ${task} holding a pidfd at ${fd}`,
-    () => fdLink(task, fd) === PIDFD_LINK,
-  );
+  // Ready once fd is its only pidfd (the one pidfd_open gave is closed after the dup3).
+  const only = (): boolean =>
+    readPidfds(task)
+      .map((p) => p.fd)
+      .join() === String(fd);
+  await waitUntil(`process ${task} holding only a pidfd at ${fd}`, only);
   return task;
 }
 
