@@ -1,15 +1,19 @@
 /**
- * A worker's report of the pidfds it holds, read from /proc (the same files an outside
- * observer reads) for verification (compareReports): per fd its number, file flags,
+ * Verification reads from /proc (the same files an outside observer reads), in two parts.
+ * A worker reports the pidfds it holds (reportFds): per fd its number, file flags,
  * close-on-exec bit, ino and fdinfo Pid; for a reaped target (Pid -1) the exit status
  * from PIDFD_GET_INFO; for a visible target its /proc state letter and, for a zombie, its
- * exit code (stat field 52: a zombie and a live process look alike in fdinfo); and its open-file class: the smallest (restored pid, fd) of the
- * whole restored tree that kcmp(KCMP_FILE) says is the same open file description
- * (two pidfd_open calls give one ino but different files: only kcmp tells them apart).
+ * exit code (stat field 52: a zombie and a live process look alike in fdinfo). The
+ * coordinator then gives every reported fd its open-file class (fileClasses): the
+ * smallest (restored pid, fd) of the whole restored tree that kcmp(KCMP_FILE) says is
+ * the same open file description (two pidfd_open calls give one ino but different files:
+ * only kcmp tells them apart). Done once, from the coordinator, the tree's fd tables are
+ * read once instead of once per worker (O(N) instead of O(N²) /proc reads), and kcmp
+ * needs ptrace access only to descendants.
  */
 import { kcmpFile, pidfdGetInfo, PIDFD_INFO } from '../../native/index.js';
 import { readPidfds, readStat, type ProcPidfd } from '../procfs/index.js';
-import type { FdReport, PidMap, ReportedFd } from '../plan/messages.js';
+import type { FdReport, ReportedFd } from '../plan/messages.js';
 
 /** Exit status of a reaped target through our own pidfd, when the kernel kept one. */
 function exitStatusOf(fd: number): number | undefined {
@@ -51,9 +55,11 @@ function holdersByIno(pids: readonly number[]): Map<bigint, Holder[]> {
       byIno.set(f.ino, list);
     }
   }
+  for (const list of byIno.values()) list.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
   return byIno;
 }
 
+/** The class key of (self, fd): the first of `candidates` kcmp says is its file, else its own. */
 export function fileClassOf(self: number, fd: number, candidates: readonly Holder[]): string {
   for (const [pid, other] of candidates) {
     try {
@@ -66,23 +72,19 @@ export function fileClassOf(self: number, fd: number, candidates: readonly Holde
 }
 
 /**
- * The FdReport of this process (task `dumpedPid`) within the tree of `pidMap`. Only
- * processes with a pid ≤ ours are read: a class key is the smallest (pid, fd) of its
- * file, and (our pid, fd) is always a candidate.
+ * The FdReport of this process (task `dumpedPid`): its own pidfds only, `fileClass`
+ * left empty for the coordinator (fileClasses, withFileClasses).
  */
-export function reportFds(dumpedPid: number, pidMap: PidMap): FdReport {
+export function reportFds(dumpedPid: number): FdReport {
   const self = process.pid;
-  const own = readPidfds(self);
-  const tree = new Set([self, ...pidMap.pids.map((p) => p.restored).filter((p) => p < self)]);
-  const byIno = holdersByIno([...tree]);
-  const fds: ReportedFd[] = own.map((f) => {
+  const fds: ReportedFd[] = readPidfds(self).map((f) => {
     const r: ReportedFd = {
       fd: f.fd,
       flags: f.flags,
       cloexec: f.cloexec,
       ino: f.ino.toString(),
       targetPid: f.pid,
-      fileClass: fileClassOf(self, f.fd, byIno.get(f.ino) ?? []),
+      fileClass: '',
     };
     if (f.pid === -1) {
       const status = exitStatusOf(f.fd);
@@ -93,6 +95,41 @@ export function reportFds(dumpedPid: number, pidMap: PidMap): FdReport {
     return r;
   });
   return { pid: dumpedPid, restoredPid: self, fds };
+}
+
+/**
+ * The open-file class of every pidfd of the processes `pids` (restored pids), keyed
+ * `"<pid>:<fd>"`: the smallest (pid, fd) holding the same open file description, by
+ * kcmp(KCMP_FILE) within each ino (a file has one ino). Reads each /proc/P/fd once.
+ */
+export function fileClasses(pids: readonly number[]): Map<string, string> {
+  const classes = new Map<string, string>();
+  for (const holders of holdersByIno(pids).values()) {
+    // Holders in (pid, fd) order: each joins the class of the first earlier representative
+    // that is its file, or represents a new class.
+    const representatives: Holder[] = [];
+    for (const [pid, fd] of holders) {
+      const key = fileClassOf(pid, fd, representatives);
+      if (key === `${pid}:${fd}`) representatives.push([pid, fd]);
+      classes.set(`${pid}:${fd}`, key);
+    }
+  }
+  return classes;
+}
+
+/** `report` (of restored pid `restoredPid`) with each fd's class from `classes`. */
+export function withFileClasses(
+  report: FdReport,
+  restoredPid: number,
+  classes: ReadonlyMap<string, string>,
+): FdReport {
+  return {
+    ...report,
+    fds: report.fds.map((f) => ({
+      ...f,
+      fileClass: classes.get(`${restoredPid}:${f.fd}`) ?? `${restoredPid}:${f.fd}`,
+    })),
+  };
 }
 
 /** Partitions `fds` of process `pid` into open-file-description classes with kcmp. */

@@ -30,6 +30,7 @@ import { WorkerMonitor } from './monitor.js';
 import { writePidMapFile } from './pid-map-file.js';
 import { traceInspector, TRACE_VERSION, type TraceDetails } from './trace.js';
 import { Registry } from './registry.js';
+import { fileClasses, withFileClasses } from '../actors/report-fds.js';
 import type { RestoreOptions } from './coordinator.js';
 
 const REAP_DEADLINE_MS = 3000;
@@ -111,6 +112,8 @@ export class Session {
   private readonly cleanExits = new Set<number>();
   private readonly doneTraced = new Set<number>();
   private exitTimer: NodeJS.Timeout | undefined;
+  /** FD_REPORTs held until every worker's is in (see classifyReports). */
+  private readonly heldReports = new Map<number, Extract<WorkerMessage, { type: 'FD_REPORT' }>>();
   private actor: ReturnType<typeof createActor<typeof coordinatorMachine>> | undefined;
   private router!: ControlRouter;
 
@@ -218,6 +221,7 @@ export class Session {
     // Only a worker whose HELLO was accepted may say anything else.
     if (!this.registry.isAccepted(pid)) return;
     if (message.type === 'TRACE') return this.traceWorker(message);
+    if (message.type === 'FD_REPORT') return this.classifyReports(message);
     if (message.type === 'CHILDREN_SPAWNED') {
       const workers = new Set(this.plan.tasks.map((t) => t.pid));
       for (const c of message.children) {
@@ -229,6 +233,26 @@ export class Session {
       return;
     }
     this.deliver(message);
+  }
+
+  /**
+   * Gives the reported fds their open-file classes (report-fds.ts: kcmp over the tree's
+   * /proc fd tables, read once here instead of by every worker). Held until every worker
+   * reported: by then each one holds its final table (a worker reports after finalize
+   * and keeps every fd until TEARDOWN), and the phase cannot have ended: a worker sends
+   * its FD_REPORT before its PHASE_DONE on the same ordered link.
+   */
+  private classifyReports(message: Extract<WorkerMessage, { type: 'FD_REPORT' }>): void {
+    this.heldReports.set(message.report.pid, message);
+    if (this.heldReports.size < this.plan.tasks.length) return;
+    const held = [...this.heldReports.values()];
+    this.heldReports.clear();
+    const restored = (m: (typeof held)[number]): number =>
+      this.registry.restoredOf(m.report.pid) ?? m.report.restoredPid;
+    const classes = fileClasses(held.map(restored));
+    for (const m of held) {
+      this.deliver({ ...m, report: withFileClasses(m.report, restored(m), classes) });
+    }
   }
 
   private watch(dumped: number, restored: number): void {

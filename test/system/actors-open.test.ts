@@ -14,7 +14,12 @@ import {
   bootId,
 } from '../../src/actors/open-files.js';
 import { helperThreads, reserveThreads } from '../../src/actors/threads.js';
-import { reportFds, sameFileClasses } from '../../src/actors/report-fds.js';
+import {
+  reportFds,
+  sameFileClasses,
+  fileClasses,
+  withFileClasses,
+} from '../../src/actors/report-fds.js';
 import {
   closeQuiet,
   kcmpFile,
@@ -113,7 +118,7 @@ test('install: several fds of one file share it; finalize sets exact cloexec; re
       numbers.map((n) => getCloexec(n)),
       [false, true, false],
     );
-    const report = reportFds(1, { pids: [], tids: [] });
+    const report = withFileClasses(reportFds(1), process.pid, fileClasses([process.pid]));
     const mine = report.fds.filter((f) => numbers.includes(f.fd));
     assert.deepEqual(
       mine.map((f) => [f.fd, f.targetPid, f.flags, f.cloexec]),
