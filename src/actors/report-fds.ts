@@ -7,12 +7,12 @@
  * coordinator then gives every reported fd its open-file class (fileClasses): the
  * smallest (restored pid, fd) of the whole restored tree that kcmp(KCMP_FILE) says is
  * the same open file description (two pidfd_open calls give one ino but different files:
- * only kcmp tells them apart). Done once, from the coordinator, the tree's fd tables are
- * read once instead of once per worker (O(N) instead of O(N²) /proc reads), and kcmp
- * needs ptrace access only to descendants.
+ * only kcmp tells them apart). Done once, by the coordinator, from the reports (fd, ino)
+ * and kcmp, instead of every worker reading the /proc fd tables of the others (O(N²)
+ * reads); kcmp then needs ptrace access only to descendants.
  */
 import { kcmpFile, pidfdGetInfo, PIDFD_INFO } from '../../native/index.js';
-import { readPidfds, readStat, type ProcPidfd } from '../procfs/index.js';
+import { readPidfds, readStat } from '../procfs/index.js';
 import type { FdReport, ReportedFd } from '../plan/messages.js';
 
 /** Exit status of a reaped target through our own pidfd, when the kernel kept one. */
@@ -38,26 +38,6 @@ function targetStateOf(pid: number): Pick<ReportedFd, 'targetState' | 'targetExi
 }
 
 type Holder = [pid: number, fd: number];
-
-/** Every pidfd of the tree's processes, grouped by ino, each group sorted by (pid, fd). */
-function holdersByIno(pids: readonly number[]): Map<bigint, Holder[]> {
-  const byIno = new Map<bigint, Holder[]>();
-  for (const pid of [...pids].sort((a, b) => a - b)) {
-    let fds: ProcPidfd[];
-    try {
-      fds = readPidfds(pid);
-    } catch {
-      continue; // exited meanwhile, or a zombie
-    }
-    for (const f of fds) {
-      const list = byIno.get(f.ino) ?? [];
-      list.push([pid, f.fd]);
-      byIno.set(f.ino, list);
-    }
-  }
-  for (const list of byIno.values()) list.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
-  return byIno;
-}
 
 /** The class key of (self, fd): the first of `candidates` kcmp says is its file, else its own. */
 export function fileClassOf(self: number, fd: number, candidates: readonly Holder[]): string {
@@ -98,14 +78,26 @@ export function reportFds(dumpedPid: number): FdReport {
 }
 
 /**
- * The open-file class of every pidfd of the processes `pids` (restored pids), keyed
- * `"<pid>:<fd>"`: the smallest (pid, fd) holding the same open file description, by
- * kcmp(KCMP_FILE) within each ino (a file has one ino). Reads each /proc/P/fd once.
+ * The open-file class of every reported pidfd, keyed `"<restored pid>:<fd>"`: the
+ * smallest (pid, fd) holding the same open file description, by kcmp(KCMP_FILE) between
+ * the fds of one ino (a file has one ino; the ino is the one the worker read from its
+ * /proc/self/fdinfo). Each class is settled by the kernel: no /proc table is read again.
  */
-export function fileClasses(pids: readonly number[]): Map<string, string> {
+export function fileClasses(
+  reports: readonly { restoredPid: number; fds: readonly { fd: number; ino: string }[] }[],
+): Map<string, string> {
+  const byIno = new Map<string, Holder[]>();
+  for (const r of reports) {
+    for (const f of r.fds) {
+      const list = byIno.get(f.ino) ?? [];
+      list.push([r.restoredPid, f.fd]);
+      byIno.set(f.ino, list);
+    }
+  }
   const classes = new Map<string, string>();
-  for (const holders of holdersByIno(pids).values()) {
-    // Holders in (pid, fd) order: each joins the class of the first earlier representative
+  for (const holders of byIno.values()) {
+    holders.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+    // In (pid, fd) order each holder joins the class of the first earlier representative
     // that is its file, or represents a new class.
     const representatives: Holder[] = [];
     for (const [pid, fd] of holders) {

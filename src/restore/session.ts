@@ -236,8 +236,8 @@ export class Session {
   }
 
   /**
-   * Gives the reported fds their open-file classes (report-fds.ts: kcmp over the tree's
-   * /proc fd tables, read once here instead of by every worker). Held until every worker
+   * Gives the reported fds their open-file classes (report-fds.ts: kcmp between the
+   * reported fds of one ino, here once instead of in every worker). Held until every worker
    * reported: by then each one holds its final table (a worker reports after finalize
    * and keeps every fd until TEARDOWN), and the phase cannot have ended: a worker sends
    * its FD_REPORT before its PHASE_DONE on the same ordered link.
@@ -249,7 +249,7 @@ export class Session {
     this.heldReports.clear();
     const restored = (m: (typeof held)[number]): number =>
       this.registry.restoredOf(m.report.pid) ?? m.report.restoredPid;
-    const classes = fileClasses(held.map(restored));
+    const classes = fileClasses(held.map((m) => ({ restoredPid: restored(m), fds: m.report.fds })));
     for (const m of held) {
       this.deliver({ ...m, report: withFileClasses(m.report, restored(m), classes) });
     }
@@ -286,8 +286,12 @@ export class Session {
     return { restoredPid: w.pid };
   };
 
+  private sendFrame(to: number, frame: Uint8Array): void {
+    void this.router.send(String(to), frame);
+  }
+
   private send(to: number, message: CoordinatorMessage): void {
-    void this.router.send(String(to), encodeToWorker(message));
+    this.sendFrame(to, encodeToWorker(message));
   }
 
   /** Waits for every worker to leave (grace), SIGKILLs the rest, reaps the root. */
@@ -366,7 +370,9 @@ export class Session {
         sendToWorker: (_, p: { to: number; message: CoordinatorMessage }) =>
           this.send(p.to, p.message),
         broadcast: (_, p: { message: CoordinatorMessage }) => {
-          for (const pid of this.registry.accepted()) this.send(pid, p.message);
+          // One encoding for all: a PHASE carries the whole pid map.
+          const frame = encodeToWorker(p.message);
+          for (const pid of this.registry.accepted()) this.sendFrame(pid, frame);
         },
         reportResult: (_, p: { pidMap: PidMap; differences: Difference[] }) => {
           // Only a verified map is written; a failed write is reported, never thrown

@@ -118,7 +118,8 @@ test('install: several fds of one file share it; finalize sets exact cloexec; re
       numbers.map((n) => getCloexec(n)),
       [false, true, false],
     );
-    const report = withFileClasses(reportFds(1), process.pid, fileClasses([process.pid]));
+    const own = reportFds(1);
+    const report = withFileClasses(own, process.pid, fileClasses([own]));
     const mine = report.fds.filter((f) => numbers.includes(f.fd));
     assert.deepEqual(
       mine.map((f) => [f.fd, f.targetPid, f.flags, f.cloexec]),
