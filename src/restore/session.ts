@@ -52,7 +52,6 @@ async function reapReturned(pids: Set<number>, group: number, deadlineMs: number
   if (group > 0) killQuiet(-group);
   while (Date.now() < end) {
     reapGroup(group);
-    if (left.size === 0 && (group <= 0 || !exists(-group))) return;
     for (const pid of left) {
       try {
         const [got] = waitpid(pid, WNOHANG);
@@ -63,6 +62,8 @@ async function reapReturned(pids: Set<number>, group: number, deadlineMs: number
         if (!exists(pid)) left.delete(pid);
       }
     }
+    // Checked before sleeping: after a clean teardown nothing is left at the first look.
+    if (left.size === 0 && (group <= 0 || !exists(-group))) return;
     await new Promise((r) => setTimeout(r, 5));
   }
 }
@@ -313,6 +314,8 @@ export class Session {
   private async finalFrames(): Promise<void> {
     const missing = (): number =>
       [...this.cleanExits].filter((p) => this.tracing.has(p) && !this.doneTraced.has(p)).length;
+    // No worker traced: no frame of theirs matters any more.
+    if (this.tracing.size === 0) return;
     const deadline = Date.now() + FINAL_TRACE_MS;
     await new Promise((r) => setTimeout(r, FRAME_DRAIN_MS));
     while (missing() > 0 && Date.now() < deadline) {
