@@ -144,7 +144,8 @@ export class FdInbox {
    * not taken, removes the socket.
    */
   close(): void {
-    this.cancel(new PcrError('PCR_ERR_RESTORE', 'receive cancelled: fd inbox closed'));
+    if (this.waiter)
+      this.cancel(new PcrError('PCR_ERR_RESTORE', 'receive cancelled: inbox closed'));
     this.listener?.close();
     if (this.preListen !== undefined) closeQuiet(this.preListen);
     this.preListen = undefined;
