@@ -1,17 +1,21 @@
 /**
- * A worker's report of the pidfds it holds, read from /proc (the same files an outside
- * observer reads) for verification (compareReports): per fd its number, file flags
+ * Verification reads from /proc (the same files an outside observer reads), in two parts.
+ * A worker reports the pidfds it holds (reportFds): per fd its number, file flags
  * (O_CLOEXEC when F_GETFL says the file itself carries it, as a pidfs-handle open does),
  * close-on-exec bit, ino and fdinfo Pid; for a reaped target (Pid -1) the exit status
  * from PIDFD_GET_INFO; for a visible target its /proc state letter and, for a zombie, its
- * exit code (stat field 52: a zombie and a live process look alike in fdinfo); and its open-file class: the smallest (restored pid, fd) of the
- * whole restored tree that kcmp(KCMP_FILE) says is the same open file description
- * (two pidfd_open calls give one ino but different files: only kcmp tells them apart).
+ * exit code (stat field 52: a zombie and a live process look alike in fdinfo). The
+ * coordinator then gives every reported fd its open-file class (fileClasses): the
+ * smallest (restored pid, fd) of the whole restored tree that kcmp(KCMP_FILE) says is
+ * the same open file description (two pidfd_open calls give one ino but different files:
+ * only kcmp tells them apart). Done once, by the coordinator, from the reports (fd, ino)
+ * and kcmp, instead of every worker reading the /proc fd tables of the others (O(N²)
+ * reads); kcmp then needs ptrace access only to descendants.
  */
 import { getStatusFlags, kcmpFile, pidfdGetInfo, PIDFD_INFO } from '../../native/index.js';
 import { FLAGS } from '../image/model.js';
-import { readPidfds, readStat, type ProcPidfd } from '../procfs/index.js';
-import type { FdReport, PidMap, ReportedFd } from '../plan/messages.js';
+import { readPidfds, readStat } from '../procfs/index.js';
+import type { FdReport, ReportedFd } from '../plan/messages.js';
 
 /** Exit status of a reaped target through our own pidfd, when the kernel kept one. */
 function exitStatusOf(fd: number): number | undefined {
@@ -37,25 +41,7 @@ function targetStateOf(pid: number): Pick<ReportedFd, 'targetState' | 'targetExi
 
 type Holder = [pid: number, fd: number];
 
-/** Every pidfd of the tree's processes, grouped by ino, each group sorted by (pid, fd). */
-function holdersByIno(pids: readonly number[]): Map<bigint, Holder[]> {
-  const byIno = new Map<bigint, Holder[]>();
-  for (const pid of [...pids].sort((a, b) => a - b)) {
-    let fds: ProcPidfd[];
-    try {
-      fds = readPidfds(pid);
-    } catch {
-      continue; // exited meanwhile, or a zombie
-    }
-    for (const f of fds) {
-      const list = byIno.get(f.ino) ?? [];
-      list.push([pid, f.fd]);
-      byIno.set(f.ino, list);
-    }
-  }
-  return byIno;
-}
-
+/** The class key of (self, fd): the first of `candidates` kcmp says is its file, else its own. */
 export function fileClassOf(self: number, fd: number, candidates: readonly Holder[]): string {
   for (const [pid, other] of candidates) {
     try {
@@ -68,23 +54,19 @@ export function fileClassOf(self: number, fd: number, candidates: readonly Holde
 }
 
 /**
- * The FdReport of this process (task `dumpedPid`) within the tree of `pidMap`. Only
- * processes with a pid ≤ ours are read: a class key is the smallest (pid, fd) of its
- * file, and (our pid, fd) is always a candidate.
+ * The FdReport of this process (task `dumpedPid`): its own pidfds only, `fileClass`
+ * left empty for the coordinator (fileClasses, withFileClasses).
  */
-export function reportFds(dumpedPid: number, pidMap: PidMap): FdReport {
+export function reportFds(dumpedPid: number): FdReport {
   const self = process.pid;
-  const own = readPidfds(self);
-  const tree = new Set([self, ...pidMap.pids.map((p) => p.restored).filter((p) => p < self)]);
-  const byIno = holdersByIno([...tree]);
-  const fds: ReportedFd[] = own.map((f) => {
+  const fds: ReportedFd[] = readPidfds(self).map((f) => {
     const r: ReportedFd = {
       fd: f.fd,
       flags: f.cloexec ? f.flags | (getStatusFlags(f.fd) & FLAGS.O_CLOEXEC) : f.flags,
       cloexec: f.cloexec,
       ino: f.ino.toString(),
       targetPid: f.pid,
-      fileClass: fileClassOf(self, f.fd, byIno.get(f.ino) ?? []),
+      fileClass: '',
     };
     if (f.pid === -1) {
       const status = exitStatusOf(f.fd);
@@ -95,6 +77,53 @@ export function reportFds(dumpedPid: number, pidMap: PidMap): FdReport {
     return r;
   });
   return { pid: dumpedPid, restoredPid: self, fds };
+}
+
+/**
+ * The open-file class of every reported pidfd, keyed `"<restored pid>:<fd>"`: the
+ * smallest (pid, fd) holding the same open file description, by kcmp(KCMP_FILE) between
+ * the fds of one ino (a file has one ino; the ino is the one the worker read from its
+ * /proc/self/fdinfo). Each class is settled by the kernel: no /proc table is read again.
+ */
+export function fileClasses(
+  reports: readonly { restoredPid: number; fds: readonly { fd: number; ino: string }[] }[],
+): Map<string, string> {
+  const byIno = new Map<string, Holder[]>();
+  for (const r of reports) {
+    for (const f of r.fds) {
+      const list = byIno.get(f.ino) ?? [];
+      list.push([r.restoredPid, f.fd]);
+      byIno.set(f.ino, list);
+    }
+  }
+  const classes = new Map<string, string>();
+  for (const holders of byIno.values()) {
+    holders.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+    // In (pid, fd) order each holder joins the class of the first earlier representative
+    // that is its file, or represents a new class.
+    const representatives: Holder[] = [];
+    for (const [pid, fd] of holders) {
+      const key = fileClassOf(pid, fd, representatives);
+      if (key === `${pid}:${fd}`) representatives.push([pid, fd]);
+      classes.set(`${pid}:${fd}`, key);
+    }
+  }
+  return classes;
+}
+
+/** `report` (of restored pid `restoredPid`) with each fd's class from `classes`. */
+export function withFileClasses(
+  report: FdReport,
+  restoredPid: number,
+  classes: ReadonlyMap<string, string>,
+): FdReport {
+  return {
+    ...report,
+    fds: report.fds.map((f) => ({
+      ...f,
+      fileClass: classes.get(`${restoredPid}:${f.fd}`) ?? `${restoredPid}:${f.fd}`,
+    })),
+  };
 }
 
 /** Partitions `fds` of process `pid` into open-file-description classes with kcmp. */

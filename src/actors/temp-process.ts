@@ -18,7 +18,7 @@ import { existsSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { PcrError } from '../errors.js';
 import { spawnClean } from './spawn-clean.js';
-import { whenReadable } from './readiness.js';
+import { watchReadable } from './readiness.js';
 
 const SIGKILL = 9;
 /** Signals whose default action does not kill (CHLD CONT STOP TSTP TTIN TTOU URG WINCH). */
@@ -32,6 +32,8 @@ export interface TempProcess {
   status: number;
   /** Our end of x's stdin; closing it makes x die. -1 once closed. */
   control: number;
+  /** Set while reapTemp waits: stops that wait (abortTemp calls it before closing). */
+  stopWaiting?: (reason: Error) => void;
 }
 
 export const describeStatus = (w: number): string =>
@@ -104,15 +106,43 @@ function release(temp: TempProcess, field: 'pidfd' | 'control'): void {
   temp[field] = -1;
 }
 
-/** Tells x to die, waits (event loop free), reaps it; returns how it died (wait status). */
-export async function reapTemp(temp: TempProcess, signal?: AbortSignal): Promise<number> {
+/**
+ * Tells x to die, waits (event loop free), reaps it; returns how it died (wait status).
+ * The wait ends early if `signal` aborts or abortTemp is called. Without a signal no
+ * AbortSignal listener is added: the first one costs a Node process ≈ 1 ms of CPU
+ * (measured, docs/restore.md "Performance"), so the worker ends the wait by abortTemp.
+ */
+export function reapTemp(temp: TempProcess, signal?: AbortSignal): Promise<number> {
   release(temp, 'control');
-  try {
-    await whenReadable(temp.pidfd, signal);
-  } catch (err) {
-    abortTemp(temp);
-    throw err;
-  }
+  return new Promise<number>((resolve, reject) => {
+    const stop = (reason: Error): void => {
+      watch.stop();
+      temp.stopWaiting = undefined;
+      signal?.removeEventListener('abort', onAbort);
+      reject(reason);
+    };
+    const onAbort = (): void => {
+      stop(signal?.reason instanceof Error ? signal.reason : new Error('reapTemp aborted'));
+      abortTemp(temp);
+    };
+    const watch = watchReadable(temp.pidfd, () => {
+      watch.stop();
+      temp.stopWaiting = undefined;
+      signal?.removeEventListener('abort', onAbort);
+      try {
+        resolve(reapExited(temp));
+      } catch (err) {
+        reject(err as Error);
+      }
+    });
+    temp.stopWaiting = stop;
+    if (signal?.aborted) return onAbort();
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/** Reaps x, which its pidfd says has exited; closes our pidfd of it. */
+function reapExited(temp: TempProcess): number {
   try {
     const got = waitPidfd(temp.pidfd, WEXITED | WNOHANG);
     if (got === null) throw new PcrError('PCR_ERR_INTERNAL', `temp ${temp.pid}: not exited`);
@@ -136,6 +166,7 @@ export async function finishTemp(temp: TempProcess, signal?: AbortSignal): Promi
 
 /** Cleanup path: kill x, reap it (blocking: SIGKILL is prompt), close everything. */
 export function abortTemp(temp: TempProcess): void {
+  temp.stopWaiting?.(new PcrError('PCR_ERR_RESTORE', `temp ${temp.pid} aborted`));
   release(temp, 'control');
   if (temp.pidfd < 0) return;
   try {

@@ -30,11 +30,11 @@ import { WorkerMonitor } from './monitor.js';
 import { writePidMapFile } from './pid-map-file.js';
 import { traceInspector, TRACE_VERSION, type TraceDetails } from './trace.js';
 import { Registry } from './registry.js';
+import { fileClasses, withFileClasses } from '../actors/report-fds.js';
 import type { RestoreOptions } from './coordinator.js';
 
 const REAP_DEADLINE_MS = 3000;
 const EXIT_WINDOW_MS = 50;
-const FRAME_DRAIN_MS = 20;
 const FINAL_TRACE_MS = 2000;
 
 /**
@@ -51,7 +51,6 @@ async function reapReturned(pids: Set<number>, group: number, deadlineMs: number
   if (group > 0) killQuiet(-group);
   while (Date.now() < end) {
     reapGroup(group);
-    if (left.size === 0 && (group <= 0 || !exists(-group))) return;
     for (const pid of left) {
       try {
         const [got] = waitpid(pid, WNOHANG);
@@ -62,6 +61,8 @@ async function reapReturned(pids: Set<number>, group: number, deadlineMs: number
         if (!exists(pid)) left.delete(pid);
       }
     }
+    // Checked before sleeping: after a clean teardown nothing is left at the first look.
+    if (left.size === 0 && (group <= 0 || !exists(-group))) return;
     await new Promise((r) => setTimeout(r, 5));
   }
 }
@@ -111,6 +112,8 @@ export class Session {
   private readonly cleanExits = new Set<number>();
   private readonly doneTraced = new Set<number>();
   private exitTimer: NodeJS.Timeout | undefined;
+  /** FD_REPORTs held until every worker's is in (see classifyReports). */
+  private readonly heldReports = new Map<number, Extract<WorkerMessage, { type: 'FD_REPORT' }>>();
   private actor: ReturnType<typeof createActor<typeof coordinatorMachine>> | undefined;
   private router!: ControlRouter;
 
@@ -218,6 +221,7 @@ export class Session {
     // Only a worker whose HELLO was accepted may say anything else.
     if (!this.registry.isAccepted(pid)) return;
     if (message.type === 'TRACE') return this.traceWorker(message);
+    if (message.type === 'FD_REPORT') return this.classifyReports(message);
     if (message.type === 'CHILDREN_SPAWNED') {
       const workers = new Set(this.plan.tasks.map((t) => t.pid));
       for (const c of message.children) {
@@ -229,6 +233,26 @@ export class Session {
       return;
     }
     this.deliver(message);
+  }
+
+  /**
+   * Gives the reported fds their open-file classes (report-fds.ts: kcmp between the
+   * reported fds of one ino, here once instead of in every worker). Held until every worker
+   * reported: by then each one holds its final table (a worker reports after finalize
+   * and keeps every fd until TEARDOWN), and the phase cannot have ended: a worker sends
+   * its FD_REPORT before its PHASE_DONE on the same ordered link.
+   */
+  private classifyReports(message: Extract<WorkerMessage, { type: 'FD_REPORT' }>): void {
+    this.heldReports.set(message.report.pid, message);
+    if (this.heldReports.size < this.plan.tasks.length) return;
+    const held = [...this.heldReports.values()];
+    this.heldReports.clear();
+    const restored = (m: (typeof held)[number]): number =>
+      this.registry.restoredOf(m.report.pid) ?? m.report.restoredPid;
+    const classes = fileClasses(held.map((m) => ({ restoredPid: restored(m), fds: m.report.fds })));
+    for (const m of held) {
+      this.deliver({ ...m, report: withFileClasses(m.report, restored(m), classes) });
+    }
   }
 
   private watch(dumped: number, restored: number): void {
@@ -262,8 +286,12 @@ export class Session {
     return { restoredPid: w.pid };
   };
 
+  private sendFrame(to: number, frame: Uint8Array): void {
+    void this.router.send(String(to), frame);
+  }
+
   private send(to: number, message: CoordinatorMessage): void {
-    void this.router.send(String(to), encodeToWorker(message));
+    this.sendFrame(to, encodeToWorker(message));
   }
 
   /** Waits for every worker to leave (grace), SIGKILLs the rest, reaps the root. */
@@ -285,8 +313,9 @@ export class Session {
   private async finalFrames(): Promise<void> {
     const missing = (): number =>
       [...this.cleanExits].filter((p) => this.tracing.has(p) && !this.doneTraced.has(p)).length;
+    // No worker traced: no frame of theirs matters any more.
+    if (this.tracing.size === 0) return;
     const deadline = Date.now() + FINAL_TRACE_MS;
-    await new Promise((r) => setTimeout(r, FRAME_DRAIN_MS));
     while (missing() > 0 && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 5));
     }
@@ -342,7 +371,9 @@ export class Session {
         sendToWorker: (_, p: { to: number; message: CoordinatorMessage }) =>
           this.send(p.to, p.message),
         broadcast: (_, p: { message: CoordinatorMessage }) => {
-          for (const pid of this.registry.accepted()) this.send(pid, p.message);
+          // One encoding for all: a PHASE carries the whole pid map.
+          const frame = encodeToWorker(p.message);
+          for (const pid of this.registry.accepted()) this.sendFrame(pid, frame);
         },
         reportResult: (_, p: { pidMap: PidMap; differences: Difference[] }) => {
           // Only a verified map is written; a failed write is reported, never thrown

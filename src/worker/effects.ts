@@ -1,8 +1,10 @@
 /**
  * The task machine's actors, implemented with the effects of src/actors for one worker
  * process. State that must outlive one actor (the fd inbox, the temporaries, the
- * children) lives in WorkerEffects; the actors are `fromPromise` and honour their abort
- * signal where they wait.
+ * children) lives in WorkerEffects; the actors are `fromPromise`. A wait of an actor the
+ * machine stopped (fds from peers, a temp's death) is ended by tearDown, which closes the
+ * inbox and aborts the temps, not by an AbortSignal listener (≈ 1 ms of CPU for the first
+ * one in a process, inside a phase).
  */
 import { fromPromise } from 'xstate';
 import { closeQuiet } from '../../native/index.js';
@@ -198,38 +200,37 @@ export class WorkerEffects {
     return { messages: input.sends.length, peers: input.sends.map((x) => x.to) };
   }
 
-  async recvFds(input: RecvFdsInput, signal: AbortSignal): Promise<RecvFdsOutput> {
+  /**
+   * Waits for this phase's fds. A stopped actor's wait is ended by tearDown (the inbox
+   * cancels it when closed), not by an AbortSignal listener: the first one costs a Node
+   * process ≈ 1 ms of CPU, paid inside the phase (docs/restore.md "Performance").
+   */
+  async recvFds(input: RecvFdsInput): Promise<RecvFdsOutput> {
     this.inbox.setPidMap(input.pidMap);
     if (input.phase === 'dead') await this.fault('dead');
-    const onAbort = (): void =>
-      this.inbox.cancel(new PcrError('PCR_ERR_RESTORE', 'receive cancelled'));
-    signal.addEventListener('abort', onAbort, { once: true });
-    try {
-      const batches = await this.inbox.receive(input.phase, input.receives, input.pidMap);
-      const files: FileFd[] = [];
-      batches.forEach((b, i) => {
-        const step = input.receives[i]!;
-        step.files.forEach((f, j) => {
-          const fd = b.fds[j]!;
-          const at = f.installAt.map((x) => x.fd);
-          installFile(fd, at);
-          files.push({ fileId: f.fileId, fd: at[0] ?? fd });
-        });
+    const batches = await this.inbox.receive(input.phase, input.receives, input.pidMap);
+    const files: FileFd[] = [];
+    batches.forEach((b, i) => {
+      const step = input.receives[i]!;
+      step.files.forEach((f, j) => {
+        const fd = b.fds[j]!;
+        const at = f.installAt.map((x) => x.fd);
+        installFile(fd, at);
+        files.push({ fileId: f.fileId, fd: at[0] ?? fd });
       });
-      return { files, helperFds: [], peers: input.receives.map((r) => r.from) };
-    } finally {
-      signal.removeEventListener('abort', onAbort);
-    }
+    });
+    return { files, helperFds: [], peers: input.receives.map((r) => r.from) };
   }
 
-  async finishTemp(input: FinishTempInput, signal: AbortSignal): Promise<FinishTempOutput> {
+  /** Finishes this task's temps; tearDown's abortTemp ends a wait of a stopped actor. */
+  async finishTemp(input: FinishTempInput): Promise<FinishTempOutput> {
     await this.fault('kill-temp');
     const reaped = await Promise.all(
       input.temps.map(async (t) => {
         const x = this.temps.get(t.groupId);
         if (!x)
           throw new PcrError('PCR_ERR_INTERNAL', `no temporary process for group ${t.groupId}`);
-        const status = await reapTemp(x, signal);
+        const status = await reapTemp(x);
         this.temps.delete(t.groupId);
         return { groupId: t.groupId, status };
       }),
@@ -250,7 +251,7 @@ export class WorkerEffects {
 
   async reportFds(input: ReportFdsInput): Promise<ReportFdsOutput> {
     await this.fault('verify');
-    return reportFds(input.pid, input.pidMap);
+    return reportFds(input.pid);
   }
 
   async tearDown(_input: TearDownInput): Promise<void> {
@@ -276,11 +277,9 @@ export class WorkerEffects {
       spawnTemp: fromPromise<SpawnTempOutput, SpawnTempInput>(({ input }) => this.spawnTemp(input)),
       openFiles: fromPromise<OpenFilesOutput, OpenFilesInput>(({ input }) => this.openFiles(input)),
       sendFds: fromPromise<SendFdsOutput, SendFdsInput>(({ input }) => this.sendFds(input)),
-      recvFds: fromPromise<RecvFdsOutput, RecvFdsInput>(({ input, signal }) =>
-        this.recvFds(input, signal),
-      ),
-      finishTemp: fromPromise<FinishTempOutput, FinishTempInput>(({ input, signal }) =>
-        this.finishTemp(input, signal),
+      recvFds: fromPromise<RecvFdsOutput, RecvFdsInput>(({ input }) => this.recvFds(input)),
+      finishTemp: fromPromise<FinishTempOutput, FinishTempInput>(({ input }) =>
+        this.finishTemp(input),
       ),
       finalizeFds: fromPromise<FinalizeFdsOutput, FinalizeFdsInput>(({ input }) =>
         this.finalizeFds(input),

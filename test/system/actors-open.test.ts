@@ -14,7 +14,12 @@ import {
   bootId,
 } from '../../src/actors/open-files.js';
 import { helperThreads, reserveThreads } from '../../src/actors/threads.js';
-import { reportFds, sameFileClasses } from '../../src/actors/report-fds.js';
+import {
+  reportFds,
+  sameFileClasses,
+  fileClasses,
+  withFileClasses,
+} from '../../src/actors/report-fds.js';
 import {
   closeQuiet,
   kcmpFile,
@@ -92,6 +97,30 @@ test('external re-open: same ino passes; other ino, boot or dead pid are named e
   );
 });
 
+test('fileClasses: fds of one file share a class, a second open of the same target does not (kcmp)', (t) => {
+  const pid = sleeper(t);
+  const first = openPidfd(pid, 0o2);
+  const numbers = [921, 922, 960];
+  try {
+    installFile(first, [921, 922]);
+    installFile(openPidfd(pid, 0o2), [960]);
+    const own = reportFds(1);
+    const mine = own.fds.filter((f) => numbers.includes(f.fd));
+    assert.equal(new Set(mine.map((f) => f.ino)).size, 1, 'one target, one ino');
+    assert.ok(
+      mine.every((f) => f.fileClass === ''),
+      'a worker leaves the class to the coordinator',
+    );
+    const classes = fileClasses([own]);
+    assert.deepEqual(
+      numbers.map((fd) => classes.get(`${process.pid}:${fd}`)),
+      [`${process.pid}:921`, `${process.pid}:921`, `${process.pid}:960`],
+    );
+  } finally {
+    numbers.forEach(closeQuiet);
+  }
+});
+
 test('install: several fds of one file share it; finalize sets exact cloexec; report sees it', (t) => {
   const pid = sleeper(t);
   const fd = openPidfd(pid, 0o4002);
@@ -113,7 +142,8 @@ test('install: several fds of one file share it; finalize sets exact cloexec; re
       numbers.map((n) => getCloexec(n)),
       [false, true, false],
     );
-    const report = reportFds(1, { pids: [], tids: [] });
+    const own = reportFds(1);
+    const report = withFileClasses(own, process.pid, fileClasses([own]));
     const mine = report.fds.filter((f) => numbers.includes(f.fd));
     assert.deepEqual(
       mine.map((f) => [f.fd, f.targetPid, f.flags, f.cloexec]),
