@@ -363,7 +363,7 @@ export function decodeToCoordinator(bytes: Uint8Array): WorkerMessage {
         type: 'WORKER_HELLO',
         pid: m.hello?.pid ?? 0,
         restoredPid: m.hello?.restoredPid ?? 0,
-        nonce: m.hello?.nonce ?? new Uint8Array(),
+        ...(m.hello?.nonce?.length ? { nonce: Uint8Array.from(m.hello.nonce) } : {}),
       };
     case 'childrenSpawned':
       return {
@@ -419,7 +419,7 @@ export function decodeAuth(bytes: Uint8Array): AuthMessage {
       return {
         type: 'AUTH_PROOF',
         pid: m.proof?.pid ?? 0,
-        nonce: m.proof?.nonce ?? new Uint8Array(),
+        nonce: Uint8Array.from(m.proof?.nonce ?? []),
       };
     case 'startupFailed':
       return {

@@ -8,8 +8,8 @@
  * finalize, verify. Two kinds act during the worker's start-up, before its HELLO, and
  * only with phase spawn: `bind-taken` (its fd socket path is bound once more just before
  * it binds it: start-up fails with a real EADDRINUSE) and `sigstop` (it stops itself
- * with SIGSTOP after proving itself on the auth socket, before it connects to the
- * control link: a test can act while it is stopped, then SIGCONT it).
+ * with SIGSTOP before it connects to the control link and proves itself on the auth
+ * socket: a test can take its routing id while it is stopped).
  */
 import { PcrError } from '../errors.js';
 import { pidfdOpen, listenSeqpacket } from '../../native/index.js';

@@ -34,7 +34,6 @@ const effects = new WorkerEffects({
   trace: identity.trace,
   prespawned,
 });
-const nonce = proveIdentity(identity.rundir, pid);
 injectStartupFault(fault, pid, identity.rundir, 'connect');
 
 let actor: Actor<typeof taskMachine> | undefined;
@@ -43,6 +42,9 @@ const dealer = new ControlDealer(identity.rundir, String(pid), {
   onFrame: (frame) => onMessage(decodeToWorker(frame)),
   onError: (err) => die(`control link: ${err.message}`),
 });
+// ZeroMQ connects in its own thread meanwhile. The proof is queued on the coordinator's
+// side before the HELLO below is even sent (docs/protocol.md "Authentication").
+const nonce = proveIdentity(identity.rundir, pid);
 
 function send(message: WorkerMessage): void {
   void dealer.send(encodeToCoordinator(message));

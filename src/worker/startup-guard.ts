@@ -6,37 +6,13 @@
  * `pidfd-cr worker <dumped pid>: <message>`; either way it exits with
  * WORKER_STARTUP_FAILED_EXIT. Imported first by main.ts, and importing nothing that can
  * fail itself, so that it catches a failure of every later module; run.ts takes over
- * with its own handler once the coordinator has accepted the worker (ASSIGN).
+ * with its own handler once the coordinator has accepted the worker (ASSIGN). Importing
+ * it installs the handler: only the worker does.
  */
 import { writeSync } from 'node:fs';
 import { failureFromError } from '../machines/failure.js';
 import { WORKER_ENV } from './identity.js';
-
-/** Exit status of a worker whose start-up failed (70 is a later internal error). */
-export const WORKER_STARTUP_FAILED_EXIT = 71;
-
-/** What can be read of PCR_WORKER even when it is malformed. */
-export interface LooseIdentity {
-  dumpedPid?: number;
-  rundir?: string;
-  stderrUsable: boolean;
-}
-
-export function looseIdentity(text: string | undefined): LooseIdentity {
-  let id: Record<string, unknown> = {};
-  try {
-    const parsed: unknown = JSON.parse(text ?? '');
-    if (parsed !== null && typeof parsed === 'object') id = parsed as Record<string, unknown>;
-  } catch {
-    // unreadable: nothing known
-  }
-  return {
-    ...(Number.isInteger(id.dumpedPid) ? { dumpedPid: id.dumpedPid as number } : {}),
-    ...(typeof id.rundir === 'string' ? { rundir: id.rundir } : {}),
-    // fd 2 is one of the task's placeholders when the spawner says so; else it is ours.
-    stderrUsable: id.stderrUsable !== false,
-  };
-}
+import { WORKER_STARTUP_FAILED_EXIT, looseIdentity } from './startup-failure.js';
 
 let failing = false;
 

@@ -9,7 +9,7 @@ import type { Failure } from '../plan/messages.js';
 import { prespawned } from './prespawn.js';
 import { reapOrphansUntilNone, ORPHAN_DEADLINE_MS } from './children.js';
 import { sendAuth } from './auth-client.js';
-import type { LooseIdentity } from './startup-guard.js';
+import type { LooseIdentity } from './startup-failure.js';
 
 const SIGKILL = 9;
 

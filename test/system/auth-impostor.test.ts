@@ -1,8 +1,8 @@
 /**
  * A real impostor process on the control link (test/fixtures/impostor.ts) during a
- * restore: the root worker is stopped by the test hook (`sigstop@<root>:spawn`) after it
- * proved itself on the auth socket and before it connects to ZeroMQ, so the impostor
- * holds the root's routing id first. Its HELLO is refused and the restore stops naming
+ * restore: the root worker is stopped by the test hook (`sigstop@<root>:spawn`) before it
+ * connects to ZeroMQ and proves itself on the auth socket, so the impostor holds the
+ * root's routing id first. Its HELLO is refused and the restore stops naming
  * the task (and the impostor's pid when the kernel showed it); nothing is left behind.
  */
 import { test } from 'node:test';

@@ -14,7 +14,7 @@ import { restoreImage } from '../../src/restore/coordinator.js';
 import { PcrError } from '../../src/errors.js';
 import { WORKER_SCRIPT, workerEnv } from '../../src/actors/spawn-worker.js';
 import { WORKER_ENV } from '../../src/worker/identity.js';
-import { WORKER_STARTUP_FAILED_EXIT } from '../../src/worker/startup-guard.js';
+import { WORKER_STARTUP_FAILED_EXIT } from '../../src/worker/startup-failure.js';
 import { tree33 } from '../fixtures/scenarios.js';
 import { buildAndDump } from '../helpers/restore-run.js';
 import { descendantsOf } from '../helpers/proc-view.js';
