@@ -15,7 +15,7 @@ import { PcrError } from '../../src/errors.js';
 import { WORKER_SCRIPT, workerEnv } from '../../src/actors/spawn-worker.js';
 import { WORKER_ENV } from '../../src/worker/identity.js';
 import { WORKER_STARTUP_FAILED_EXIT } from '../../src/worker/startup-failure.js';
-import { tree33 } from '../fixtures/scenarios.js';
+import { alive, tree33 } from '../fixtures/scenarios.js';
 import { buildAndDump } from '../helpers/restore-run.js';
 import { descendantsOf } from '../helpers/proc-view.js';
 
@@ -56,6 +56,30 @@ test('a worker whose fd socket cannot be bound: task, phase spawn and errno name
     '',
     'no worker wrote anything: no stack, the failure went to the coordinator',
   );
+});
+
+test('the root worker fails at start-up: reported at once, nothing left', async (t) => {
+  const { image, dir } = await buildAndDump(t, alive);
+  const before = new Set(descendantsOf(process.pid));
+  const err = await restoreImage(image, {
+    runDirParent: dir,
+    fault: `bind-taken@${image.rootPid}:spawn`,
+    workerStderr: null,
+  }).then(
+    () => assert.fail('the restore succeeded'),
+    (e: unknown) => e,
+  );
+  assert.ok(err instanceof PcrError, `a PcrError: ${String(err)}`);
+  assert.equal(err.code, 'PCR_ERR_SYSCALL');
+  assert.match(
+    err.message,
+    new RegExp(`task ${image.rootPid} failed in phase spawn: bind/listen .* EADDRINUSE \\(98\\)$`),
+  );
+  assert.deepEqual(
+    descendantsOf(process.pid).filter((p) => !before.has(p)),
+    [],
+  );
+  assert.deepEqual(readdirSync(dir), []);
 });
 
 /** Runs one worker by hand (we are its spawner) with `identity` as PCR_WORKER. */
