@@ -1,7 +1,7 @@
 /**
- * The worker after its early start (main.ts): binds its fd socket, proves who it is on
- * the auth socket (the nonce its HELLO carries, docs/protocol.md), connects to the
- * coordinator and says HELLO. A failure until ASSIGN is a start-up failure
+ * The worker after its early start (main.ts): binds its fd socket, connects to the
+ * coordinator, proves who it is on the auth socket (the nonce its HELLO carries,
+ * docs/protocol.md) and says HELLO. A failure until ASSIGN is a start-up failure
  * (startup-guard.ts). On ASSIGN it takes the dumped comm and runs the task
  * machine with the real effects; PHASE and TEARDOWN go to the machine; every state change
  * goes back as a TRACE when tracing. It exits once torn down, after reaping its children.
