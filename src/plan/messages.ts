@@ -83,6 +83,11 @@ export interface WorkerHello {
   type: 'WORKER_HELLO';
   pid: number;
   restoredPid: number;
+  /**
+   * The nonce the worker also sent in its AuthProof (16 bytes): the coordinator accepts
+   * the HELLO only if the process `restoredPid` proved this nonce (docs/protocol.md).
+   */
+  nonce?: Uint8Array;
 }
 export interface ChildrenSpawned {
   type: 'CHILDREN_SPAWNED';
@@ -113,6 +118,14 @@ export interface TraceMessage {
 }
 export type WorkerMessage =
   WorkerHello | ChildrenSpawned | PhaseDone | WorkerFailed | FdReportMessage | TraceMessage;
+
+/**
+ * Worker -> coordinator over the auth socket (one per connection; the sender's pid comes
+ * from SO_PEERCRED): the proof that goes with a HELLO, or a failure before any HELLO.
+ */
+export type AuthMessage =
+  | { type: 'AUTH_PROOF'; pid: number; nonce: Uint8Array }
+  | { type: 'STARTUP_FAILED'; pid: number; failure: Failure };
 
 // Coordinator -> worker (PHASE and TEARDOWN are the task machine's events).
 export interface AssignMessage {

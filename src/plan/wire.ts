@@ -9,6 +9,7 @@ import { pidfdcr } from '../../gen/pb.js';
 import { PcrError } from '../errors.js';
 import type { PcrErrorCode } from '../errors.js';
 import type {
+  AuthMessage,
   CoordinatorMessage,
   Failure,
   FdReport,
@@ -325,7 +326,9 @@ export function encodeToCoordinator(msg: WorkerMessage): Uint8Array {
   let props: pidfdcr.protocol.ToCoordinator.$Properties;
   switch (msg.type) {
     case 'WORKER_HELLO':
-      props = { hello: { pid: msg.pid, restoredPid: msg.restoredPid } };
+      props = {
+        hello: { pid: msg.pid, restoredPid: msg.restoredPid, nonce: msg.nonce ?? new Uint8Array() },
+      };
       break;
     case 'CHILDREN_SPAWNED':
       props = {
@@ -360,6 +363,7 @@ export function decodeToCoordinator(bytes: Uint8Array): WorkerMessage {
         type: 'WORKER_HELLO',
         pid: m.hello?.pid ?? 0,
         restoredPid: m.hello?.restoredPid ?? 0,
+        ...(m.hello?.nonce?.length ? { nonce: Uint8Array.from(m.hello.nonce) } : {}),
       };
     case 'childrenSpawned':
       return {
@@ -395,6 +399,36 @@ export function decodeToCoordinator(bytes: Uint8Array): WorkerMessage {
     }
     default:
       return bad('a ToCoordinator frame with no message');
+  }
+}
+
+// ---- worker -> coordinator, auth socket -------------------------------------------------
+
+export function encodeAuth(msg: AuthMessage): Uint8Array {
+  const props: pidfdcr.protocol.ToAuth.$Properties =
+    msg.type === 'AUTH_PROOF'
+      ? { proof: { pid: msg.pid, nonce: msg.nonce } }
+      : { startupFailed: failureToPb(msg.pid, msg.failure) };
+  return pb.ToAuth.encode(props).finish();
+}
+
+export function decodeAuth(bytes: Uint8Array): AuthMessage {
+  const m = pb.ToAuth.decode(bytes);
+  switch (m.msg) {
+    case 'proof':
+      return {
+        type: 'AUTH_PROOF',
+        pid: m.proof?.pid ?? 0,
+        nonce: Uint8Array.from(m.proof?.nonce ?? []),
+      };
+    case 'startupFailed':
+      return {
+        type: 'STARTUP_FAILED',
+        pid: m.startupFailed?.pid ?? 0,
+        failure: failureFromPb(m.startupFailed!),
+      };
+    default:
+      return bad('a ToAuth message with no message');
   }
 }
 

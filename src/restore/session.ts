@@ -29,7 +29,8 @@ import { ControlRouter } from './zmq-link.js';
 import { WorkerMonitor } from './monitor.js';
 import { writePidMapFile } from './pid-map-file.js';
 import { traceInspector, TRACE_VERSION, type TraceDetails } from './trace.js';
-import { Registry } from './registry.js';
+import { Registry, type Admitted } from './registry.js';
+import { AuthListener } from './auth.js';
 import { fileClasses, withFileClasses } from '../actors/report-fds.js';
 import type { RestoreOptions } from './coordinator.js';
 
@@ -99,7 +100,8 @@ function killQuiet(pid: number): void {
 
 /** One restore in progress: the socket, the machine, the watched workers. */
 export class Session {
-  private readonly registry = new Registry();
+  private registry!: Registry;
+  private auth: AuthListener | undefined;
   /** Every process pid a worker told us about: reaped if it comes back to us. */
   private readonly spawned = new Set<number>();
   private readonly monitor: WorkerMonitor;
@@ -134,10 +136,20 @@ export class Session {
     options: RestoreOptions,
   ): Promise<Session> {
     const s = new Session(image, plan, rundir, options);
-    s.router = await ControlRouter.bind(rundir, {
-      onFrame: (id, frame) => s.onFrame(id, frame),
-      onError: (err) => s.deliver({ type: 'STOP', reason: `control link: ${err.message}` }),
+    s.auth = AuthListener.listen(rundir, {
+      onStartupFailed: (from, dumped, failure) =>
+        s.admit(() => s.registry.startupFailure(from, dumped, failure)),
     });
+    s.registry = new Registry(s.auth);
+    try {
+      s.router = await ControlRouter.bind(rundir, {
+        onFrame: (id, frame) => s.onFrame(id, frame),
+        onError: (err) => s.deliver({ type: 'STOP', reason: `control link: ${err.message}` }),
+      });
+    } catch (err) {
+      s.auth.close();
+      throw err;
+    }
     return s;
   }
 
@@ -213,11 +225,7 @@ export class Session {
         reason: `worker '${routingId}' sent a message about task ${pid}`,
       });
     }
-    if (message.type === 'WORKER_HELLO') {
-      this.spawned.add(message.restoredPid);
-      for (const hello of this.registry.hello(message)) this.deliver(hello);
-      return;
-    }
+    if (message.type === 'WORKER_HELLO') return this.admit(() => this.registry.hello(message));
     // Only a worker whose HELLO was accepted may say anything else.
     if (!this.registry.isAccepted(pid)) return;
     if (message.type === 'TRACE') return this.traceWorker(message);
@@ -229,8 +237,7 @@ export class Session {
         if (workers.has(c.dumped)) this.watch(c.dumped, c.restored);
       }
       this.deliver(message);
-      for (const hello of this.registry.expect(message.children)) this.deliver(hello);
-      return;
+      return this.admit(() => this.registry.expect(message.children));
     }
     this.deliver(message);
   }
@@ -252,6 +259,20 @@ export class Session {
     const classes = fileClasses(held.map((m) => ({ restoredPid: restored(m), fds: m.report.fds })));
     for (const m of held) {
       this.deliver({ ...m, report: withFileClasses(m.report, restored(m), classes) });
+    }
+  }
+
+  /** Delivers what the registry admits; a refused impostor stops the restore. */
+  private admit(judge: () => Admitted[]): void {
+    let admitted: Admitted[];
+    try {
+      admitted = judge();
+    } catch (err) {
+      return this.deliver({ type: 'STOP', reason: (err as Error).message });
+    }
+    for (const m of admitted) {
+      if (m.type === 'WORKER_HELLO') this.spawned.add(m.restoredPid);
+      this.deliver(m);
     }
   }
 
@@ -280,9 +301,7 @@ export class Session {
     this.rootPid = w.pid;
     this.spawned.add(w.pid);
     this.monitor.add(root.pid, w.pid, w.pidfd);
-    for (const hello of this.registry.expect([{ dumped: root.pid, restored: w.pid }])) {
-      this.deliver(hello);
-    }
+    this.admit(() => this.registry.expect([{ dumped: root.pid, restored: w.pid }]));
     return { restoredPid: w.pid };
   };
 
@@ -421,6 +440,7 @@ export class Session {
     await reapReturned(this.spawned, this.rootPid, REAP_DEADLINE_MS);
     this.monitor.close();
     this.rootPidfd = -1;
+    this.auth?.close();
     await this.router.close();
   }
 }

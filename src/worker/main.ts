@@ -4,8 +4,10 @@
  * subreaper, then the child workers are spawned at once from the spawn plan the
  * coordinator left in the run directory — before this worker loads its heavy modules
  * (xstate, zeromq, protobuf: ≈100 ms), so the tree starts in parallel instead of one
- * level after the other. Then run.ts is loaded and does the rest.
+ * level after the other. Then run.ts is loaded and does the rest. startup-guard.ts comes
+ * first: any failure from here until ASSIGN ends as a typed start-up failure.
  */
+import { failStartup } from './startup-guard.js';
 import { identity } from './early.js';
 import { setCloexec, prctl, PR_SET_CHILD_SUBREAPER } from '../../native/index.js';
 import { prespawnChildren } from './prespawn.js';
@@ -17,4 +19,4 @@ prctl(PR_SET_CHILD_SUBREAPER, 1);
 prespawnChildren(identity);
 
 // Not a top-level await: the worker is bundled as CommonJS (scripts/build.mjs).
-void import('./run.js');
+import('./run.js').catch(failStartup);

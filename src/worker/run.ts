@@ -1,6 +1,8 @@
 /**
  * The worker after its early start (main.ts): binds its fd socket, connects to the
- * coordinator and says HELLO; on ASSIGN it takes the dumped comm and runs the task
+ * coordinator, proves who it is on the auth socket (the nonce its HELLO carries,
+ * docs/protocol.md) and says HELLO. A failure until ASSIGN is a start-up failure
+ * (startup-guard.ts). On ASSIGN it takes the dumped comm and runs the task
  * machine with the real effects; PHASE and TEARDOWN go to the machine; every state change
  * goes back as a TRACE when tracing. It exits once torn down, after reaping its children.
  */
@@ -15,18 +17,24 @@ import type { CoordinatorMessage, WorkerMessage } from '../plan/messages.js';
 import { traceInspector, type TraceEvent } from '../restore/trace.js';
 import { failureFromError } from '../machines/failure.js';
 import { WorkerEffects } from './effects.js';
-import { parseFault } from './fault.js';
+import { parseFault, injectStartupFault } from './fault.js';
 import { FAULT_ENV } from './identity.js';
+import { proveIdentity } from './auth-client.js';
+import { failStartup, startupDone } from './startup-guard.js';
+import { PcrError } from '../errors.js';
 
 const pid = identity.dumpedPid;
+const fault = parseFault(process.env[FAULT_ENV]);
+injectStartupFault(fault, pid, identity.rundir, 'bind');
 const effects = new WorkerEffects({
   dumpedPid: pid,
   rundir: identity.rundir,
   stderrFd: identity.stderrUsable ? 2 : null,
-  fault: parseFault(process.env[FAULT_ENV]),
+  ...(fault ? { fault } : {}),
   trace: identity.trace,
   prespawned,
 });
+injectStartupFault(fault, pid, identity.rundir, 'connect');
 
 let actor: Actor<typeof taskMachine> | undefined;
 
@@ -34,6 +42,9 @@ const dealer = new ControlDealer(identity.rundir, String(pid), {
   onFrame: (frame) => onMessage(decodeToWorker(frame)),
   onError: (err) => die(`control link: ${err.message}`),
 });
+// ZeroMQ connects in its own thread meanwhile. The proof is queued on the coordinator's
+// side before the HELLO below is even sent (docs/protocol.md "Authentication").
+const nonce = proveIdentity(identity.rundir, pid);
 
 function send(message: WorkerMessage): void {
   void dealer.send(encodeToCoordinator(message));
@@ -43,7 +54,9 @@ function diag(text: string): void {
   if (identity.stderrUsable) process.stderr.write(`pidfd-cr worker ${pid}: ${text}\n`);
 }
 
-function die(text: string): never {
+/** Before ASSIGN this is a start-up failure; after it, one line and exit 70. */
+function die(text: string): void {
+  if (!actor) return void failStartup(new PcrError('PCR_ERR_RESTORE', text));
   diag(text);
   process.exit(70);
 }
@@ -69,6 +82,8 @@ function forwardTrace(trace: TraceEvent): void {
 }
 
 function start(message: Extract<CoordinatorMessage, { type: 'ASSIGN' }>): void {
+  startupDone();
+  process.on('uncaughtException', onUncaught);
   setComm(message.plan.comm);
   const machine = taskMachine.provide({
     actors: effects.actors(),
@@ -118,7 +133,8 @@ async function finish(code: number): Promise<void> {
   process.exit(code);
 }
 
-process.on('uncaughtException', (err) => {
+/** After ASSIGN: the failure goes over the control link, the stack to our stderr. */
+function onUncaught(err: Error): void {
   const failure = failureFromError(err, actor?.getSnapshot().context.phase ?? 'spawn');
   send({
     type: 'WORKER_FAILED',
@@ -127,6 +143,6 @@ process.on('uncaughtException', (err) => {
   });
   diag(err.stack ?? String(err));
   setTimeout(() => process.exit(70), 50);
-});
+}
 
-send({ type: 'WORKER_HELLO', pid, restoredPid: process.pid });
+send({ type: 'WORKER_HELLO', pid, restoredPid: process.pid, nonce });

@@ -1,7 +1,7 @@
 /**
  * The control link and the trace: ROUTER/DEALER frames over ipc in a private directory,
- * the HELLO registry (early HELLOs wait, contradicting or repeated ones are refused),
- * trace events from XState inspection, and the NDJSON file sink.
+ * trace events from XState inspection, and the NDJSON file sink. (The HELLO registry:
+ * test/unit/registry.test.ts; the auth socket: test/system/auth-link.test.ts.)
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,7 +10,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createActor, createMachine } from 'xstate';
 import { ControlRouter, ControlDealer } from '../../src/restore/zmq-link.js';
-import { Registry } from '../../src/restore/registry.js';
 import { makeRundir, removeRundir } from '../../src/restore/rundir.js';
 import { traceInspector, type TraceEvent } from '../../src/restore/trace.js';
 import { fileTraceSink } from '../../src/restore/trace-sinks.js';
@@ -52,36 +51,6 @@ test('router and dealers exchange frames by routing id in a 0700 run directory',
   } finally {
     removeRundir(dir);
   }
-});
-
-test('registry: a HELLO is accepted only with the expected restored pid', () => {
-  const r = new Registry();
-  const hello = (pid: number, restoredPid: number) => ({
-    type: 'WORKER_HELLO' as const,
-    pid,
-    restoredPid,
-  });
-  assert.deepEqual(r.expect([{ dumped: 1, restored: 101 }]), []);
-  assert.deepEqual(r.hello(hello(1, 101)), [hello(1, 101)]);
-  assert.deepEqual(r.hello(hello(1, 101)), [], 'a second HELLO for a task is refused');
-  assert.deepEqual(r.hello(hello(2, 202)), [], 'unknown yet: waits');
-  assert.deepEqual(r.hello(hello(3, 999)), [], 'unknown yet: waits');
-  assert.deepEqual(
-    r.expect([
-      { dumped: 2, restored: 202 },
-      { dumped: 3, restored: 303 },
-    ]),
-    [hello(2, 202)],
-    'the waiting HELLO of 2 is accepted, 3 contradicts its parent',
-  );
-  assert.deepEqual(r.accepted().sort(), [1, 2]);
-  assert.deepEqual(
-    r.refused.map((h) => h.pid),
-    [1, 3],
-  );
-  assert.equal(r.restoredOf(3), undefined);
-  assert.equal(r.isAccepted(2), true);
-  assert.equal(r.isAccepted(3), false, 'nothing else from 3 is listened to');
 });
 
 test('trace: one event per state change of the root actor, schema v1', () => {

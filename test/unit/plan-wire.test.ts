@@ -61,6 +61,7 @@ test('coordinator -> worker messages round-trip', () => {
 test('worker -> coordinator messages round-trip', () => {
   const msgs: WorkerMessage[] = [
     { type: 'WORKER_HELLO', pid: 100, restoredPid: 5000 },
+    { type: 'WORKER_HELLO', pid: 100, restoredPid: 5000, nonce: new Uint8Array(16).fill(7) },
     {
       type: 'CHILDREN_SPAWNED',
       pid: 100,

@@ -1,0 +1,29 @@
+/**
+ * The worker's side of the auth socket (src/restore/auth.ts): one connection, one
+ * message, closed. Synchronous on purpose: when sendmsg returns, the message is queued
+ * on the coordinator's side, so the HELLO sent afterwards can never overtake its proof,
+ * and a start-up failure is there before our exit is.
+ */
+import { randomBytes } from 'node:crypto';
+import { connectSeqpacket, sendFds, closeQuiet } from '../../native/index.js';
+import { encodeAuth } from '../plan/wire.js';
+import type { AuthMessage } from '../plan/messages.js';
+import { authSocketPath } from '../restore/auth.js';
+
+export const NONCE_BYTES = 16;
+
+export function sendAuth(rundir: string, message: AuthMessage): void {
+  const sock = connectSeqpacket(authSocketPath(rundir));
+  try {
+    sendFds(sock, Buffer.from(encodeAuth(message)), []);
+  } finally {
+    closeQuiet(sock);
+  }
+}
+
+/** Proves to the coordinator that this process plays `dumpedPid`; returns the HELLO nonce. */
+export function proveIdentity(rundir: string, dumpedPid: number): Uint8Array {
+  const nonce = randomBytes(NONCE_BYTES);
+  sendAuth(rundir, { type: 'AUTH_PROOF', pid: dumpedPid, nonce });
+  return nonce;
+}
