@@ -53,14 +53,27 @@ export class WorkerMonitor {
   add(dumpedPid: number, pid: number, pidfd: number = pidfdOpen(pid)): void {
     if (this.watched.has(dumpedPid)) return;
     const w: Watched = { dumpedPid, pid, pidfd, watch: undefined, exited: false };
-    w.watch = watchReadable(pidfd, () => {
-      w.watch?.stop();
-      w.watch = undefined;
-      w.exited = true;
-      this.onExit(dumpedPid, exitStatusOf(pidfd, pid));
-      this.waiters.forEach((f) => f());
-    });
+    w.watch = watchReadable(pidfd, () => this.exited(w, exitStatusOf(pidfd, pid)));
     this.watched.set(dumpedPid, w);
+  }
+
+  private exited(w: Watched, status: number): void {
+    w.watch?.stop();
+    w.watch = undefined;
+    w.exited = true;
+    this.onExit(w.dumpedPid, status);
+    this.waiters.forEach((f) => f());
+  }
+
+  /**
+   * Reports now every watched worker that has exited but whose pidfd event has not come
+   * yet (under load the event loop may see a victim's exit long before its killer's).
+   */
+  collectExited(): void {
+    for (const w of this.alive()) {
+      const status = exitStatusOf(w.pidfd, w.pid);
+      if (status !== -1) this.exited(w, status);
+    }
   }
 
   get(dumpedPid: number): Watched | undefined {

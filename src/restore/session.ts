@@ -145,6 +145,7 @@ export class Session {
       s.router = await ControlRouter.bind(rundir, {
         onFrame: (id, frame) => s.onFrame(id, frame),
         onError: (err) => s.deliver({ type: 'STOP', reason: `control link: ${err.message}` }),
+        onUnreachable: (id) => s.onUnreachable(Number(id)),
       });
     } catch (err) {
       s.auth.close();
@@ -168,7 +169,26 @@ export class Session {
     this.exitTimer ??= setTimeout(() => this.flushExits(), EXIT_WINDOW_MS);
   }
 
+  /**
+   * A send to worker `dumped` found it disconnected: it has died (its exit, seen through
+   * its pidfd, names it and its status) or it closed its link while alive. Give the exit
+   * report time to come; a worker still alive then is named.
+   */
+  private onUnreachable(dumped: number): void {
+    setTimeout(() => {
+      this.monitor.collectExited();
+      const w = this.monitor.get(dumped);
+      if (w && !w.exited) {
+        this.deliver({
+          type: 'STOP',
+          reason: `task ${dumped} (pid ${w.pid}) is alive but not connected to the control link`,
+        });
+      }
+    }, 2 * EXIT_WINDOW_MS).unref();
+  }
+
   private flushExits(): void {
+    this.monitor.collectExited(); // an ancestor dead but not yet seen is blamed first
     this.exitTimer = undefined;
     const exits = this.exits.splice(0);
     exits.sort((a, b) => this.depth(a.pid) - this.depth(b.pid));

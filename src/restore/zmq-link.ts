@@ -30,6 +30,8 @@ class SendQueue {
 export interface RouterHandlers {
   onFrame(routingId: string, frame: Buffer): void;
   onError(err: Error): void;
+  /** A send found no connected peer with this routing id (EHOSTUNREACH): it left. */
+  onUnreachable(routingId: string): void;
 }
 
 export class ControlRouter {
@@ -72,7 +74,15 @@ export class ControlRouter {
   }
 
   send(routingId: string, frame: Uint8Array): Promise<void> {
-    return this.sends.push(() => this.socket.send([routingId, frame]));
+    return this.sends.push(async () => {
+      try {
+        await this.socket.send([routingId, frame]);
+      } catch (err) {
+        // A worker that died (or closed its DEALER) is not a failure of the link.
+        if ((err as { code?: string }).code !== 'EHOSTUNREACH') throw err;
+        this.handlers.onUnreachable(routingId);
+      }
+    });
   }
 
   async close(): Promise<void> {

@@ -22,12 +22,14 @@ test('router and dealers exchange frames by routing id in a 0700 run directory',
     let answered!: () => void;
     const done = new Promise<void>((r) => (answered = r));
     const replies: string[] = [];
+    const unreachable: string[] = [];
     const router = await ControlRouter.bind(dir, {
       onFrame: (id, frame) => {
         got.push([id, frame.toString()]);
         void router.send(id, Buffer.from(`hi ${id}`));
       },
       onError: (err) => assert.fail(err),
+      onUnreachable: (id) => unreachable.push(id),
     });
     const dealers = ['11', '22'].map(
       (id) =>
@@ -47,6 +49,13 @@ test('router and dealers exchange frames by routing id in a 0700 run directory',
     ]);
     assert.deepEqual(replies.sort(), ['hi 11', 'hi 22']);
     await Promise.all(dealers.map((d) => d.close()));
+    // A send to a peer that left is reported as unreachable, not as a link error (once
+    // the ROUTER has seen the disconnect: until then the frame is dropped with the pipe).
+    for (let i = 0; i < 5000 && unreachable.length === 0; i++) {
+      await router.send('11', Buffer.from('anyone?'));
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    assert.equal(unreachable[0], '11');
     await router.close();
   } finally {
     removeRundir(dir);

@@ -236,7 +236,7 @@ test('a worker with children crashes: it is named, not a child that died with it
     runDirParent: dir,
     fault: `crash@${mid}:open-alive`,
   });
-  assert.equal(err.code, 'PCR_ERR_TASK_EXITED');
+  assert.equal(err.code, 'PCR_ERR_TASK_EXITED', err.message);
   assert.match(
     err.message,
     new RegExp(`task ${mid} exited \\(killed by signal 9\\) during phase open-alive`),
