@@ -8,60 +8,70 @@ import { SyscallError } from '../src/errors.js';
 
 const lib = koffi.load('libc.so.6');
 
-/** Raw libc entry points. Pointer arguments take Buffers (koffi passes their address). */
-export const libc = {
-  syscall: lib.func('long syscall(long nr, ...)'),
-  pidfd_open: lib.func('int pidfd_open(int pid, unsigned int flags)'),
-  pidfd_send_signal: lib.func(
-    'int pidfd_send_signal(int pidfd, int sig, void *info, unsigned int flags)',
-  ),
-  pidfd_getfd: lib.func('int pidfd_getfd(int pidfd, int targetfd, unsigned int flags)'),
-  ioctl: lib.func('int ioctl(int fd, unsigned long req, ...)'),
-  fcntl: lib.func('int fcntl(int fd, int cmd, ...)'),
-  dup3: lib.func('int dup3(int oldfd, int newfd, int flags)'),
-  close: lib.func('int close(int fd)'),
-  open: lib.func('int open(const char *path, int flags, ...)'),
-  name_to_handle_at: lib.func(
+/** C prototypes of the raw libc entry points, by name. */
+const PROTOTYPES = {
+  syscall: 'long syscall(long nr, ...)',
+  pidfd_open: 'int pidfd_open(int pid, unsigned int flags)',
+  pidfd_send_signal: 'int pidfd_send_signal(int pidfd, int sig, void *info, unsigned int flags)',
+  pidfd_getfd: 'int pidfd_getfd(int pidfd, int targetfd, unsigned int flags)',
+  ioctl: 'int ioctl(int fd, unsigned long req, ...)',
+  fcntl: 'int fcntl(int fd, int cmd, ...)',
+  dup3: 'int dup3(int oldfd, int newfd, int flags)',
+  close: 'int close(int fd)',
+  open: 'int open(const char *path, int flags, ...)',
+  name_to_handle_at:
     'int name_to_handle_at(int dirfd, const char *path, void *handle, void *mount_id, int flags)',
-  ),
-  open_by_handle_at: lib.func('int open_by_handle_at(int mount_fd, void *handle, int flags)'),
-  socket: lib.func('int socket(int domain, int type, int protocol)'),
-  socketpair: lib.func('int socketpair(int domain, int type, int protocol, void *sv)'),
-  bind: lib.func('int bind(int fd, void *addr, unsigned int len)'),
-  listen: lib.func('int listen(int fd, int backlog)'),
-  accept4: lib.func('int accept4(int fd, void *addr, void *len, int flags)'),
-  connect: lib.func('int connect(int fd, void *addr, unsigned int len)'),
-  getsockopt: lib.func('int getsockopt(int fd, int level, int name, void *val, void *len)'),
-  sendmsg: lib.func('long sendmsg(int fd, void *msg, int flags)'),
-  recvmsg: lib.func('long recvmsg(int fd, void *msg, int flags)'),
-  posix_spawn: lib.func(
+  open_by_handle_at: 'int open_by_handle_at(int mount_fd, void *handle, int flags)',
+  socket: 'int socket(int domain, int type, int protocol)',
+  socketpair: 'int socketpair(int domain, int type, int protocol, void *sv)',
+  bind: 'int bind(int fd, void *addr, unsigned int len)',
+  listen: 'int listen(int fd, int backlog)',
+  accept4: 'int accept4(int fd, void *addr, void *len, int flags)',
+  connect: 'int connect(int fd, void *addr, unsigned int len)',
+  getsockopt: 'int getsockopt(int fd, int level, int name, void *val, void *len)',
+  sendmsg: 'long sendmsg(int fd, void *msg, int flags)',
+  recvmsg: 'long recvmsg(int fd, void *msg, int flags)',
+  posix_spawn:
     'int posix_spawn(void *pid, const char *path, void *fa, void *attr, const char **argv, const char **envp)',
-  ),
-  posix_spawn_file_actions_init: lib.func('int posix_spawn_file_actions_init(void *fa)'),
-  posix_spawn_file_actions_destroy: lib.func('int posix_spawn_file_actions_destroy(void *fa)'),
-  posix_spawn_file_actions_adddup2: lib.func(
+  posix_spawn_file_actions_init: 'int posix_spawn_file_actions_init(void *fa)',
+  posix_spawn_file_actions_destroy: 'int posix_spawn_file_actions_destroy(void *fa)',
+  posix_spawn_file_actions_adddup2:
     'int posix_spawn_file_actions_adddup2(void *fa, int fd, int newfd)',
-  ),
-  posix_spawn_file_actions_addclose: lib.func(
-    'int posix_spawn_file_actions_addclose(void *fa, int fd)',
-  ),
-  posix_spawn_file_actions_addclosefrom_np: lib.func(
+  posix_spawn_file_actions_addclose: 'int posix_spawn_file_actions_addclose(void *fa, int fd)',
+  posix_spawn_file_actions_addclosefrom_np:
     'int posix_spawn_file_actions_addclosefrom_np(void *fa, int from)',
-  ),
-  posix_spawnattr_init: lib.func('int posix_spawnattr_init(void *attr)'),
-  posix_spawnattr_destroy: lib.func('int posix_spawnattr_destroy(void *attr)'),
-  posix_spawnattr_setflags: lib.func('int posix_spawnattr_setflags(void *attr, short flags)'),
-  posix_spawnattr_setsigdefault: lib.func(
-    'int posix_spawnattr_setsigdefault(void *attr, void *sigset)',
-  ),
-  posix_spawnattr_setsigmask: lib.func('int posix_spawnattr_setsigmask(void *attr, void *sigset)'),
-  waitid: lib.func('int waitid(int idtype, int id, void *info, int options)'),
-  waitpid: lib.func('int waitpid(int pid, void *status, int options)'),
-  prctl: lib.func('int prctl(int option, ...)'),
-  kill: lib.func('int kill(int pid, int sig)'),
-  setrlimit: lib.func('int setrlimit(int resource, void *rlim)'),
-  getpid: lib.func('int getpid()'),
-};
+  posix_spawnattr_init: 'int posix_spawnattr_init(void *attr)',
+  posix_spawnattr_destroy: 'int posix_spawnattr_destroy(void *attr)',
+  posix_spawnattr_setflags: 'int posix_spawnattr_setflags(void *attr, short flags)',
+  posix_spawnattr_setsigdefault: 'int posix_spawnattr_setsigdefault(void *attr, void *sigset)',
+  posix_spawnattr_setsigmask: 'int posix_spawnattr_setsigmask(void *attr, void *sigset)',
+  waitid: 'int waitid(int idtype, int id, void *info, int options)',
+  waitpid: 'int waitpid(int pid, void *status, int options)',
+  prctl: 'int prctl(int option, ...)',
+  kill: 'int kill(int pid, int sig)',
+  setrlimit: 'int setrlimit(int resource, void *rlim)',
+  getpid: 'int getpid()',
+} as const;
+
+type LibcFunction = ReturnType<typeof lib.func>;
+
+/**
+ * Raw libc entry points. Pointer arguments take Buffers (koffi passes their address).
+ * Each is declared to koffi on first use (a worker uses about half of them; declaring all
+ * at start-up cost ≈ 1 ms of its CPU), then stays a plain property.
+ */
+export const libc = {} as { readonly [name in keyof typeof PROTOTYPES]: LibcFunction };
+for (const [name, prototype] of Object.entries(PROTOTYPES)) {
+  Object.defineProperty(libc, name, {
+    configurable: true,
+    enumerable: true,
+    get(): LibcFunction {
+      const fn = lib.func(prototype);
+      Object.defineProperty(libc, name, { value: fn, enumerable: true });
+      return fn;
+    },
+  });
+}
 
 /** Non-blocking readiness on an fd through a libuv poll handle (no threads involved). */
 export const uvPoll = koffi.node.poll;
@@ -72,11 +82,11 @@ export function addressOf(buf: Buffer): bigint {
   return koffi.address(buf);
 }
 
-const errnoNames: Map<number, string> = new Map(
-  Object.entries(koffi.os.errno).map(([name, num]) => [num, name]),
-);
+/** Built on the first failure, not at start-up. */
+let errnoNames: Map<number, string> | undefined;
 
 export function errnoName(errno: number): string {
+  errnoNames ??= new Map(Object.entries(koffi.os.errno).map(([name, num]) => [num, name]));
   return errnoNames.get(errno) ?? `E${errno}`;
 }
 

@@ -2,11 +2,13 @@
 // generated JS next to the compiled code. Node 20 cannot run .ts, so this is required.
 // Last, the worker process is bundled into one CommonJS file (docs/restore.md,
 // "Performance"): one file to read and compile instead of ~100 ESM modules and the CJS
-// wrappers of protobufjs; koffi and zeromq stay external (native addons). Workers start
-// from src/worker/start.cts, which runs the bundle with V8's code cache.
+// wrappers of protobufjs; the native addons are loaded from their files (see workerBundle).
+// Workers start from src/worker/start.cts, which runs the bundle with V8's code cache.
 import { execFileSync } from 'node:child_process';
 import { build } from 'esbuild';
-import { mkdirSync, copyFileSync, chmodSync, readdirSync, rmSync } from 'node:fs';
+import { mkdirSync, copyFileSync, chmodSync, readdirSync, rmSync, realpathSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, relative, resolve } from 'node:path';
 
 const bin = (name) => `node_modules/.bin/${name}`;
 const run = (cmd, args) => {
@@ -22,33 +24,121 @@ mkdirSync('gen', { recursive: true });
 const protos = readdirSync('proto')
   .filter((f) => f.endsWith('.proto'))
   .map((f) => `proto/${f}`);
-run(bin('pbjs'), [
-  '-t',
-  'static-module',
-  '-w',
-  'es6',
-  '--es6',
-  '--no-beautify',
-  '-d',
-  '-o',
-  'gen/pb.js',
-  ...protos,
-]);
+const pbjs = (out, extra, files) =>
+  run(bin('pbjs'), [
+    '-t',
+    'static-module',
+    '-w',
+    'es6',
+    '--es6',
+    '--no-beautify',
+    '-d',
+    ...extra,
+    '-o',
+    out,
+    ...files,
+  ]);
+pbjs('gen/pb.js', [], protos);
+// The worker's copy (bundle only, in place of gen/pb.js): the control protocol alone, and
+// only encode/decode — a quarter of the code to load and evaluate (≈ -4 ms CPU per worker).
+const LEAN = [
+  '--no-verify',
+  '--no-convert',
+  '--no-delimited',
+  '--no-typeurl',
+  '--no-service',
+  '--no-comments',
+];
+pbjs('gen/pb-worker.js', LEAN, ['proto/protocol.proto']);
 rmSync('dist', { recursive: true, force: true });
 run(bin('tsc'), ['-p', '.']);
 mkdirSync('dist/gen', { recursive: true });
 copyFileSync('gen/pb.js', 'dist/gen/pb.js');
 chmodSync('dist/src/cli/main.js', 0o755);
 
+const BUNDLE = 'dist/src/worker/bundle.cjs';
+
+/**
+ * The native addon file that `pkg`'s own loader picks on this machine (found by loading
+ * it here), as a path relative to the bundle's directory; undefined if not found.
+ */
+function addonPath(pkg, marker) {
+  const req = createRequire(import.meta.url);
+  try {
+    req(pkg);
+  } catch {
+    return undefined;
+  }
+  const file = Object.keys(req.cache).find((f) => f.endsWith('.node') && f.includes(marker));
+  return file && fromBundle(file);
+}
+
+/** A real path inside node_modules as a path relative to the bundle's directory (through
+ * ./node_modules, which may be a symlink). */
+function fromBundle(realPath) {
+  const inModules = relative(realpathSync('node_modules'), realPath);
+  const path = inModules.startsWith('..') ? realPath : join('node_modules', inModules);
+  return relative(dirname(BUNDLE), path);
+}
+
+/**
+ * koffi's and zeromq's loaders find their addon at run time (ELF parsing of the node
+ * binary, a JSON manifest, directory probes, uncached JS: ≈ 20 ms of a worker's CPU). The
+ * bundle loads the file found at build time directly and falls back to the package's own
+ * loader when that file is missing (a moved install). zeromq's JS is bundled (code-cached)
+ * with its `load-addon.js` replaced; koffi's JS only wraps the addon with deprecated
+ * aliases, so the addon itself is what `import koffi from 'koffi'` gets.
+ */
+const koffiAddon = addonPath('koffi', 'koffi');
+const zmqAddon = addonPath('zeromq', 'zeromq');
+const joinDir = (rel) => `require('node:path').join(__dirname, ${JSON.stringify(rel)})`;
+const loadDirect = (rel, fallback) =>
+  `let addon;\ntry { addon = require(${joinDir(rel)}); } catch {}\naddon ??= ${fallback};\n`;
+
+const workerBundle = {
+  name: 'worker-bundle',
+  setup(b) {
+    // gen/pb.js → the lean gen/pb-worker.js (same protocol messages and encode/decode).
+    b.onResolve({ filter: /[\\/]gen[\\/]pb\.js$/ }, () => ({ path: resolve('gen/pb-worker.js') }));
+    if (koffiAddon) {
+      // The fallback's require('koffi') (from the 'addon' namespace) is the real package.
+      b.onResolve({ filter: /^koffi$/ }, (args) =>
+        args.namespace === 'addon'
+          ? { path: 'koffi', external: true }
+          : { path: 'koffi', namespace: 'addon' },
+      );
+      b.onLoad({ filter: /^koffi$/, namespace: 'addon' }, () => ({
+        contents: `${loadDirect(koffiAddon, "require('koffi')")}module.exports = addon;\n`,
+        loader: 'js',
+      }));
+    }
+    if (zmqAddon) {
+      b.onLoad({ filter: /zeromq[\\/]lib[\\/]load-addon\.js$/ }, (args) => {
+        const buildDir = fromBundle(join(dirname(args.path), '../build'));
+        const fallback = `require('cmake-ts/build/loader').loadAddon(${joinDir(buildDir)})`;
+        return {
+          // zeromq's native.js takes `default` of an ES-module-shaped export.
+          contents: `${loadDirect(zmqAddon, fallback)}exports.__esModule = true;\nexports.default = addon;\n`,
+          loader: 'js',
+          resolveDir: dirname(args.path),
+        };
+      });
+    }
+  },
+};
+
 try {
   await build({
     entryPoints: ['dist/src/worker/main.js'],
-    outfile: 'dist/src/worker/bundle.cjs',
+    outfile: BUNDLE,
     bundle: true,
     platform: 'node',
     target: 'node20',
     format: 'cjs',
-    external: ['koffi', 'zeromq'],
+    // zeromq's JS is bundled only when its addon was found (its own loader looks for
+    // the addon relative to its own files).
+    external: zmqAddon ? ['koffi'] : ['koffi', 'zeromq'],
+    plugins: [workerBundle],
     // Less to read and hash (identifiers kept: stack traces stay readable): ≈ -5 ms CPU.
     minifyWhitespace: true,
     minifySyntax: true,
