@@ -94,6 +94,11 @@ function start(message: Extract<CoordinatorMessage, { type: 'ASSIGN' }>): void {
     ...(identity.trace ? { inspect: traceInspector(`task:${pid}`, forwardTrace) } : {}),
   });
   actor.subscribe({
+    next: (snapshot) => {
+      // A worker that got as far as holding ran (nearly) every code path: its V8 code
+      // cache is worth keeping (start.cts writes one only then).
+      if (snapshot.matches('holding')) Reflect.set(globalThis, RAN_FULLY, true);
+    },
     complete: () => void finish(0),
     error: (err) => {
       diag(`task machine error: ${(err as Error).message}`);
@@ -125,6 +130,9 @@ async function finishEarly(): Promise<void> {
   await effects.tearDownNow();
   await finish(0);
 }
+
+/** Read by start.cts: set once this worker reached `holding`. */
+const RAN_FULLY = Symbol.for('pidfd-cr.worker.ran-fully');
 
 async function finish(code: number): Promise<void> {
   // The final TRACE (tearing-down → done) is emitted after the machine completes.

@@ -3,7 +3,8 @@
  * by scripts/build.mjs) through `vm.Script` with V8's code cache, so a worker neither
  * parses nor compiles the bundle again (Node 20 has no module.enableCompileCache). The
  * cache, `bundle.cjs.cache` next to the bundle, is written at exit by a worker that ran
- * without a usable one: by then it holds the bytecode of every function the worker ran.
+ * without a usable one and went through a whole restore: by then it holds the bytecode
+ * of every function the worker ran.
  * V8 checks that a cache matches the source and the V8 version and flags; a rejected or
  * missing cache only costs the compile. CommonJS on purpose: an ES module entry would pay
  * for the ESM loader.
@@ -40,7 +41,16 @@ const script = new Script(
   `(function (exports, require, module, __filename, __dirname) {${readFileSync(bundle, 'utf8')}\n})`,
   { filename: bundle, ...(cachedData ? { cachedData } : {}) },
 );
-if (!cachedData || script.cachedDataRejected) process.once('exit', () => writeCache(script));
+// Only from a worker that ran the whole restore (run.ts sets the mark at `holding`) and
+// exited 0: a cache from one that failed at start-up would hold a fraction of the code,
+// and every later worker would compile the rest.
+if (!cachedData || script.cachedDataRejected) {
+  process.once('exit', (code) => {
+    if (code === 0 && Reflect.get(globalThis, Symbol.for('pidfd-cr.worker.ran-fully')) === true) {
+      writeCache(script);
+    }
+  });
+}
 const mod = { exports: {} };
 (script.runInThisContext() as (...args: unknown[]) => void).call(
   mod.exports,
