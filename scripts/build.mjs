@@ -114,8 +114,9 @@ const workerBundle = {
     }
     if (zmqAddon) {
       b.onLoad({ filter: /zeromq[\\/]lib[\\/]load-addon\.js$/ }, (args) => {
-        const buildDir = fromBundle(join(dirname(args.path), '../build'));
-        const fallback = `require('cmake-ts/build/loader').loadAddon(${joinDir(buildDir)})`;
+        // Fallback: zeromq's own loader, resolved at run time from the bundle (a hoisted
+        // install has zeromq elsewhere); an aliased require is not bundled by esbuild.
+        const fallback = `((r) => r('zeromq/lib/load-addon.js').default)(require)`;
         return {
           // zeromq's native.js takes `default` of an ES-module-shaped export.
           contents: `${loadDirect(zmqAddon, fallback)}exports.__esModule = true;\nexports.default = addon;\n`,
