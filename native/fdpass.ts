@@ -14,6 +14,7 @@ const SOCK_NONBLOCK = 0o4000;
 const SOCK_CLOEXEC = 0o2000000;
 const SOL_SOCKET = 1;
 const SO_PEERCRED = 17;
+const SO_PEERPIDFD = 77;
 const SCM_RIGHTS = 1;
 const MSG_DONTWAIT = 0x40;
 const MSG_CTRUNC = 0x8;
@@ -88,6 +89,18 @@ export function peerCred(fd: number): PeerCred {
   len.writeUInt32LE(12, 0);
   check(libc.getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cred, len), 'getsockopt(SO_PEERCRED)');
   return { pid: cred.readInt32LE(0), uid: cred.readUInt32LE(4), gid: cred.readUInt32LE(8) };
+}
+
+/**
+ * SO_PEERPIDFD (Linux 6.5): a pidfd for the process that connected (taken at connect(2),
+ * safe against pid reuse). Close it.
+ */
+export function peerPidfd(fd: number): number {
+  const out = Buffer.alloc(4);
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(4, 0);
+  check(libc.getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, out, len), 'getsockopt(SO_PEERPIDFD)');
+  return out.readInt32LE(0);
 }
 
 const cmsgSpace = (n: number): number => 16 + ((4 * n + 7) & ~7);

@@ -14,6 +14,8 @@ import {
   listenSeqpacket,
   acceptSeqpacket,
   peerCred,
+  peerPidfd,
+  pidfsHandleIno,
   recvFds,
   closeQuiet,
 } from '../../native/index.js';
@@ -23,9 +25,35 @@ import { watchReadable, type Watch } from '../actors/readiness.js';
 
 export const authSocketPath = (rundir: string): string => join(rundir, 'auth.sock');
 
-/** A process (kernel pid) said it plays dumped task `dumped` with HELLO nonce `nonce`. */
+interface Peer {
+  pid: number;
+  uid: number;
+  /** pidfs ino of the connecting process (SO_PEERPIDFD): unique for the boot. */
+  ino: bigint;
+}
+
+/** Who connected: SO_PEERCRED's pid and uid, SO_PEERPIDFD's process identity. */
+function peerOf(fd: number): Peer | undefined {
+  try {
+    const { pid, uid } = peerCred(fd);
+    const pidfd = peerPidfd(fd);
+    try {
+      return { pid, uid, ino: pidfsHandleIno(pidfd) };
+    } finally {
+      closeQuiet(pidfd);
+    }
+  } catch {
+    return undefined; // gone already, or no SO_PEERPIDFD: proves nothing
+  }
+}
+
+/**
+ * A process (kernel pid, and its pidfs ino: which process, even after pid reuse) said it
+ * plays dumped task `dumped` with HELLO nonce `nonce`.
+ */
 export interface Proof {
   pid: number;
+  ino: bigint;
   dumped: number;
   nonce: Uint8Array;
 }
@@ -39,10 +67,11 @@ export interface AuthHandlers {
 const MAX_MESSAGE = 4096;
 
 export class AuthListener {
-  /** By kernel pid; the first proof of a pid stands. */
+  /** By kernel pid; a later process with that pid (another ino) replaces the proof. */
   private readonly proofs = new Map<number, Proof>();
-  /** Accepted connections whose message has not come yet: fd -> (watch, peer pid). */
-  private readonly waiting = new Map<number, { watch: Watch; pid: number }>();
+  /** Accepted connections whose message has not come yet: fd -> (watch, peer). */
+  private readonly waiting = new Map<number, { watch: Watch; peer: Peer }>();
+  private closed = false;
   private readonly listening: Watch;
 
   private constructor(
@@ -64,18 +93,13 @@ export class AuthListener {
 
   /** Accepts every pending connection and reads every queued message. Never blocks. */
   drain(): void {
-    for (const [fd, w] of this.waiting) this.readOne(fd, w.pid);
+    if (this.closed) return;
+    for (const [fd, w] of this.waiting) this.readOne(fd, w.peer);
     for (let fd = this.accept(); fd !== null; fd = this.accept()) {
-      let peer: { pid: number; uid: number };
-      try {
-        peer = peerCred(fd);
-      } catch {
-        closeQuiet(fd);
-        continue;
-      }
+      const peer = peerOf(fd);
       // Another uid cannot reach the 0700 run directory; root could: not a worker.
-      if (peer.uid !== process.getuid!()) closeQuiet(fd);
-      else this.readOne(fd, peer.pid);
+      if (peer === undefined || peer.uid !== process.getuid!()) closeQuiet(fd);
+      else this.readOne(fd, peer);
     }
   }
 
@@ -87,23 +111,23 @@ export class AuthListener {
     }
   }
 
-  /** Reads the one message of connection `fd` from kernel pid `pid`, or waits for it. */
-  private readOne(fd: number, pid: number): void {
+  /** Reads the one message of connection `fd` from `peer`, or waits for it. */
+  private readOne(fd: number, peer: Peer): void {
     let bytes: Buffer | undefined;
     try {
       const msg = recvFds(fd, MAX_MESSAGE, 0);
-      if (msg === null) return this.wait(fd, pid);
+      if (msg === null) return this.wait(fd, peer);
       bytes = msg.payload;
     } catch {
       // a message with fds (MSG_CTRUNC) or a broken connection: not a worker's
     }
     this.forget(fd);
-    if (bytes !== undefined && bytes.length > 0) this.take(pid, bytes);
+    if (bytes !== undefined && bytes.length > 0) this.take(peer, bytes);
   }
 
-  private wait(fd: number, pid: number): void {
+  private wait(fd: number, peer: Peer): void {
     if (this.waiting.has(fd)) return;
-    this.waiting.set(fd, { pid, watch: watchReadable(fd, () => this.readOne(fd, pid)) });
+    this.waiting.set(fd, { peer, watch: watchReadable(fd, () => this.readOne(fd, peer)) });
   }
 
   private forget(fd: number): void {
@@ -112,7 +136,7 @@ export class AuthListener {
     closeQuiet(fd);
   }
 
-  private take(pid: number, bytes: Buffer): void {
+  private take({ pid, ino }: Peer, bytes: Buffer): void {
     let msg: ReturnType<typeof decodeAuth>;
     try {
       msg = decodeAuth(bytes);
@@ -120,13 +144,18 @@ export class AuthListener {
       return; // garbage: proves nothing
     }
     if (msg.type === 'AUTH_PROOF') {
-      if (!this.proofs.has(pid)) this.proofs.set(pid, { pid, dumped: msg.pid, nonce: msg.nonce });
+      const had = this.proofs.get(pid);
+      if (had === undefined || had.ino !== ino) {
+        this.proofs.set(pid, { pid, ino, dumped: msg.pid, nonce: msg.nonce });
+      }
       return;
     }
     this.handlers.onStartupFailed(pid, msg.pid, msg.failure);
   }
 
   close(): void {
+    if (this.closed) return;
+    this.closed = true;
     this.listening.stop();
     for (const fd of [...this.waiting.keys()]) this.forget(fd);
     closeQuiet(this.listenFd);

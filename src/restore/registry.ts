@@ -10,7 +10,10 @@
  * for that dumped pid: the root's is known (the coordinator spawned it), the others come
  * from their parent's CHILDREN_SPAWNED. A proven HELLO that arrives before its
  * expectation waits for it; one that contradicts it comes from another process of our
- * uid posing as the worker: the restore stops naming that process. A start-up failure
+ * uid posing as the worker: the restore stops naming that process. A proof counts for a
+ * process, not a pid number: its pidfs ino (SO_PEERPIDFD) must be the ino of the worker
+ * the coordinator watches, so a proof left by an earlier holder of a reused pid does not
+ * count. A start-up failure
  * reported over the auth socket is judged the same way, by the sender's kernel pid.
  */
 import { timingSafeEqual } from 'node:crypto';
@@ -22,6 +25,12 @@ import type { Proof } from './auth.js';
 export interface ProofSource {
   proofOf(pid: number): Proof | undefined;
 }
+
+/**
+ * The pidfs ino of the process the coordinator knows as task `dumped`'s worker (through
+ * the pidfd it watches it by), or undefined when it holds none.
+ */
+export type WorkerIdentity = (dumped: number) => bigint | undefined;
 
 /** What the coordinator machine may now see, in order. */
 export type Admitted = WorkerHello | WorkerFailed;
@@ -42,8 +51,13 @@ export class Registry {
   /** Proven messages of dumped pids not expected yet. */
   private readonly held = new Map<number, Held>();
   private readonly ok = new Set<number>();
+  /** The pidfs ino of the process that proved each HELLO (dumped pid -> ino). */
+  private readonly provers = new Map<number, bigint>();
 
-  constructor(private readonly proofs: ProofSource) {}
+  constructor(
+    private readonly proofs: ProofSource,
+    private readonly identity: WorkerIdentity = () => undefined,
+  ) {}
 
   /**
    * Records expectations; returns the held messages they now admit. Throws a PcrError
@@ -77,6 +91,7 @@ export class Registry {
     if (this.ok.has(h.pid) || this.held.get(h.pid)?.hello) {
       throw impostor(`task ${h.pid}: a second WORKER_HELLO (from pid ${h.restoredPid})`);
     }
+    this.provers.set(h.pid, proof.ino);
     if (!this.expected.has(h.pid)) {
       this.held.set(h.pid, { ...this.held.get(h.pid), hello: h });
       return [];
@@ -100,6 +115,16 @@ export class Registry {
 
   private judge(h: WorkerHello): WorkerHello {
     this.refuseStranger(h.pid, h.restoredPid, 'WORKER_HELLO');
+    // Same pid, but was it the same process? A proof from an earlier holder of a reused
+    // pid names another pidfs ino than the worker the coordinator watches.
+    const want = this.identity(h.pid);
+    const got = this.provers.get(h.pid);
+    if (want !== undefined && got !== want) {
+      throw impostor(
+        `task ${h.pid}: refused a WORKER_HELLO proven by another process that had pid ` +
+          `${h.restoredPid} (pidfs ino ${String(got)}; the worker's is ${want})`,
+      );
+    }
     this.ok.add(h.pid);
     return h;
   }

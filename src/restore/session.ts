@@ -4,7 +4,7 @@
  * worker through a pidfd, taking the tree down), the HELLO registry and the trace.
  */
 import { createActor, fromPromise } from 'xstate';
-import { waitPidfd, waitpid, WEXITED, WNOHANG } from '../../native/index.js';
+import { pidfsHandleIno, waitPidfd, waitpid, WEXITED, WNOHANG } from '../../native/index.js';
 import type { Image } from '../image/model.js';
 import { PcrError } from '../errors.js';
 import type { RestorePlan } from '../plan/types.js';
@@ -140,7 +140,7 @@ export class Session {
       onStartupFailed: (from, dumped, failure) =>
         s.admit(() => s.registry.startupFailure(from, dumped, failure)),
     });
-    s.registry = new Registry(s.auth);
+    s.registry = new Registry(s.auth, (dumped) => s.workerIno(dumped));
     try {
       s.router = await ControlRouter.bind(rundir, {
         onFrame: (id, frame) => s.onFrame(id, frame),
@@ -167,6 +167,17 @@ export class Session {
     this.exits.push({ pid, status });
     if (status === 0) this.cleanExits.add(pid);
     this.exitTimer ??= setTimeout(() => this.flushExits(), EXIT_WINDOW_MS);
+  }
+
+  /** pidfs ino of the process we watch as task `dumped`'s worker (its pidfd). */
+  private workerIno(dumped: number): bigint | undefined {
+    const w = this.monitor.get(dumped);
+    if (w === undefined) return undefined;
+    try {
+      return pidfsHandleIno(w.pidfd);
+    } catch {
+      return undefined;
+    }
   }
 
   /**

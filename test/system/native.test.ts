@@ -37,6 +37,7 @@ import {
   listenSeqpacket,
   openPidfdByIno,
   peerCred,
+  peerPidfd,
   pidfdGetInfo,
   pidfdGetfd,
   pidfdOpen,
@@ -464,6 +465,8 @@ test('listen/connect/accept on a path; peerCred names the peer', (t) => {
   assert.deepEqual(peerCred(server), me);
   assert.deepEqual(peerCred(client), me);
   const fd = keep(pidfdOpen(process.pid));
+  const peer = keep(peerPidfd(server));
+  assert.equal(pidfsHandleIno(peer), pidfsHandleIno(fd), 'SO_PEERPIDFD: a pidfd to us');
   sendFds(client, Buffer.from('hi'), [fd]);
   const got = recvFds(server);
   assert.ok(got);

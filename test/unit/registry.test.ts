@@ -12,11 +12,12 @@ import type { Failure } from '../../src/plan/messages.js';
 import { PcrError } from '../../src/errors.js';
 
 const nonceOf = (pid: number): Uint8Array => new Uint8Array(16).fill(pid % 256);
+const inoOf = (pid: number): bigint => BigInt(pid) * 1000n;
 
 /** Every pid in `pids` proved (dumped, its nonce); as AuthListener.proofOf would say. */
 function proofs(entries: Array<[pid: number, dumped: number]>) {
   const map = new Map<number, Proof>(
-    entries.map(([pid, dumped]) => [pid, { pid, dumped, nonce: nonceOf(pid) }]),
+    entries.map(([pid, dumped]) => [pid, { pid, ino: inoOf(pid), dumped, nonce: nonceOf(pid) }]),
   );
   return { proofOf: (pid: number) => map.get(pid) };
 }
@@ -91,4 +92,20 @@ test('registry: a start-up failure counts only from the task worker', () => {
     () => r.startupFailure(666, 5, failure),
     refusal(/task 5: refused a start-up failure from pid 666/),
   );
+});
+
+test('registry: a proof left by an earlier process with the worker pid (pid reuse) is refused', () => {
+  // Process 101 proved (dumped 1, nonce), exited; the worker got pid 101 again later.
+  const workerIno = inoOf(101) + 1n;
+  const r = new Registry(proofs([[101, 1]]), (dumped) => (dumped === 1 ? workerIno : undefined));
+  r.expect([{ dumped: 1, restored: 101 }]);
+  assert.throws(
+    () => r.hello(hello(1, 101)),
+    refusal(
+      /task 1: refused a WORKER_HELLO proven by another process that had pid 101 \(pidfs ino 101000; the worker's is 101001\)/,
+    ),
+  );
+  const same = new Registry(proofs([[101, 1]]), () => inoOf(101));
+  same.expect([{ dumped: 1, restored: 101 }]);
+  assert.deepEqual(same.hello(hello(1, 101)), [hello(1, 101)]);
 });
