@@ -18,6 +18,7 @@ const SO_PEERPIDFD = 77;
 const SCM_RIGHTS = 1;
 const MSG_DONTWAIT = 0x40;
 const MSG_CTRUNC = 0x8;
+const MSG_TRUNC = 0x20;
 const MSG_NOSIGNAL = 0x4000;
 const MSG_CMSG_CLOEXEC = 0x40000000;
 /** The kernel refuses more than 253 fds in one SCM_RIGHTS message (SCM_MAX_FD). */
@@ -144,7 +145,8 @@ export interface Received {
 
 /**
  * One non-blocking recvmsg: null when nothing is queued (EAGAIN); a zero-length payload
- * means the peer closed. MSG_CTRUNC (fds dropped by the kernel) is an error.
+ * means the peer closed. MSG_CTRUNC (fds dropped by the kernel) and MSG_TRUNC (a
+ * SEQPACKET message longer than `maxPayload`, its tail dropped) are errors.
  */
 export function recvFds(
   sock: number,
@@ -170,6 +172,15 @@ export function recvFds(
   if (msg.readInt32LE(48) & MSG_CTRUNC) {
     fds.forEach((fd) => libc.close(fd));
     throw new SyscallError('recvmsg', 105, 'ENOBUFS', 'MSG_CTRUNC: fds were dropped by the kernel');
+  }
+  if (msg.readInt32LE(48) & MSG_TRUNC) {
+    fds.forEach((fd) => libc.close(fd));
+    throw new SyscallError(
+      'recvmsg',
+      90,
+      'EMSGSIZE',
+      `MSG_TRUNC: a message over ${maxPayload} bytes`,
+    );
   }
   return { payload: data.subarray(0, n), fds };
 }

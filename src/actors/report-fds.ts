@@ -14,6 +14,7 @@
  */
 import { getStatusFlags, kcmpFile, pidfdGetInfo, PIDFD_INFO } from '../../native/index.js';
 import { FLAGS } from '../image/model.js';
+import { isErrno } from '../errors.js';
 import { readPidfds, readStat } from '../procfs/index.js';
 import type { FdReport, ReportedFd } from '../plan/messages.js';
 
@@ -46,8 +47,11 @@ export function fileClassOf(self: number, fd: number, candidates: readonly Holde
   for (const [pid, other] of candidates) {
     try {
       if (kcmpFile(self, fd, pid, other) === 0) return `${pid}:${other}`;
-    } catch {
-      // that process or fd went away: not our class
+    } catch (err) {
+      // That process or fd went away: not our class. Anything else (EPERM under Yama
+      // ptrace_scope, ENOSYS under seccomp) would turn every fd into its own class and
+      // show as differences: fail, naming kcmp.
+      if (!isErrno(err, 'ESRCH') && !isErrno(err, 'EBADF')) throw err;
     }
   }
   return `${self}:${fd}`;

@@ -189,7 +189,10 @@ export class Session {
     setTimeout(() => {
       this.monitor.collectExited();
       const w = this.monitor.get(dumped);
-      if (w && !w.exited) {
+      if (w === undefined) {
+        // Not watched (it was gone before its pidfd could be opened): no exit will come.
+        this.deliver({ type: 'STOP', reason: `task ${dumped} left the control link` });
+      } else if (!w.exited) {
         this.deliver({
           type: 'STOP',
           reason: `task ${dumped} (pid ${w.pid}) is alive but not connected to the control link`,
@@ -287,7 +290,12 @@ export class Session {
     this.heldReports.clear();
     const restored = (m: (typeof held)[number]): number =>
       this.registry.restoredOf(m.report.pid) ?? m.report.restoredPid;
-    const classes = fileClasses(held.map((m) => ({ restoredPid: restored(m), fds: m.report.fds })));
+    let classes: ReturnType<typeof fileClasses>;
+    try {
+      classes = fileClasses(held.map((m) => ({ restoredPid: restored(m), fds: m.report.fds })));
+    } catch (err) {
+      return this.deliver({ type: 'STOP', reason: `verification: ${(err as Error).message}` });
+    }
     for (const m of held) {
       this.deliver({ ...m, report: withFileClasses(m.report, restored(m), classes) });
     }

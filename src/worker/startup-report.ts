@@ -30,6 +30,13 @@ async function stopChildren(): Promise<void> {
 export async function reportStartupFailure(id: LooseIdentity, failure: Failure): Promise<boolean> {
   await stopChildren();
   if (id.rundir === undefined || id.dumpedPid === undefined) return false;
-  sendAuth(id.rundir, { type: 'STARTUP_FAILED', pid: id.dumpedPid, failure });
+  // The auth socket takes messages of up to 4 KB (auth.ts): keep the message well below.
+  const message =
+    failure.message.length > 1000 ? `${failure.message.slice(0, 1000)}…` : failure.message;
+  sendAuth(id.rundir, {
+    type: 'STARTUP_FAILED',
+    pid: id.dumpedPid,
+    failure: { ...failure, message },
+  });
   return true;
 }

@@ -1,7 +1,7 @@
 /**
  * The control link and the trace: ROUTER/DEALER frames over ipc in a private directory,
  * trace events from XState inspection, and the NDJSON file sink. (The HELLO registry:
- * test/unit/registry.test.ts; the auth socket: test/system/auth-link.test.ts.)
+ * test/unit/registry.test.ts; the auth socket: test/system/auth-impostor.test.ts.)
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';

@@ -472,6 +472,8 @@ test('listen/connect/accept on a path; peerCred names the peer', (t) => {
   assert.ok(got);
   got.fds.forEach(keep);
   assert.equal(kcmpFile(process.pid, got.fds[0]!, process.pid, fd), 0);
+  sendFds(client, Buffer.alloc(200, 1), []);
+  expectErrno(() => recvFds(server, 100), 'recvmsg', 'EMSGSIZE'); // MSG_TRUNC
   expectErrno(() => connectSeqpacket(join(dir, 'absent')), 'connect', 'ENOENT');
   expectErrno(() => listenSeqpacket(path), 'bind/listen', 'EADDRINUSE');
   expectErrno(() => listenSeqpacket(join(dir, 'x'.repeat(120))), 'bind', 'ENAMETOOLONG');
