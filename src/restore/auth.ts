@@ -65,12 +65,14 @@ export interface AuthHandlers {
 
 /** A ToAuth message is small: a proof is ~25 bytes, a failure a few hundred. */
 const MAX_MESSAGE = 4096;
+/** How long an accepted connection may stay silent before it is closed. */
+const SILENT_CONNECTION_MS = 2000;
 
 export class AuthListener {
   /** By kernel pid; a later process with that pid (another ino) replaces the proof. */
   private readonly proofs = new Map<number, Proof>();
   /** Accepted connections whose message has not come yet: fd -> (watch, peer). */
-  private readonly waiting = new Map<number, { watch: Watch; peer: Peer }>();
+  private readonly waiting = new Map<number, { watch: Watch; peer: Peer; timer: NodeJS.Timeout }>();
   private closed = false;
   private readonly listening: Watch;
 
@@ -127,11 +129,16 @@ export class AuthListener {
 
   private wait(fd: number, peer: Peer): void {
     if (this.waiting.has(fd)) return;
-    this.waiting.set(fd, { peer, watch: watchReadable(fd, () => this.readOne(fd, peer)) });
+    // A worker sends right after connecting: a connection silent for long is not one,
+    // and must not keep our fds.
+    const timer = setTimeout(() => this.forget(fd), SILENT_CONNECTION_MS).unref();
+    this.waiting.set(fd, { peer, timer, watch: watchReadable(fd, () => this.readOne(fd, peer)) });
   }
 
   private forget(fd: number): void {
-    this.waiting.get(fd)?.watch.stop();
+    const w = this.waiting.get(fd);
+    w?.watch.stop();
+    if (w) clearTimeout(w.timer);
     this.waiting.delete(fd);
     closeQuiet(fd);
   }

@@ -15,6 +15,7 @@ import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { restoreImage } from '../../src/restore/coordinator.js';
 import { PcrError } from '../../src/errors.js';
+import { closeQuiet, connectSeqpacket, recvFds } from '../../native/index.js';
 import { alive } from '../fixtures/scenarios.js';
 import { buildAndDump, waitGone } from '../helpers/restore-run.js';
 import { descendantsOf, procState } from '../helpers/proc-view.js';
@@ -112,4 +113,28 @@ test('a process that proves itself but is not the worker is named by its kernel 
       `task ${root}: refused a WORKER_HELLO from pid ${impostor.pid}, which is not its worker \\(pid ${rootWorker};`,
     ),
   );
+});
+
+test('a connection to the auth socket that stays silent is closed by the coordinator', async (t) => {
+  const { image, dir } = await buildAndDump(t, alive);
+  const stop = new AbortController();
+  let client = -1;
+  t.after(() => closeQuiet(client));
+  const restoring = restoreImage(image, {
+    runDirParent: dir,
+    hold: true,
+    signal: stop.signal,
+    onVerified: () => {
+      const rundir = join(dir, readdirSync(dir)[0]!);
+      client = connectSeqpacket(join(rundir, 'auth.sock'));
+    },
+  });
+  await until('the restore is verified', () => (client >= 0 ? true : undefined));
+  // recvFds: null while the connection is open and quiet, an empty payload once closed.
+  const closed = await until('the coordinator closed the silent connection', () =>
+    recvFds(client, 16, 0)?.payload.length === 0 ? true : undefined,
+  );
+  assert.equal(closed, true);
+  stop.abort('done');
+  assert.equal((await restoring).ok, true);
 });
