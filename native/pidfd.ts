@@ -25,6 +25,24 @@ export function pidfdGetfd(pidfd: number, targetFd: number): number {
   return check(libc.pidfd_getfd(pidfd, targetFd, 0), 'pidfd_getfd', `fd ${targetFd}`);
 }
 
+/**
+ * Runs `use` on a copy (pidfd_getfd) of fd `fd` of process `pid`, then closes the copy
+ * and the pidfd it was taken through. Needs ptrace access to `pid`.
+ */
+export function withFdCopy<T>(pid: number, fd: number, use: (copy: number) => T): T {
+  const holder = pidfdOpen(pid);
+  try {
+    const copy = pidfdGetfd(holder, fd);
+    try {
+      return use(copy);
+    } finally {
+      libc.close(copy);
+    }
+  } finally {
+    libc.close(holder);
+  }
+}
+
 export interface PidfdInfo {
   mask: bigint;
   cgroupId: bigint;

@@ -5,11 +5,11 @@
 import {
   closeQuiet,
   getStatusFlags,
-  pidfdGetfd,
   pidfdGetInfo,
   pidfdOpen,
   pidfsHandleIno,
   PIDFD_INFO,
+  withFdCopy,
 } from '../../native/index.js';
 import { PcrError } from '../errors.js';
 import type { Task, TaskState } from '../image/model.js';
@@ -100,20 +100,12 @@ export function taskIno(pid: number): bigint {
 
 /** A copy of the holder's pidfd (pidfd_getfd), asked PIDFD_GET_INFO with EXIT. */
 function deadInfo(holder: number, fd: number): DeadInfo {
-  const holderFd = pidfdOpen(holder);
-  try {
-    const copy = pidfdGetfd(holderFd, fd);
-    try {
-      const info = pidfdGetInfo(copy, PIDFD_INFO.EXIT | PIDFD_INFO.CGROUPID);
-      const out: DeadInfo = { cgroupId: info.cgroupId };
-      if (info.hasExit) out.exitStatus = info.exitCode;
-      return out;
-    } finally {
-      closeQuiet(copy);
-    }
-  } finally {
-    closeQuiet(holderFd);
-  }
+  return withFdCopy(holder, fd, (copy) => {
+    const info = pidfdGetInfo(copy, PIDFD_INFO.EXIT | PIDFD_INFO.CGROUPID);
+    const out: DeadInfo = { cgroupId: info.cgroupId };
+    if (info.hasExit) out.exitStatus = info.exitCode;
+    return out;
+  });
 }
 
 function externalInfo(pid: number): ExternalInfo {
@@ -134,19 +126,7 @@ function externalInfo(pid: number): ExternalInfo {
 }
 
 /** F_GETFL of a pidfd_getfd copy of the holder's fd: the file's f_flags as they are. */
-function fileFlags(holder: number, fd: number): number {
-  const holderFd = pidfdOpen(holder);
-  try {
-    const copy = pidfdGetfd(holderFd, fd);
-    try {
-      return getStatusFlags(copy);
-    } finally {
-      closeQuiet(copy);
-    }
-  } finally {
-    closeQuiet(holderFd);
-  }
-}
+const fileFlags = (holder: number, fd: number): number => withFdCopy(holder, fd, getStatusFlags);
 
 export const kernelProbes: TargetProbes = {
   dead: deadInfo,

@@ -4,7 +4,7 @@
  * ptrace access (tests run as the same uid as the processes they start).
  */
 import { readFileSync, readlinkSync, readdirSync, existsSync } from 'node:fs';
-import { closeQuiet, getStatusFlags, pidfdGetfd, pidfdOpen } from '../../native/index.js';
+import { getStatusFlags, withFdCopy } from '../../native/index.js';
 
 export interface FdinfoView {
   flags: number;
@@ -45,19 +45,7 @@ export function fdinfo(pid: number, fd: number): FdinfoView {
  * The open file's own f_flags: F_GETFL of a pidfd_getfd copy. Unlike fdinfo it shows
  * O_CLOEXEC only when the file carries it (opened by pidfs handle with O_CLOEXEC).
  */
-export function fileFlags(pid: number, fd: number): number {
-  const holder = pidfdOpen(pid);
-  try {
-    const copy = pidfdGetfd(holder, fd);
-    try {
-      return getStatusFlags(copy);
-    } finally {
-      closeQuiet(copy);
-    }
-  } finally {
-    closeQuiet(holder);
-  }
-}
+export const fileFlags = (pid: number, fd: number): number => withFdCopy(pid, fd, getStatusFlags);
 
 /** /proc/P/stat fields after the comm: index 0 is field 3 (state). */
 export function statFields(pid: number): string[] | null {

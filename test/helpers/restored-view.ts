@@ -3,14 +3,7 @@
  * kcmp, pidfd_getfd + PIDFD_GET_INFO. Nothing here uses the restore's own report. Returns
  * one sentence per problem; an empty list means the tree is what the image says.
  */
-import {
-  kcmpFile,
-  pidfdOpen,
-  pidfdGetfd,
-  pidfdGetInfo,
-  closeQuiet,
-  PIDFD_INFO,
-} from '../../native/index.js';
+import { kcmpFile, pidfdGetInfo, PIDFD_INFO, withFdCopy } from '../../native/index.js';
 import type { Image, Target } from '../../src/image/model.js';
 import type { PidMap } from '../../src/plan/messages.js';
 import {
@@ -39,18 +32,10 @@ interface Held {
 
 /** Exit status of the reaped target of fd `fd` of process `pid`, via a copy of the fd. */
 export function exitStatusThroughCopy(pid: number, fd: number): number | undefined {
-  const p = pidfdOpen(pid);
-  try {
-    const copy = pidfdGetfd(p, fd);
-    try {
-      const info = pidfdGetInfo(copy, PIDFD_INFO.EXIT);
-      return info.hasExit ? info.exitCode : undefined;
-    } finally {
-      closeQuiet(copy);
-    }
-  } finally {
-    closeQuiet(p);
-  }
+  return withFdCopy(pid, fd, (copy) => {
+    const info = pidfdGetInfo(copy, PIDFD_INFO.EXIT);
+    return info.hasExit ? info.exitCode : undefined;
+  });
 }
 
 const tidsOf = (pid: number): number[] => readdirSync(`/proc/${pid}/task`).map(Number);

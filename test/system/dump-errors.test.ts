@@ -13,6 +13,7 @@ import {
   closeFd,
   kill,
   pidfdOpen,
+  pidfdSendSignal,
   ptraceDetach,
   ptraceInterrupt,
   ptraceSeize,
@@ -251,14 +252,35 @@ test('dumping a zombie: PCR_ERR_TASK_EXITED', async (t) => {
   await assert.rejects(dumpTree(pid), hasCode('PCR_ERR_TASK_EXITED', /is a zombie/));
 });
 
-test("the freeze is invisible to the parent's waitid; --leave-stopped is not", async (t) => {
+/**
+ * A `sleep 60` child (posix_spawn) and a pidfd to it; after the test it is SIGKILLed (if
+ * still there) and reaped, and the pidfd closed.
+ */
+function sleeper(t: { after(fn: () => unknown): void }): { pid: number; fd: number } {
   const pid = spawn({ path: '/bin/sleep', argv: ['sleep', '60'], closeFrom: 3 });
   const fd = pidfdOpen(pid);
   t.after(() => {
-    kill(pid, SIGKILL);
-    waitPidfd(fd);
+    pidfdSendSignalQuiet(fd, SIGKILL);
+    try {
+      waitPidfd(fd);
+    } catch {
+      // the test reaped it (ECHILD)
+    }
     closeFd(fd);
   });
+  return { pid, fd };
+}
+
+function pidfdSendSignalQuiet(fd: number, sig: number): void {
+  try {
+    pidfdSendSignal(fd, sig);
+  } catch {
+    // reaped already
+  }
+}
+
+test("the freeze is invisible to the parent's waitid; --leave-stopped is not", async (t) => {
+  const { pid, fd } = sleeper(t);
   const changes = () => waitPidfd(fd, WSTOPPED | WCONTINUED | WNOHANG);
   const image = await dumpTree(pid);
   assert.equal(image.tasks.length, 1);
@@ -295,26 +317,14 @@ test('a task in group-stop is dumped as stopped and stays stopped', async (t) =>
 test('signals sent while the tree is frozen wait and are delivered after it, none lost', async (t) => {
   const SIGTERM = 15;
   const SIGCONT = 18;
-  const started = [0, 1].map(() => {
-    const pid = spawn({ path: '/bin/sleep', argv: ['sleep', '60'], closeFrom: 3 });
-    return { pid, fd: pidfdOpen(pid) };
-  });
-  t.after(() => {
-    for (const { pid, fd } of started) {
-      kill(pid, SIGKILL);
-      waitPidfd(fd);
-      closeFd(fd);
-    }
-  });
-  const [term, stop] = started as [(typeof started)[0], (typeof started)[0]];
+  const term = sleeper(t);
+  const stop = sleeper(t);
   const termImage = await dumpTree(term.pid, {
     onFrozen: () => kill(term.pid, SIGTERM),
   });
   assert.equal(termImage.tasks[0]?.state, 'running', 'read while frozen: still running');
   const ended = waitPidfd(term.fd, WEXITED);
   assert.deepEqual([ended?.code, ended?.status], [2, SIGTERM], 'killed by the SIGTERM');
-  started.splice(0, 1);
-  closeFd(term.fd);
 
   await dumpTree(stop.pid, { onFrozen: () => kill(stop.pid, SIGSTOP) });
   assert.equal(await waitForState(stop.pid, 'T'), 'T', 'the SIGSTOP took effect after the thaw');
@@ -326,13 +336,7 @@ test('signals sent while the tree is frozen wait and are delivered after it, non
 
 test('a SIGSTOP racing the seize: the task ends stopped whichever way the race went', async (t) => {
   for (let i = 0; i < 5; i++) {
-    const pid = spawn({ path: '/bin/sleep', argv: ['sleep', '60'], closeFrom: 3 });
-    const fd = pidfdOpen(pid);
-    t.after(() => {
-      kill(pid, SIGKILL);
-      waitPidfd(fd);
-      closeFd(fd);
-    });
+    const { pid } = sleeper(t);
     kill(pid, SIGSTOP);
     const image = await dumpTree(pid);
     assert.ok(['running', 'stopped'].includes(image.tasks[0]!.state));
