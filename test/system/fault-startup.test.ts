@@ -19,6 +19,16 @@ import { alive, tree33 } from '../fixtures/scenarios.js';
 import { buildAndDump } from '../helpers/restore-run.js';
 import { descendantsOf } from '../helpers/proc-view.js';
 
+/** restoreImage that must fail: its PcrError. */
+async function restoreFails(...args: Parameters<typeof restoreImage>): Promise<PcrError> {
+  const err = await restoreImage(...args).then(
+    () => assert.fail('the restore succeeded'),
+    (e: unknown) => e,
+  );
+  assert.ok(err instanceof PcrError, `a PcrError: ${String(err)}`);
+  return err;
+}
+
 test('a worker whose fd socket cannot be bound: task, phase spawn and errno named, nothing left', async (t) => {
   const { image, dir } = await buildAndDump(t, tree33);
   // A worker with children (spawned before it fails) below the root: its failure waits
@@ -29,15 +39,11 @@ test('a worker whose fd socket cannot be bound: task, phase spawn and errno name
   const stderrFd = openSync(join(errDir, 'workers.err'), 'w');
   t.after(() => closeSync(stderrFd));
   const before = new Set(descendantsOf(process.pid));
-  const err = await restoreImage(image, {
+  const err = await restoreFails(image, {
     runDirParent: dir,
     fault: `bind-taken@${mid}:spawn`,
     workerStderr: stderrFd,
-  }).then(
-    () => assert.fail('the restore succeeded'),
-    (e: unknown) => e,
-  );
-  assert.ok(err instanceof PcrError, `a PcrError: ${String(err)}`);
+  });
   assert.equal(err.code, 'PCR_ERR_SYSCALL');
   assert.match(
     err.message,
@@ -61,15 +67,11 @@ test('a worker whose fd socket cannot be bound: task, phase spawn and errno name
 test('the root worker fails at start-up: reported at once, nothing left', async (t) => {
   const { image, dir } = await buildAndDump(t, alive);
   const before = new Set(descendantsOf(process.pid));
-  const err = await restoreImage(image, {
+  const err = await restoreFails(image, {
     runDirParent: dir,
     fault: `bind-taken@${image.rootPid}:spawn`,
     workerStderr: null,
-  }).then(
-    () => assert.fail('the restore succeeded'),
-    (e: unknown) => e,
-  );
-  assert.ok(err instanceof PcrError, `a PcrError: ${String(err)}`);
+  });
   assert.equal(err.code, 'PCR_ERR_SYSCALL');
   assert.match(
     err.message,
