@@ -16,6 +16,7 @@ import { getStatusFlags, kcmpFile, pidfdGetInfo, PIDFD_INFO } from '../../native
 import { FLAGS } from '../image/model.js';
 import { isErrno } from '../errors.js';
 import { readPidfds, readStat } from '../procfs/index.js';
+import { openFileClasses, type FileCompare } from '../dump/files.js';
 import type { FdReport, ReportedFd } from '../plan/messages.js';
 
 /** Exit status of a reaped target through our own pidfd, when the kernel kept one. */
@@ -40,22 +41,20 @@ function targetStateOf(pid: number): Pick<ReportedFd, 'targetState' | 'targetExi
   }
 }
 
-type Holder = [pid: number, fd: number];
-
-/** The class key of (self, fd): the first of `candidates` kcmp says is its file, else its own. */
-export function fileClassOf(self: number, fd: number, candidates: readonly Holder[]): string {
-  for (const [pid, other] of candidates) {
-    try {
-      if (kcmpFile(self, fd, pid, other) === 0) return `${pid}:${other}`;
-    } catch (err) {
-      // That process or fd went away: not our class. Anything else (EPERM under Yama
-      // ptrace_scope, ENOSYS under seccomp) would turn every fd into its own class and
-      // show as differences: fail, naming kcmp.
-      if (!isErrno(err, 'ESRCH') && !isErrno(err, 'EBADF')) throw err;
-    }
+/**
+ * kcmp(KCMP_FILE) for classes of live workers' fds. A process or fd that went away is
+ * not the same file (ordered by (pid, fd)); anything else (EPERM under Yama
+ * ptrace_scope, ENOSYS under seccomp) would turn every fd into its own class and show as
+ * differences: it fails, naming kcmp.
+ */
+const kcmpOrGone: FileCompare = (pid1, fd1, pid2, fd2) => {
+  try {
+    return kcmpFile(pid1, fd1, pid2, fd2);
+  } catch (err) {
+    if (!isErrno(err, 'ESRCH') && !isErrno(err, 'EBADF')) throw err;
+    return pid1 < pid2 || (pid1 === pid2 && fd1 < fd2) ? 1 : 2;
   }
-  return `${self}:${fd}`;
-}
+};
 
 /**
  * The FdReport of this process (task `dumpedPid`): its own pidfds only, `fileClass`
@@ -86,32 +85,25 @@ export function reportFds(dumpedPid: number): FdReport {
 /**
  * The open-file class of every reported pidfd, keyed `"<restored pid>:<fd>"`: the
  * smallest (pid, fd) holding the same open file description, by kcmp(KCMP_FILE) between
- * the fds of one ino (a file has one ino; the ino is the one the worker read from its
- * /proc/self/fdinfo). Each class is settled by the kernel: no /proc table is read again.
+ * the fds of one ino (dump/files.ts openFileClasses; the ino is the one the worker read
+ * from its /proc/self/fdinfo). Each class is settled by the kernel: no /proc table is
+ * read again.
  */
 export function fileClasses(
   reports: readonly { restoredPid: number; fds: readonly { fd: number; ino: string }[] }[],
 ): Map<string, string> {
-  const byIno = new Map<string, Holder[]>();
-  for (const r of reports) {
-    for (const f of r.fds) {
-      const list = byIno.get(f.ino) ?? [];
-      list.push([r.restoredPid, f.fd]);
-      byIno.set(f.ino, list);
-    }
-  }
+  // In (pid, fd) order, a class's first member is its smallest.
+  const held = reports
+    .flatMap((r) => r.fds.map((f) => ({ pid: r.restoredPid, fd: f.fd, ino: BigInt(f.ino) })))
+    .sort((a, b) => a.pid - b.pid || a.fd - b.fd);
+  const ids = openFileClasses(held, kcmpOrGone);
+  const firstOf = new Map<number, string>();
   const classes = new Map<string, string>();
-  for (const holders of byIno.values()) {
-    holders.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
-    // In (pid, fd) order each holder joins the class of the first earlier representative
-    // that is its file, or represents a new class.
-    const representatives: Holder[] = [];
-    for (const [pid, fd] of holders) {
-      const key = fileClassOf(pid, fd, representatives);
-      if (key === `${pid}:${fd}`) representatives.push([pid, fd]);
-      classes.set(`${pid}:${fd}`, key);
-    }
-  }
+  held.forEach((h, i) => {
+    const key = `${h.pid}:${h.fd}`;
+    if (!firstOf.has(ids[i]!)) firstOf.set(ids[i]!, key);
+    classes.set(key, firstOf.get(ids[i]!)!);
+  });
   return classes;
 }
 

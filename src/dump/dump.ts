@@ -119,13 +119,16 @@ function filesOf(
   probes: TargetProbes,
 ): PidfdFile[] {
   const files: PidfdFile[] = [];
-  const allCloexec = new Map<number, boolean>();
+  const firstHolder: number[] = []; // index in `held` of each file's first fd
+  const allCloexec: boolean[] = [];
   classes.forEach((id, i) => {
     const h = held[i]!;
-    allCloexec.set(id, (allCloexec.get(id) ?? true) && h.cloexec);
+    allCloexec[id] = (allCloexec[id] ?? true) && h.cloexec;
     const file = files[id];
-    if (!file) files[id] = { id, flags: h.flags, ino: h.ino };
-    else if (file.flags !== h.flags) {
+    if (!file) {
+      files[id] = { id, flags: h.flags, ino: h.ino };
+      firstHolder[id] = i;
+    } else if (file.flags !== h.flags) {
       throw new PcrError(
         'PCR_ERR_INTERNAL',
         `task ${h.pid} fd ${h.fd}: flags ${h.flags.toString(8)} differ within one open file`,
@@ -134,8 +137,8 @@ function filesOf(
   });
   if (!probes.fileFlags) return files;
   for (const file of files) {
-    if (!allCloexec.get(file.id)) continue;
-    const h = held[classes.indexOf(file.id)]!;
+    if (!allCloexec[file.id]) continue;
+    const h = held[firstHolder[file.id]!]!;
     if (probes.fileFlags(h.pid, h.fd) & FLAGS.O_CLOEXEC) file.flags |= FLAGS.O_CLOEXEC;
   }
   return files;

@@ -21,7 +21,10 @@ export type FileCompare = (pid1: number, fd1: number, pid2: number, fd2: number)
  * The class (open file) index of each entry of `held`, numbered 0, 1, … in order of
  * first appearance in `held`.
  */
-export function openFileClasses(held: readonly HeldPidfd[], cmp: FileCompare): number[] {
+export function openFileClasses(
+  held: readonly Pick<HeldPidfd, 'pid' | 'fd' | 'ino'>[],
+  cmp: FileCompare,
+): number[] {
   const byIno = new Map<bigint, number[]>();
   held.forEach((h, i) => byIno.set(h.ino, [...(byIno.get(h.ino) ?? []), i]));
   const rep = held.map((_, i) => i); // representative entry of each entry's class
