@@ -4,7 +4,6 @@
  * return the Image (src/image/model.ts). dumpToDir adds the image directory checks and
  * the atomic write. See docs/dump.md.
  */
-import { kcmpFile } from '../../native/index.js';
 import { PcrError, UsageError } from '../errors.js';
 import {
   FLAGS,
@@ -20,7 +19,7 @@ import { openFileClasses, type FileCompare, type HeldPidfd } from './files.js';
 import { freezeTree, type FreezeOptions } from './freeze.js';
 import { hostContext } from './host.js';
 import { checkImageDir } from './preflight.js';
-import { kernelProbes, readTask, taskIno, type TaskRead } from './read.js';
+import { frozenKcmp, kernelProbes, readTask, taskIno, type TaskRead } from './read.js';
 import type { WalkedTask } from './walk.js';
 
 export interface DumpOptions extends FreezeOptions {
@@ -43,7 +42,7 @@ export async function dumpTree(rootPid: number, opts: DumpOptions = {}): Promise
   let ok = false;
   try {
     await opts.onFrozen?.(frozen.tasks);
-    const image = readFrozenTree(rootPid, frozen.tasks, kernelProbes, kcmpFile);
+    const image = readFrozenTree(rootPid, frozen.tasks, kernelProbes, frozenKcmp);
     frozen.checkStillFrozen();
     ok = true;
     return image;

@@ -5,13 +5,14 @@
 import {
   closeQuiet,
   getStatusFlags,
+  kcmpFile,
   pidfdGetInfo,
   pidfdOpen,
   pidfsHandleIno,
   PIDFD_INFO,
   withFdCopy,
 } from '../../native/index.js';
-import { PcrError } from '../errors.js';
+import { PcrError, SyscallError } from '../errors.js';
 import type { Task, TaskState } from '../image/model.js';
 import {
   readCmdline,
@@ -23,6 +24,7 @@ import {
   type ProcPidfd,
 } from '../procfs/index.js';
 import type { DeadInfo, ExternalInfo, TargetProbes } from './classify.js';
+import type { FileCompare } from './files.js';
 import type { WalkedTask } from './walk.js';
 
 export interface TaskRead {
@@ -98,9 +100,40 @@ export function taskIno(pid: number): bigint {
   }
 }
 
+/**
+ * A frozen task killed meanwhile (only SIGKILL can) loses its fd table before it is a
+ * zombie: pidfd_getfd and kcmp on it then fail with ESRCH or EBADF. Such a failure is
+ * PCR_ERR_TASK_EXITED naming the task no longer live; any other stays what it is.
+ */
+function exitedMeanwhile(err: unknown, pids: number[]): unknown {
+  if (!(err instanceof SyscallError) || !['ESRCH', 'EBADF'].includes(err.errnoName)) return err;
+  const gone = pids.find((pid) => !isLive(pid));
+  if (gone === undefined) return err;
+  return new PcrError('PCR_ERR_TASK_EXITED', `task ${gone} exited while it was being dumped`, {
+    cause: err,
+  });
+}
+
+function isLive(pid: number): boolean {
+  try {
+    return readStat(pid).state !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+/** `use` a pidfd_getfd copy of a frozen task's fd. */
+function holderCopy<T>(holder: number, fd: number, use: (copy: number) => T): T {
+  try {
+    return withFdCopy(holder, fd, use);
+  } catch (err) {
+    throw exitedMeanwhile(err, [holder]);
+  }
+}
+
 /** A copy of the holder's pidfd (pidfd_getfd), asked PIDFD_GET_INFO with EXIT. */
 function deadInfo(holder: number, fd: number): DeadInfo {
-  return withFdCopy(holder, fd, (copy) => {
+  return holderCopy(holder, fd, (copy) => {
     const info = pidfdGetInfo(copy, PIDFD_INFO.EXIT | PIDFD_INFO.CGROUPID);
     const out: DeadInfo = { cgroupId: info.cgroupId };
     if (info.hasExit) out.exitStatus = info.exitCode;
@@ -126,7 +159,16 @@ function externalInfo(pid: number): ExternalInfo {
 }
 
 /** F_GETFL of a pidfd_getfd copy of the holder's fd: the file's f_flags as they are. */
-const fileFlags = (holder: number, fd: number): number => withFdCopy(holder, fd, getStatusFlags);
+const fileFlags = (holder: number, fd: number): number => holderCopy(holder, fd, getStatusFlags);
+
+/** kcmp(KCMP_FILE) between two frozen tasks' fds. */
+export const frozenKcmp: FileCompare = (pid1, fd1, pid2, fd2) => {
+  try {
+    return kcmpFile(pid1, fd1, pid2, fd2);
+  } catch (err) {
+    throw exitedMeanwhile(err, [pid1, pid2]);
+  }
+};
 
 export const kernelProbes: TargetProbes = {
   dead: deadInfo,

@@ -25,7 +25,8 @@ import {
   WNOWAIT,
   WSTOPPED,
 } from '../../native/index.js';
-import { PcrError } from '../../src/errors.js';
+import { PcrError, SyscallError } from '../../src/errors.js';
+import { frozenKcmp, kernelProbes } from '../../src/dump/read.js';
 import { buildTree, describeImage, type BuiltTree } from '../../src/example/index.js';
 import { dumpToDir, dumpTree } from '../../src/dump/index.js';
 import { imagePath, readImage } from '../../src/image/store.js';
@@ -231,6 +232,30 @@ test('a task killed while the tree is frozen: PCR_ERR_TASK_EXITED, no image, oth
   assert.equal(root.tracer, 0);
   assert.equal(await waitForState(a, 'Z'), 'Z'); // a zombie of its parent, no longer traced
   assert.equal(procState(a).tracer, 0);
+});
+
+test('a holder killed between the fdinfo read and a probe or kcmp: PCR_ERR_TASK_EXITED naming it', async (t) => {
+  // The race CI met: the fd table of a SIGKILLed task goes before it shows as a zombie.
+  const zombie = sleeper(t);
+  kill(zombie.pid, SIGKILL);
+  waitPidfd(zombie.fd, WEXITED | WNOWAIT); // a zombie now, not reaped
+  const reaped = spawn({ path: '/bin/sleep', argv: ['sleep', '60'], closeFrom: 3 });
+  kill(reaped, SIGKILL);
+  waitpid(reaped, 0);
+  for (const pid of [zombie.pid, reaped]) {
+    const exited = hasCode(
+      'PCR_ERR_TASK_EXITED',
+      new RegExp(`^task ${pid} exited while it was being dumped$`),
+    );
+    assert.throws(() => kernelProbes.fileFlags!(pid, 0), exited);
+    assert.throws(() => kernelProbes.dead(pid, 0), exited);
+    assert.throws(() => frozenKcmp(process.pid, 0, pid, 0), exited);
+  }
+  // A live holder's bad fd stays the syscall's own error.
+  assert.throws(
+    () => frozenKcmp(process.pid, 0, process.pid, 9999),
+    (e: unknown) => e instanceof SyscallError && e.syscall === 'kcmp' && e.errnoName === 'EBADF',
+  );
 });
 
 test('dumping a tree that holds the dumper itself is refused before anything is seized', async () => {
