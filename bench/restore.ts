@@ -6,7 +6,14 @@
  * Targets (docs/restore.md): 9 tasks total <= 1.5x floor, pidfd phases after all workers
  * are up <= 20 ms.
  */
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Router } from 'zeromq';
+import { encodeToWorker } from '../src/plan/wire.js';
+import type { CoordinatorMessage } from '../src/plan/messages.js';
+import { BROADCAST_PHASES } from '../src/plan/types.js';
 import { buildTree, type TreeSpec } from '../src/example/index.js';
 import { dumpTree } from '../src/dump/index.js';
 import type { Image } from '../src/image/model.js';
@@ -47,6 +54,74 @@ async function floor(n: number): Promise<number> {
     closeQuiet(fd);
   }
   return ms;
+}
+
+const SKELETON = fileURLToPath(new URL('./skeleton-start.cjs', import.meta.url));
+
+interface SkeletonRun {
+  /** From the first spawn to the last PHASE_DONE of `verify` (the analogue of "verified"). */
+  verifiedMs: number;
+  /** The four pidfd-phase barriers (open-alive … finalize) once every HELLO is in. */
+  phasesMs: number;
+}
+
+/**
+ * The design's lower bound: `n` skeleton workers (bench/skeleton-worker.ts: Node + koffi
+ * + zeromq + xstate + protobuf, code-cached; HELLO, then each phase as an empty barrier
+ * through the machine, then TEARDOWN) started at once.
+ */
+async function skeleton(n: number): Promise<SkeletonRun> {
+  const dir = mkdtempSync(join(tmpdir(), 'pidfd-cr-bench-'));
+  const address = `ipc://${join(dir, 'ctl')}`;
+  const router = new Router({ linger: 0 });
+  await router.bind(address);
+  const base = workerEnv({ dumpedPid: 0, rundir: '/', reservedFds: [], stderrFd: null });
+  const pidMap = { pids: [], tids: [] };
+  const broadcast = async (ids: Buffer[], m: CoordinatorMessage): Promise<void> => {
+    const frame = encodeToWorker(m);
+    for (const id of ids) await router.send([id, frame]);
+  };
+  try {
+    const t0 = performance.now();
+    const fds = Array.from({ length: n }, (_, i) => {
+      const pid = spawnClean({
+        path: process.execPath,
+        argv: [process.execPath, SKELETON],
+        env: { ...base, SKELETON_ADDR: address, SKELETON_ID: String(i + 1) },
+        stdio: [null, null, null],
+      });
+      return pidfdOpen(pid);
+    });
+    const marks: number[] = [];
+    const played = (async () => {
+      const ids: Buffer[] = [];
+      const phases = [...BROADCAST_PHASES];
+      let answers = 0;
+      for await (const [id] of router) {
+        if (phases.length === BROADCAST_PHASES.length && ids.length < n) ids.push(id!);
+        if (++answers < n) continue;
+        answers = 0;
+        marks.push(performance.now());
+        const phase = phases.shift();
+        if (!phase) return broadcast(ids, { type: 'TEARDOWN', reason: 'bench' });
+        await broadcast(ids, { type: 'PHASE', phase, pidMap });
+      }
+    })();
+    await Promise.all(fds.map((fd) => whenReadable(fd)));
+    const statuses = fds.map((fd) => {
+      const status = waitPidfd(fd, WEXITED)?.status;
+      closeQuiet(fd);
+      return status;
+    });
+    // Each exits 0 only after its TEARDOWN: then every phase was played.
+    if (statuses.some((s) => s !== 0)) throw new Error(`skeleton workers ended: ${statuses}`);
+    await played;
+    // marks: all HELLOs, then the end of open-alive, dead, kill-temp, finalize, verify.
+    return { verifiedMs: marks[5]! - t0, phasesMs: marks[4]! - marks[0]! };
+  } finally {
+    router.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 const PHASE_STATES = [
@@ -137,12 +212,17 @@ async function main(): Promise<void> {
     const pidfds = image.tasks.reduce((n, t) => n + t.fds.length, 0);
     const runs: Run[] = [];
     const floors: number[] = [];
+    const skeletons: SkeletonRun[] = [];
     await restoreOnce(image); // warm the page cache
+    await skeleton(workers);
     for (let i = 0; i < RUNS; i++) {
       floors.push(await floor(workers));
+      skeletons.push(await skeleton(workers));
       runs.push(await restoreOnce(image));
     }
     const fl = median(floors);
+    const sk = median(skeletons.map((r) => r.verifiedMs));
+    const skPhases = median(skeletons.map((r) => r.phasesMs));
     const verified = median(runs.map((r) => r.verifiedMs));
     const total = median(runs.map((r) => r.totalMs));
     const phase = (k: string): number => median(runs.map((r) => r.phases[k]!));
@@ -155,6 +235,10 @@ async function main(): Promise<void> {
     const cpu = runs.flatMap((r) => r.cpuMs);
     console.log(`${name}: ${workers} workers, ${pidfds} pidfds`);
     console.log(`  floor (${workers} x node -e 0 at once) ${f(fl)}`);
+    console.log(
+      `  skeleton to verified (bound)      ${f(sk)}   ratio ${(sk / fl).toFixed(2)}x floor`,
+    );
+    console.log(`  skeleton pidfd phases (bound)     ${f(skPhases)}`);
     console.log(
       `  restore to verified               ${f(verified)}   ratio ${(verified / fl).toFixed(2)}x floor`,
     );

@@ -60,7 +60,7 @@ const BUNDLE = 'dist/src/worker/bundle.cjs';
 
 /**
  * The native addon file that `pkg`'s own loader picks on this machine (found by loading
- * it here), as a path relative to the bundle's directory; undefined if not found.
+ * it here); undefined if not found.
  */
 function addonPath(pkg, marker) {
   const req = createRequire(import.meta.url);
@@ -69,16 +69,15 @@ function addonPath(pkg, marker) {
   } catch {
     return undefined;
   }
-  const file = Object.keys(req.cache).find((f) => f.endsWith('.node') && f.includes(marker));
-  return file && fromBundle(file);
+  return Object.keys(req.cache).find((f) => f.endsWith('.node') && f.includes(marker));
 }
 
-/** A real path inside node_modules as a path relative to the bundle's directory (through
- * ./node_modules, which may be a symlink). */
-function fromBundle(realPath) {
+/** A real path inside node_modules as a path relative to the directory of `bundle`
+ * (through ./node_modules, which may be a symlink). */
+function fromBundle(realPath, bundle) {
   const inModules = relative(realpathSync('node_modules'), realPath);
   const path = inModules.startsWith('..') ? realPath : join('node_modules', inModules);
-  return relative(dirname(BUNDLE), path);
+  return relative(dirname(bundle), path);
 }
 
 /**
@@ -95,7 +94,8 @@ const joinDir = (rel) => `require('node:path').join(__dirname, ${JSON.stringify(
 const loadDirect = (rel, fallback) =>
   `let addon;\ntry { addon = require(${joinDir(rel)}); } catch {}\naddon ??= ${fallback};\n`;
 
-const workerBundle = {
+/** The esbuild plugin for a bundle written to `outfile`. */
+const workerBundle = (outfile) => ({
   name: 'worker-bundle',
   setup(b) {
     // gen/pb.js → the lean gen/pb-worker.js (same protocol messages and encode/decode).
@@ -108,7 +108,7 @@ const workerBundle = {
           : { path: 'koffi', namespace: 'addon' },
       );
       b.onLoad({ filter: /^koffi$/, namespace: 'addon' }, () => ({
-        contents: `${loadDirect(koffiAddon, "require('koffi')")}module.exports = addon;\n`,
+        contents: `${loadDirect(fromBundle(koffiAddon, outfile), "require('koffi')")}module.exports = addon;\n`,
         loader: 'js',
       }));
     }
@@ -119,37 +119,46 @@ const workerBundle = {
         const fallback = `((r) => r('zeromq/lib/load-addon.js').default)(require)`;
         return {
           // zeromq's native.js takes `default` of an ES-module-shaped export.
-          contents: `${loadDirect(zmqAddon, fallback)}exports.__esModule = true;\nexports.default = addon;\n`,
+          contents: `${loadDirect(fromBundle(zmqAddon, outfile), fallback)}exports.__esModule = true;\nexports.default = addon;\n`,
           loader: 'js',
           resolveDir: dirname(args.path),
         };
       });
     }
   },
-};
+});
 
-try {
-  await build({
-    entryPoints: ['dist/src/worker/main.js'],
-    outfile: BUNDLE,
-    bundle: true,
-    platform: 'node',
-    target: 'node20',
-    format: 'cjs',
-    // zeromq's JS is bundled only when its addon was found (its own loader looks for
-    // the addon relative to its own files).
-    external: zmqAddon ? ['koffi'] : ['koffi', 'zeromq'],
-    plugins: [workerBundle],
-    // Less to read and hash (identifiers kept: stack traces stay readable): ≈ -5 ms CPU.
-    minifyWhitespace: true,
-    minifySyntax: true,
-    // import.meta.url of the bundled modules is the bundle's own URL (spawn-worker.ts
-    // resolves the worker script from it).
-    define: { 'import.meta.url': '__pcrBundleUrl' },
-    banner: { js: 'const __pcrBundleUrl = require("node:url").pathToFileURL(__filename).href;' },
-    logLevel: 'warning',
-  });
-} catch {
-  console.error('build: esbuild (worker bundle) failed');
-  process.exit(1);
+/** A CommonJS bundle of the compiled `entry` for a process started by pidfd-cr. */
+async function bundle(entry, outfile) {
+  try {
+    await build({
+      entryPoints: [entry],
+      outfile,
+      bundle: true,
+      platform: 'node',
+      target: 'node20',
+      format: 'cjs',
+      // zeromq's JS is bundled only when its addon was found (its own loader looks for
+      // the addon relative to its own files).
+      external: zmqAddon ? ['koffi'] : ['koffi', 'zeromq'],
+      plugins: [workerBundle(outfile)],
+      // Less to read and hash (identifiers kept: stack traces stay readable): ≈ -5 ms CPU.
+      minifyWhitespace: true,
+      minifySyntax: true,
+      // import.meta.url of the bundled modules is the bundle's own URL (spawn-worker.ts
+      // resolves the worker script from it).
+      define: { 'import.meta.url': '__pcrBundleUrl' },
+      banner: {
+        js: 'const __pcrBundleUrl = require("node:url").pathToFileURL(__filename).href;',
+      },
+      logLevel: 'warning',
+    });
+  } catch {
+    console.error(`build: esbuild (${outfile}) failed`);
+    process.exit(1);
+  }
 }
+
+await bundle('dist/src/worker/main.js', BUNDLE);
+// The benchmark's lower bound of a worker (bench/skeleton-worker.ts), bundled the same way.
+await bundle('dist/bench/skeleton-worker.js', 'dist/bench/skeleton.cjs');

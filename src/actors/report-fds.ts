@@ -121,14 +121,3 @@ export function withFileClasses(
     })),
   };
 }
-
-/** Partitions `fds` of process `pid` into open-file-description classes with kcmp. */
-export function sameFileClasses(pid: number, fds: readonly number[]): number[][] {
-  const classes: number[][] = [];
-  for (const fd of [...fds].sort((a, b) => a - b)) {
-    const home = classes.find((c) => kcmpFile(pid, c[0]!, pid, fd) === 0);
-    if (home) home.push(fd);
-    else classes.push([fd]);
-  }
-  return classes;
-}

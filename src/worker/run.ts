@@ -22,6 +22,7 @@ import { FAULT_ENV } from './identity.js';
 import { proveIdentity } from './auth-client.js';
 import { failStartup, startupDone } from './startup-guard.js';
 import { PcrError } from '../errors.js';
+import { markRanFully } from './cache-mark.cjs';
 
 const pid = identity.dumpedPid;
 const fault = parseFault(process.env[FAULT_ENV]);
@@ -97,7 +98,7 @@ function start(message: Extract<CoordinatorMessage, { type: 'ASSIGN' }>): void {
     next: (snapshot) => {
       // A worker that got as far as holding ran (nearly) every code path: its V8 code
       // cache is worth keeping (start.cts writes one only then).
-      if (snapshot.matches('holding')) Reflect.set(globalThis, RAN_FULLY, true);
+      if (snapshot.matches('holding')) markRanFully();
     },
     complete: () => void finish(0),
     error: (err) => {
@@ -130,9 +131,6 @@ async function finishEarly(): Promise<void> {
   await effects.tearDownNow();
   await finish(0);
 }
-
-/** Read by start.cts: set once this worker reached `holding`. */
-const RAN_FULLY = Symbol.for('pidfd-cr.worker.ran-fully');
 
 async function finish(code: number): Promise<void> {
   // The final TRACE (tearing-down → done) is emitted after the machine completes.
