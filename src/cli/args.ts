@@ -25,5 +25,8 @@ export function intOption(
   if (value === undefined) return undefined;
   if (!/^[0-9]+$/.test(value))
     throw new UsageError(`${command}: --${name} must be a positive integer, got '${value}'`);
-  return Number(value);
+  const n = Number(value);
+  if (!Number.isSafeInteger(n))
+    throw new UsageError(`${command}: --${name} is too large, got '${value}'`);
+  return n;
 }

@@ -21,6 +21,7 @@ import { hostContext } from './host.js';
 import { checkImageDir } from './preflight.js';
 import { frozenKcmp, kernelProbes, readTask, taskIno, type TaskRead } from './read.js';
 import type { WalkedTask } from './walk.js';
+import { readStatus } from '../procfs/read.js';
 
 export interface DumpOptions extends FreezeOptions {
   /** Leave every live task stopped (group-stop) after the dump. Not on failure. */
@@ -34,10 +35,30 @@ export interface DumpToDirOptions extends DumpOptions {
   force?: boolean;
 }
 
+/**
+ * A thread id is not a tree root: /proc/<tid> exists for any thread (hidden from
+ * readdir), but its Tgid names the process. A pid that does not exist is left to
+ * freezeTree, which names it.
+ */
+function refuseThread(pid: number): void {
+  let tgid: number;
+  try {
+    tgid = readStatus(pid).tgid;
+  } catch {
+    return;
+  }
+  if (tgid !== pid) {
+    throw new UsageError(
+      `dump: ${pid} is a thread of process ${tgid}, not a process (dump -t ${tgid})`,
+    );
+  }
+}
+
 export async function dumpTree(rootPid: number, opts: DumpOptions = {}): Promise<Image> {
-  if (!Number.isInteger(rootPid) || rootPid <= 0) {
+  if (!Number.isSafeInteger(rootPid) || rootPid <= 0) {
     throw new UsageError(`dump: ${rootPid} is not a pid`);
   }
+  refuseThread(rootPid);
   const frozen = await freezeTree(rootPid, opts);
   let ok = false;
   try {

@@ -5,6 +5,7 @@
 import type { FdEntry, Image, PidfdFile, Target, Task } from './model.js';
 import { FLAGS } from './model.js';
 import { decodeEndStatus, flagNames, type EndStatus } from './describe.js';
+import { count } from '../count.js';
 
 /** Version of the JSON form; bumped only when a field changes meaning or disappears. */
 export const IMAGE_JSON_VERSION = 1;
@@ -278,7 +279,7 @@ export function formatImage(image: Image): string {
     `pidfd-cr image, format ${image.formatVersion}, written by pidfd-cr ${h.toolVersion || '?'}`,
     `host ${h.hostname || '?'}, kernel ${h.kernelRelease || '?'}, boot ${h.bootId}`,
     `dumped ${dumped}, frozen by ${h.freezeMethod || '?'}`,
-    `${image.tasks.length} tasks, ${image.files.length} open pidfd files, ${image.targets.length} targets, root ${image.rootPid}`,
+    `${count(image.tasks.length, 'task')}, ${count(image.files.length, 'open pidfd file')}, ${count(image.targets.length, 'target')}, root ${image.rootPid}`,
     '',
   ];
   for (const task of preOrder(image)) {

@@ -6,7 +6,15 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { accessSync, constants, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  accessSync,
+  constants,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import {
   __WALL,
@@ -140,6 +148,10 @@ test('dump with bad arguments: exit 2 and a message naming the argument', (t) =>
     [['dump', '-t', '0', '-D', dir], /dump: -t PID \(a pid > 0\) is required/],
     [['dump', '-t', '1'], /dump: -D DIR is required/],
     [['dump', '-t', '1', '-D', dir, '--bogus'], /dump: Unknown option '--bogus'/],
+    [
+      ['dump', '-t', '99999999999999999999999', '-D', dir],
+      /dump: --tree is too large, got '99999999999999999999999'/,
+    ],
   ];
   for (const [args, message] of cases) {
     const r = cli(args);
@@ -151,6 +163,23 @@ test('dump with bad arguments: exit 2 and a message naming the argument', (t) =>
   const help = cli(['dump', '--help']);
   assert.equal(help.status, 0);
   assert.match(help.stdout, /^usage: pidfd-cr dump -t PID -D DIR \[--leave-stopped\] \[--force\]/);
+});
+
+test('dump of a thread id: exit 2 naming the process it belongs to', (t) => {
+  const { dir, remove } = tempDir();
+  t.after(remove);
+  // This test's own Node process has helper threads; any one that is not the leader.
+  const tid = readdirSync('/proc/self/task')
+    .map(Number)
+    .find((x) => x !== process.pid);
+  assert.ok(tid !== undefined, 'node runs threads');
+  const r = cli(['dump', '-t', String(tid), '-D', dir]);
+  assert.equal(r.status, 2);
+  assert.equal(
+    r.stderr,
+    `pidfd-cr: dump: ${tid} is a thread of process ${process.pid}, not a process (dump -t ${process.pid})\n`,
+  );
+  assert.deepEqual(filesIn(dir), []);
 });
 
 test('dump of a tree with a task already traced: exit 4 naming it and its tracer', async (t) => {

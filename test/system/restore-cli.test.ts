@@ -150,7 +150,7 @@ test('restore prints the differences and exits 1 when the restored tree differs'
   assert.equal(r.status, 1, r.stderr);
   assert.match(
     r.stdout,
-    /verification: FAILED, 1 differences:\n  - task \d+ fd \d+: .*not in the image/,
+    /verification: FAILED, 1 difference:\n  - task \d+ fd \d+: .*not in the image/,
   );
   assert.deepEqual(readdirSync(dir), ['pidfd-cr.img']);
 });

@@ -16,6 +16,7 @@ import { stderrTraceSink } from '../../restore/trace-sinks.js';
 import { formatPidMap, formatVerification, stopOnSignals } from './restore.js';
 import { prctl, PR_SET_CHILD_SUBREAPER } from '../../../native/index.js';
 import { reapOrphansUntilNone, ORPHAN_DEADLINE_MS } from '../../worker/children.js';
+import { count } from '../../count.js';
 
 const HELP = `usage: pidfd-cr demo [--trace]
 
@@ -66,7 +67,7 @@ export async function run(argv: string[]): Promise<number> {
       signal: controller.signal,
       onVerified: ({ pidMap, differences }) => {
         const ms = (performance.now() - t0).toFixed(0);
-        process.stdout.write(`restored ${pidMap.pids.length} tasks in ${ms} ms\n`);
+        process.stdout.write(`restored ${count(pidMap.pids.length, 'task')} in ${ms} ms\n`);
         process.stdout.write(formatPidMap(image, pidMap));
         process.stdout.write(formatVerification(image, differences));
       },

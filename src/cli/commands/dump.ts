@@ -2,6 +2,7 @@
 import { UsageError } from '../../errors.js';
 import { intOption, parseCommandArgs } from '../args.js';
 import { dumpToDir } from '../../dump/index.js';
+import { count } from '../../count.js';
 
 const HELP = `usage: pidfd-cr dump -t PID -D DIR [--leave-stopped] [--force]
 
@@ -38,8 +39,8 @@ export async function run(argv: string[]): Promise<number> {
   });
   const fds = image.tasks.reduce((n, t) => n + t.fds.length, 0);
   process.stdout.write(
-    `dumped ${image.tasks.length} tasks, ${fds} pidfds (${image.files.length} open files, ` +
-      `${image.targets.length} targets) to ${path}\n`,
+    `dumped ${count(image.tasks.length, 'task')}, ${count(fds, 'pidfd')} ` +
+      `(${count(image.files.length, 'open file')}, ${count(image.targets.length, 'target')}) to ${path}\n`,
   );
   return 0;
 }

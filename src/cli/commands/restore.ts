@@ -3,11 +3,11 @@
  * [--timeout S] [--external-dead]`: restore the pidfds of an image into a fresh tree of
  * worker processes, verify them from /proc, print the pid map and the verification.
  */
-import { accessSync, constants, existsSync, statSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { closeSync, existsSync, openSync, rmSync, statSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { EXIT_CODES, PcrError, UsageError } from '../../errors.js';
 import { intOption, parseCommandArgs } from '../args.js';
-import { readImage } from '../../image/store.js';
+import { imagePath, readImage } from '../../image/store.js';
 import type { Image } from '../../image/model.js';
 import { restoreImage, removeLiveRundirs } from '../../restore/coordinator.js';
 import { stderrTraceSink, fileTraceSink, teeSinks } from '../../restore/trace-sinks.js';
@@ -15,6 +15,7 @@ import type { PidMap } from '../../plan/messages.js';
 import type { Difference } from '../../plan/verify.js';
 import { prctl, PR_SET_CHILD_SUBREAPER } from '../../../native/index.js';
 import { reapOrphansUntilNone, ORPHAN_DEADLINE_MS } from '../../worker/children.js';
+import { count } from '../../count.js';
 
 const HELP = `usage: pidfd-cr restore -D DIR [--trace] [--trace-file F] [--pid-map FILE] [--hold]
                         [--timeout S] [--external-dead]
@@ -30,10 +31,12 @@ every restored fd from /proc against the image and tears the tree down.
       --hold           keep the restored tree until SIGTERM or SIGINT, then take it down
       --timeout S      give up when registration or a phase takes longer (default 30)
       --external-dead  restore pidfds to processes outside the tree as dead (SIGKILL)
-Exit statuses: 0 restored and verified, 1 restored but different from the image (the
-differences are printed), 9 the image holds something that cannot be restored
-faithfully, 10 the restore failed (the message names task, phase and cause), 11 timeout;
-see docs/restore.md.
+Exit statuses: 0 restored and verified; 1 restored but different from the image (the
+differences are printed); 2 bad command line or output path; 5 a worker exited during
+the restore; 6 no usable image directory; 8 damaged or invalid image; 9 the image holds
+something that cannot be restored faithfully (named); 10 the restore failed (task, phase
+and cause are named); 11 registration or a phase timed out; 12 a system call failed;
+128 + signal number for a second SIGINT/SIGTERM. See docs/cli.md.
 `;
 
 export function formatPidMap(image: Image, map: PidMap): string {
@@ -48,26 +51,49 @@ export function formatPidMap(image: Image, map: PidMap): string {
 export function formatVerification(image: Image, differences: readonly Difference[]): string {
   const fds = image.tasks.reduce((n, t) => n + t.fds.length, 0);
   if (differences.length === 0) {
-    return `verification: OK, ${fds} pidfds in ${image.tasks.length} tasks match the image\n`;
+    return `verification: OK, ${count(fds, 'pidfd')} in ${count(image.tasks.length, 'task')} match the image\n`;
   }
   const list = differences.map((d) => `  - ${d.message}`).join('\n');
-  return `verification: FAILED, ${differences.length} differences:\n${list}\n`;
+  return `verification: FAILED, ${count(differences.length, 'difference')}:\n${list}\n`;
 }
 
 const MAX_TIMEOUT_S = Math.floor((2 ** 31 - 1) / 1000);
 
-/** Fails before restoring when the pid map could not be written (its directory). */
-function checkPidMapPath(path: string): void {
-  const dir = dirname(path);
+/** A usage error naming the option and the path, with the cause's message. */
+function pathError(option: string, path: string, err: unknown): PcrError {
+  return new PcrError('PCR_ERR_USAGE', `restore: ${option} ${path}: ${(err as Error).message}`, {
+    cause: err,
+  });
+}
+
+/** An output path must not be empty, nor the image file itself (it would overwrite it). */
+function checkOutputPath(option: string, path: string, imageFile: string): void {
+  if (path === '') throw new UsageError(`restore: ${option} needs a file name, got ''`);
+  let same = false;
   try {
-    if (!statSync(dir).isDirectory()) throw new Error(`${dir} is not a directory`);
-    accessSync(dir, constants.W_OK | constants.X_OK);
-    if (existsSync(path) && statSync(path).isDirectory()) throw new Error(`${path} is a directory`);
-  } catch (err) {
-    throw new PcrError('PCR_ERR_USAGE', `restore: --pid-map ${path}: ${(err as Error).message}`, {
-      cause: err,
-    });
+    const out = statSync(path);
+    const img = statSync(imageFile);
+    same = out.dev === img.dev && out.ino === img.ino;
+  } catch {
+    // the path does not exist yet (or the image is unreadable: readImage says so)
   }
+  if (same) throw pathError(option, path, new Error('is the image file'));
+}
+
+/**
+ * Fails before restoring when the pid map could not be written: it is written as a
+ * temporary file in its directory and renamed (pid-map-file.ts), so the check creates
+ * and removes such a file there. access(W_OK) is not enough: root passes it on /proc.
+ */
+function checkPidMapPath(path: string): void {
+  const probe = join(dirname(path), `.${basename(path)}.${process.pid}.probe`);
+  try {
+    if (existsSync(path) && statSync(path).isDirectory()) throw new Error('is a directory');
+    closeSync(openSync(probe, 'wx', 0o600));
+  } catch (err) {
+    throw pathError('--pid-map', path, err);
+  }
+  rmSync(probe, { force: true });
 }
 
 /** Opens (truncates) the trace file before restoring, naming the option if that fails. */
@@ -75,11 +101,7 @@ function openTraceFile(path: string): ReturnType<typeof fileTraceSink> {
   try {
     return fileTraceSink(path);
   } catch (err) {
-    throw new PcrError(
-      'PCR_ERR_USAGE',
-      `restore: --trace-file ${path}: ${(err as Error).message}`,
-      { cause: err },
-    );
+    throw pathError('--trace-file', path, err);
   }
 }
 
@@ -133,12 +155,15 @@ export async function run(argv: string[]): Promise<number> {
   // setTimeout takes at most 2^31-1 ms; a longer delay fires at once.
   if (timeoutS !== undefined && timeoutS > MAX_TIMEOUT_S)
     throw new UsageError(`restore: --timeout must be at most ${MAX_TIMEOUT_S} seconds`);
+  const pidMapPath = typeof values['pid-map'] === 'string' ? values['pid-map'] : undefined;
+  const traceFilePath = typeof values['trace-file'] === 'string' ? values['trace-file'] : undefined;
+  const imageFile = imagePath(dir);
+  if (pidMapPath !== undefined) checkOutputPath('--pid-map', pidMapPath, imageFile);
+  if (traceFilePath !== undefined) checkOutputPath('--trace-file', traceFilePath, imageFile);
   const image = readImage(dir);
   const hold = values.hold === true;
-  const pidMapPath = typeof values['pid-map'] === 'string' ? values['pid-map'] : undefined;
   if (pidMapPath !== undefined) checkPidMapPath(pidMapPath);
-  const traceFile =
-    typeof values['trace-file'] === 'string' ? openTraceFile(values['trace-file']) : undefined;
+  const traceFile = traceFilePath !== undefined ? openTraceFile(traceFilePath) : undefined;
   const trace =
     values.trace || traceFile
       ? teeSinks(values.trace ? stderrTraceSink() : undefined, traceFile?.sink)
@@ -158,7 +183,9 @@ export async function run(argv: string[]): Promise<number> {
       signal: controller.signal,
       onVerified: ({ pidMap, differences }) => {
         const ms = (performance.now() - t0).toFixed(0);
-        process.stdout.write(`restored ${pidMap.pids.length} tasks from ${dir} in ${ms} ms\n`);
+        process.stdout.write(
+          `restored ${count(pidMap.pids.length, 'task')} from ${dir} in ${ms} ms\n`,
+        );
         process.stdout.write(formatPidMap(image, pidMap));
         process.stdout.write(formatVerification(image, differences));
         if (hold)
