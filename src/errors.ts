@@ -17,6 +17,7 @@ export type PcrErrorCode =
   | 'PCR_ERR_RESTORE'
   | 'PCR_ERR_VERIFY'
   | 'PCR_ERR_TIMEOUT'
+  | 'PCR_ERR_LIMIT'
   | 'PCR_ERR_INTERNAL';
 
 export class PcrError extends Error {
@@ -77,6 +78,7 @@ export const EXIT_CODES: Record<PcrErrorCode, number> = {
   PCR_ERR_RESTORE: 10,
   PCR_ERR_TIMEOUT: 11,
   PCR_ERR_SYSCALL: 12,
+  PCR_ERR_LIMIT: 13,
   PCR_ERR_INTERNAL: 70,
 };
 

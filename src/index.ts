@@ -27,6 +27,7 @@ export { stderrTraceSink, fileTraceSink, teeSinks } from './restore/trace-sinks.
 
 // The pure core, for tools that run their own processes.
 export { planRestore } from './plan/planner.js';
+export { checkPlanLimits, planSize, DEFAULT_LIMITS, type RestoreLimits } from './plan/limits.js';
 export type * from './plan/types.js';
 export type * from './plan/messages.js';
 export { compareReports, type Difference, type DifferenceKind } from './plan/verify.js';

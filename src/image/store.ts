@@ -7,6 +7,7 @@
 import {
   closeSync,
   constants,
+  fstatSync,
   fsyncSync,
   linkSync,
   openSync,
@@ -18,7 +19,7 @@ import {
 } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { PcrError } from '../errors.js';
+import { ImageError, PcrError } from '../errors.js';
 import type { Image } from './model.js';
 import { decodeImage, encodeImage } from './codec.js';
 
@@ -133,13 +134,21 @@ function unlinkQuiet(path: string): void {
   }
 }
 
+/**
+ * The largest image read (64 MiB): far above what a dump of the largest restorable tree
+ * writes (DEFAULT_LIMITS: 1024 processes, 2^20 pidfds, ~20 bytes each), so a bigger file
+ * is not an image and is not read into memory.
+ */
+export const MAX_IMAGE_BYTES = 64 * 1024 * 1024;
+
 /** Reads and fully validates DIR/pidfd-cr.img. */
 export function readImage(dir: string): Image {
   checkDir(dir);
   const path = imagePath(dir);
-  let bytes: Buffer;
+  let fd: number;
   try {
-    bytes = readFileSync(path);
+    // O_NONBLOCK: a FIFO planted as the image must not block the open.
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (err) {
     if (errCode(err) === 'ENOENT') {
       throw new PcrError('PCR_ERR_IMAGE_DIR', `no image in ${dir} (${IMAGE_FILE_NAME} not found)`, {
@@ -148,5 +157,21 @@ export function readImage(dir: string): Image {
     }
     throw dirError(dir, `cannot read ${IMAGE_FILE_NAME}`, err);
   }
-  return decodeImage(bytes, path);
+  try {
+    return decodeImage(readRegular(fd, path), path);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function readRegular(fd: number, path: string): Buffer {
+  const st = fstatSync(fd);
+  if (!st.isFile()) throw new ImageError('file', `not a regular file (in ${path})`);
+  if (st.size > MAX_IMAGE_BYTES) {
+    throw new ImageError(
+      'file',
+      `${st.size} bytes, more than the ${MAX_IMAGE_BYTES} an image may have (in ${path})`,
+    );
+  }
+  return readFileSync(fd);
 }

@@ -9,6 +9,7 @@ import { PcrError } from '../errors.js';
 import type { Image } from '../image/model.js';
 import { planRestore } from '../plan/planner.js';
 import type { RestorePlan } from '../plan/types.js';
+import { checkPlanLimits, DEFAULT_LIMITS, type RestoreLimits } from '../plan/limits.js';
 import type { PidMap } from '../plan/messages.js';
 import type { Difference } from '../plan/verify.js';
 import type { AbortReason } from '../machines/coordinator.js';
@@ -44,6 +45,8 @@ export interface RestoreOptions {
   fault?: string;
   /** How long teardown waits for workers to leave before SIGKILL (default 3 s). */
   teardownGraceMs?: number;
+  /** What the restore may make (default DEFAULT_LIMITS); checked before anything starts. */
+  limits?: Partial<RestoreLimits>;
 }
 
 export interface RestoreResult {
@@ -63,6 +66,7 @@ export async function restoreImage(
     currentBootId: bootId(),
     unprivileged: !hasDacOverride(),
   });
+  checkPlanLimits(plan, { ...DEFAULT_LIMITS, ...options.limits });
   const rundir = makeRundir(options.runDirParent);
   let session: Session | undefined;
   try {

@@ -123,6 +123,27 @@ test('bad --pid-map and --trace-file paths are usage errors before anything is r
   }
 });
 
+test('an image that needs more processes than --max-processes is refused before any is started', async (t) => {
+  const { image, dir } = await buildAndDump(t, benchmark);
+  writeImage(dir, image);
+  const before = new Set(descendantsOf(process.pid));
+  const r = spawnSync(process.execPath, [CLI, 'restore', '-D', dir, '--max-processes', '3'], {
+    encoding: 'utf8',
+    env: { ...process.env, TMPDIR: dir },
+  });
+  assert.equal(r.status, 13, r.stderr);
+  assert.match(
+    r.stderr,
+    /^pidfd-cr: the image needs \d+ processes .*more than the limit of 3 \(--max-processes\)\n$/,
+  );
+  assert.equal(r.stdout, '');
+  assert.deepEqual(readdirSync(dir), ['pidfd-cr.img'], 'no run directory was made');
+  assert.deepEqual(
+    descendantsOf(process.pid).filter((p) => !before.has(p)),
+    [],
+  );
+});
+
 test('two restores of one image at once do not cross', async (t) => {
   const { image, dir } = await buildAndDump(t, benchmark);
   const [a, b] = await Promise.all([

@@ -12,11 +12,13 @@ import {
   unlinkSync,
   writeFileSync,
   constants,
+  ftruncateSync,
 } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ImageError, PcrError } from '../../src/errors.js';
-import { IMAGE_FILE_NAME, readImage, writeImage } from '../../src/image/store.js';
+import { IMAGE_FILE_NAME, MAX_IMAGE_BYTES, readImage, writeImage } from '../../src/image/store.js';
 import { encodeImage } from '../../src/image/codec.js';
 import { sampleImage } from '../fixtures/image-sample.js';
 
@@ -140,4 +142,21 @@ test('readImage of a corrupt image is an ImageError naming field and file', (t) 
   assert.ok(err instanceof ImageError);
   assert.equal(err.where, 'header.crc32');
   assert.ok(err.message.includes(join(dir, IMAGE_FILE_NAME)), err.message);
+});
+
+test('readImage refuses a FIFO or an oversized file as the image without reading it', (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, IMAGE_FILE_NAME);
+  execFileSync('mkfifo', [path]); // opened O_NONBLOCK: no writer needed, no hang
+  let err = pcrError(() => readImage(dir));
+  assert.ok(err instanceof ImageError);
+  assert.equal(err.message, `file: not a regular file (in ${path})`);
+  unlinkSync(path);
+  const fd = openSync(path, 'w');
+  ftruncateSync(fd, MAX_IMAGE_BYTES + 1); // sparse: no 64 MiB written
+  closeSync(fd);
+  err = pcrError(() => readImage(dir));
+  assert.ok(err instanceof ImageError);
+  assert.equal(err.where, 'file');
+  assert.match(err.message, new RegExp(`^file: ${MAX_IMAGE_BYTES + 1} bytes, more than`));
 });

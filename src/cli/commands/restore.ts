@@ -1,6 +1,6 @@
 /**
  * `pidfd-cr restore -D DIR [--trace] [--trace-file F] [--pid-map FILE] [--hold]
- * [--timeout S] [--external-dead]`: restore the pidfds of an image into a fresh tree of
+ * [--timeout S] [--external-dead] [--max-processes N]`: restore the pidfds of an image into a fresh tree of
  * worker processes, verify them from /proc, print the pid map and the verification.
  */
 import { closeSync, existsSync, openSync, rmSync, statSync } from 'node:fs';
@@ -18,24 +18,27 @@ import { reapOrphansUntilNone, ORPHAN_DEADLINE_MS } from '../../worker/children.
 import { count } from '../../count.js';
 
 const HELP = `usage: pidfd-cr restore -D DIR [--trace] [--trace-file F] [--pid-map FILE] [--hold]
-                        [--timeout S] [--external-dead]
+                        [--timeout S] [--external-dead] [--max-processes N]
 
 Restores the pidfds of the image DIR/pidfd-cr.img: one worker process per dumped task,
 in the dumped tree shape, each holding the dumped pidfds at the dumped fd numbers (alive,
 zombie, dead with the recorded exit status, thread and external targets), then checks
 every restored fd from /proc against the image and tears the tree down.
-  -D, --dir DIR        the image directory
-      --trace          print every state change of every machine on stderr
-      --trace-file F   write the trace as NDJSON to F (schema: docs/trace.md)
-      --pid-map FILE   write {"<dumped pid>": restored pid} as JSON once verified
-      --hold           keep the restored tree until SIGTERM or SIGINT, then take it down
-      --timeout S      give up when registration or a phase takes longer (default 30)
-      --external-dead  restore pidfds to processes outside the tree as dead (SIGKILL)
+  -D, --dir DIR          the image directory
+      --trace            print every state change of every machine on stderr
+      --trace-file F     write the trace as NDJSON to F (schema: docs/trace.md)
+      --pid-map FILE     write {"<dumped pid>": restored pid} as JSON once verified
+      --hold             keep the restored tree until SIGTERM or SIGINT, then take it down
+      --timeout S        give up when registration or a phase takes longer (default 30)
+      --external-dead    restore pidfds to processes outside the tree as dead (SIGKILL)
+      --max-processes N  refuse an image that needs more processes (workers, zombies,
+                         temporary processes; default 1024)
 Exit statuses: 0 restored and verified; 1 restored but different from the image (the
 differences are printed); 2 bad command line or output path; 5 a worker exited during
 the restore; 6 no usable image directory; 8 damaged or invalid image; 9 the image holds
 something that cannot be restored faithfully (named); 10 the restore failed (task, phase
 and cause are named); 11 registration or a phase timed out; 12 a system call failed;
+13 the image needs more than the limits allow;
 128 + signal number for a second SIGINT/SIGTERM. See docs/cli.md.
 `;
 
@@ -142,6 +145,7 @@ export async function run(argv: string[]): Promise<number> {
     hold: { type: 'boolean' },
     timeout: { type: 'string' },
     'external-dead': { type: 'boolean' },
+    'max-processes': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help) {
@@ -155,6 +159,12 @@ export async function run(argv: string[]): Promise<number> {
   // setTimeout takes at most 2^31-1 ms; a longer delay fires at once.
   if (timeoutS !== undefined && timeoutS > MAX_TIMEOUT_S)
     throw new UsageError(`restore: --timeout must be at most ${MAX_TIMEOUT_S} seconds`);
+  const maxProcesses = intOption(
+    'restore',
+    'max-processes',
+    values['max-processes'] as string | undefined,
+  );
+  if (maxProcesses === 0) throw new UsageError('restore: --max-processes must be at least 1');
   const pidMapPath = typeof values['pid-map'] === 'string' ? values['pid-map'] : undefined;
   const traceFilePath = typeof values['trace-file'] === 'string' ? values['trace-file'] : undefined;
   const imageFile = imagePath(dir);
@@ -180,6 +190,7 @@ export async function run(argv: string[]): Promise<number> {
       ...(trace ? { trace } : {}),
       ...(pidMapPath !== undefined ? { pidMapPath } : {}),
       externalDead: values['external-dead'] === true,
+      ...(maxProcesses === undefined ? {} : { limits: { maxProcesses } }),
       signal: controller.signal,
       onVerified: ({ pidMap, differences }) => {
         const ms = (performance.now() - t0).toFixed(0);
