@@ -37,11 +37,10 @@ async function withChild(reserve: number[], run: (pid: number) => void | Promise
   });
   const pidfd = pidfdOpen(pid);
   try {
-    // Wait until the probe ran: it opened its own /proc/self/status.
-    for (let i = 0; i < 500; i++) {
-      if (fdNumbers(pid).some((fd) => fdLink(pid, fd)?.endsWith('/status'))) break;
-      await new Promise((r) => setTimeout(r, 10));
-    }
+    // Wait until the probe ran: it opened its own /proc/self/status (at most 30 s).
+    const ran = (): boolean => fdNumbers(pid).some((fd) => fdLink(pid, fd)?.endsWith('/status'));
+    for (let i = 0; i < 3000 && !ran(); i++) await new Promise((r) => setTimeout(r, 10));
+    assert.ok(ran(), `probe ${pid} did not start within 30 s`);
     await run(pid);
   } finally {
     pidfdSendSignal(pidfd, 9);

@@ -85,13 +85,13 @@ test('a worker that hangs in phase dead: the phase times out naming it', async (
   const victim = childOf(image);
   const { err, started } = await failingRestore(image, {
     runDirParent: dir,
-    timeoutMs: 1500,
+    timeoutMs: 3000,
     fault: `hang@${victim}:dead`,
   });
   assert.equal(err.code, 'PCR_ERR_TIMEOUT');
   assert.match(
     err.message,
-    new RegExp(`phase dead timed out after 1500 ms waiting for .*task ${victim}\\b`),
+    new RegExp(`phase dead timed out after 3000 ms waiting for .*task ${victim}\\b`),
   );
   assert.deepEqual(await waitGone(started), []);
   assert.deepEqual(readdirSync(dir), []);
@@ -102,7 +102,7 @@ test('a worker stuck in a busy loop in finalize: timed out, then SIGKILLed', asy
   const victim = image.rootPid;
   const { err, started } = await failingRestore(image, {
     runDirParent: dir,
-    timeoutMs: 1500,
+    timeoutMs: 3000,
     teardownGraceMs: 500,
     fault: `spin@${victim}:finalize`,
   });
