@@ -12,7 +12,8 @@ export function parseCommandArgs(
   try {
     return parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values;
   } catch (err) {
-    throw new UsageError(`${command}: ${(err as Error).message}`);
+    // parseArgs explains some errors over several lines: one line, like every error.
+    throw new UsageError(`${command}: ${(err as Error).message.split('\n').join(' ')}`);
   }
 }
 

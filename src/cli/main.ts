@@ -5,6 +5,7 @@
  * code of their `code` (src/errors.ts). Unexpected errors keep their stack.
  */
 import { PcrError, exitCodeFor } from '../errors.js';
+import { printable } from '../text.js';
 
 type Command = (argv: string[]) => Promise<number>;
 
@@ -21,7 +22,7 @@ commands:
   dump -t PID -D DIR [--leave-stopped] [--force]   checkpoint the pidfds of a tree
   show -D DIR [--json]                             print an image
   restore -D DIR [--trace] [--trace-file F] [--pid-map F] [--hold] [--timeout S]
-          [--external-dead]                        restore the pidfds of an image
+          [--external-dead] [--max-processes N]    restore the pidfds of an image
   demo [--trace]                                   dump and restore a built-in example
 
 'pidfd-cr <command> --help' describes one command.`;
@@ -46,7 +47,8 @@ main(process.argv.slice(2)).then(
   },
   (err: unknown) => {
     if (err instanceof PcrError) {
-      process.stderr.write(`pidfd-cr: ${err.message}\n`);
+      // One line, whatever a name taken from the kernel or the image holds.
+      process.stderr.write(`pidfd-cr: ${printable(err.message)}\n`);
     } else {
       process.stderr.write(`pidfd-cr: internal error: ${(err as Error)?.stack ?? String(err)}\n`);
     }

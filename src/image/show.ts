@@ -5,7 +5,7 @@
 import type { FdEntry, Image, PidfdFile, Target, Task } from './model.js';
 import { FLAGS } from './model.js';
 import { decodeEndStatus, flagNames, type EndStatus } from './describe.js';
-import { count } from '../count.js';
+import { count, printable } from '../text.js';
 
 /** Version of the JSON form; bumped only when a field changes meaning or disappears. */
 export const IMAGE_JSON_VERSION = 1;
@@ -289,5 +289,6 @@ export function formatImage(image: Image): string {
   }
   const sharing = [...sharedFilesSection(image), ...inoGroupsSection(image, tasks)];
   if (sharing.length) lines.push('', ...sharing);
-  return lines.join('\n') + '\n';
+  // comm and host names come from the kernel and the image: any bytes but NUL.
+  return lines.map(printable).join('\n') + '\n';
 }

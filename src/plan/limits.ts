@@ -4,7 +4,7 @@
  * before anything is spawned. Pure.
  */
 import { PcrError } from '../errors.js';
-import { count } from '../count.js';
+import { count } from '../text.js';
 import type { RestorePlan } from './types.js';
 
 export interface RestoreLimits {

@@ -180,3 +180,14 @@ test('the JSON form has exactly the documented keys', () => {
     'text',
   ]);
 });
+
+test('a hostile comm or host name cannot forge lines or terminal sequences', () => {
+  const img = sampleImage();
+  img.tasks[0]!.comm = 'evil\nfd 9 \x1b[2J\\';
+  img.host.hostname = 'h\r\x9b';
+  const text = formatImage(img);
+  assert.ok(text.includes('evil\\x0afd 9 \\x1b[2J\\x5c'), text);
+  assert.ok(text.includes('host h\\x0d\\x9b,'), text);
+  assert.doesNotMatch(text, /[\x00-\x09\x0b-\x1f\x7f-\x9f]/);
+  assert.equal(text.split('\n').length, formatImage(sampleImage()).split('\n').length);
+});

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { writeImage, IMAGE_FILE_NAME } from '../../src/image/store.js';
-import { count } from '../../src/count.js';
+import { count } from '../../src/text.js';
 import { formatVerification } from '../../src/cli/commands/restore.js';
 import { sampleImage } from '../fixtures/image-sample.js';
 
@@ -52,6 +52,13 @@ test('an output path that is empty, the image itself, or unwritable is refused b
   }
   assert.deepEqual(readFileSync(img), before, 'the image is untouched');
   assert.deepEqual(readdirSync(dir).sort(), ['link', IMAGE_FILE_NAME], 'no probe file left');
+});
+
+test('a parseArgs error that spans lines is one line', () => {
+  const r = restore('-D', '--hold');
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, /^pidfd-cr: restore: Option '-D' argument is ambiguous\. Did you .*\n$/);
+  assert.equal(r.stderr.split('\n').length, 2, r.stderr);
 });
 
 test('counts agree with their number', () => {

@@ -16,7 +16,7 @@ import { stderrTraceSink } from '../../restore/trace-sinks.js';
 import { formatPidMap, formatVerification, stopOnSignals } from './restore.js';
 import { prctl, PR_SET_CHILD_SUBREAPER } from '../../../native/index.js';
 import { reapOrphansUntilNone, ORPHAN_DEADLINE_MS } from '../../worker/children.js';
-import { count } from '../../count.js';
+import { count } from '../../text.js';
 
 const HELP = `usage: pidfd-cr demo [--trace]
 

@@ -2,7 +2,7 @@
 import { UsageError } from '../../errors.js';
 import { intOption, parseCommandArgs } from '../args.js';
 import { dumpToDir } from '../../dump/index.js';
-import { count } from '../../count.js';
+import { count } from '../../text.js';
 
 const HELP = `usage: pidfd-cr dump -t PID -D DIR [--leave-stopped] [--force]
 

@@ -15,7 +15,7 @@ import type { PidMap } from '../../plan/messages.js';
 import type { Difference } from '../../plan/verify.js';
 import { prctl, PR_SET_CHILD_SUBREAPER } from '../../../native/index.js';
 import { reapOrphansUntilNone, ORPHAN_DEADLINE_MS } from '../../worker/children.js';
-import { count } from '../../count.js';
+import { count, printable } from '../../text.js';
 
 const HELP = `usage: pidfd-cr restore -D DIR [--trace] [--trace-file F] [--pid-map FILE] [--hold]
                         [--timeout S] [--external-dead] [--max-processes N]
@@ -46,7 +46,7 @@ export function formatPidMap(image: Image, map: PidMap): string {
   const comm = new Map(image.tasks.map((t) => [t.pid, t.comm]));
   const lines = map.pids.map(
     (p) =>
-      `  ${String(p.dumped).padStart(7)} -> ${String(p.restored).padEnd(7)} ${comm.get(p.dumped) ?? ''}`,
+      `  ${String(p.dumped).padStart(7)} -> ${String(p.restored).padEnd(7)} ${printable(comm.get(p.dumped) ?? '')}`,
   );
   return `pid map (dumped -> restored):\n${lines.join('\n')}\n`;
 }

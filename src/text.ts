@@ -1,0 +1,17 @@
+/** Small text helpers for messages and summaries. */
+
+/** `1 task`, `2 tasks`: a count with its noun. */
+export const count = (n: number, singular: string, plural = `${singular}s`): string =>
+  `${n} ${n === 1 ? singular : plural}`;
+
+/**
+ * A name taken from the kernel (a task's comm: any bytes but NUL, set by the task itself
+ * with PR_SET_NAME) made safe for a terminal line: control characters and backslash as
+ * `\xNN` escapes, so a hostile comm cannot forge lines or terminal sequences.
+ */
+export const printable = (s: string): string =>
+  // eslint-disable-next-line no-control-regex
+  s.replace(
+    /[\x00-\x1f\x7f-\x9f\\]/g,
+    (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`,
+  );
