@@ -127,6 +127,17 @@ function seize(pid: number, tid: number): boolean {
   return true;
 }
 
+/** PF_KTHREAD (include/linux/sched.h): ptrace_attach refuses kernel threads, even to root. */
+const PF_KTHREAD = 0x00200000;
+
+function isKernelThread(tid: number): boolean {
+  try {
+    return (readStat(tid).flags & PF_KTHREAD) !== 0;
+  } catch {
+    return false;
+  }
+}
+
 function isZombie(pid: number): boolean {
   try {
     return readStat(pid).state === 'Z';
@@ -143,6 +154,13 @@ function permissionError(pid: number, tid: number, cause: unknown): PcrError {
     // gone or unreadable: fall through to the general explanation
   }
   const who = tid === pid ? `task ${pid}` : `thread ${tid} of task ${pid}`;
+  if (isKernelThread(tid)) {
+    return new PcrError(
+      'PCR_ERR_PERMISSION',
+      `${who} is a kernel thread: nobody may ptrace it, and it holds no pidfds`,
+      { cause },
+    );
+  }
   if (tracer !== 0) {
     return new PcrError(
       'PCR_ERR_PERMISSION',

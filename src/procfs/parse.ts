@@ -73,6 +73,8 @@ export interface Stat {
   ppid: number;
   pgrp: number;
   session: number;
+  /** Field 9: the task's PF_* flags (include/linux/sched.h). */
+  flags: number;
   numThreads: number;
   /** Field 52: the wait status word once the task exited (zombie); 0 while alive. */
   exitCode: number;
@@ -102,6 +104,7 @@ export function parseStat(text: string): Stat {
     ppid: Number(field(4)),
     pgrp: Number(field(5)),
     session: Number(field(6)),
+    flags: Number(field(9)),
     numThreads: Number(field(20)),
     exitCode: rest.length >= 50 ? Number(field(52)) : 0,
   };

@@ -34,6 +34,7 @@ import {
   WSTOPPED,
 } from '../../native/index.js';
 import { PcrError, SyscallError } from '../../src/errors.js';
+import { readStat } from '../../src/procfs/read.js';
 import { frozenKcmp, kernelProbes } from '../../src/dump/read.js';
 import { buildTree, describeImage, type BuiltTree } from '../../src/example/index.js';
 import { dumpToDir, dumpTree } from '../../src/dump/index.js';
@@ -178,6 +179,32 @@ test('dump of a thread id: exit 2 naming the process it belongs to', (t) => {
   assert.equal(
     r.stderr,
     `pidfd-cr: dump: ${tid} is a thread of process ${process.pid}, not a process (dump -t ${process.pid})\n`,
+  );
+  assert.deepEqual(filesIn(dir), []);
+});
+
+test('dump of a kernel thread: exit 4 saying that it is one', (t) => {
+  const kthread = readdirSync('/proc')
+    .filter((n) => /^[0-9]+$/.test(n))
+    .map(Number)
+    .find((pid) => {
+      try {
+        return (readStat(pid).flags & 0x00200000) !== 0; // PF_KTHREAD
+      } catch {
+        return false;
+      }
+    });
+  if (kthread === undefined) {
+    t.skip('no kernel thread visible in this pid namespace');
+    return;
+  }
+  const { dir, remove } = tempDir();
+  t.after(remove);
+  const r = cli(['dump', '-t', String(kthread), '-D', dir]);
+  assert.equal(r.status, 4, r.stderr);
+  assert.equal(
+    r.stderr,
+    `pidfd-cr: task ${kthread} is a kernel thread: nobody may ptrace it, and it holds no pidfds\n`,
   );
   assert.deepEqual(filesIn(dir), []);
 });

@@ -18,6 +18,7 @@ const stat = (pid: number, ppid: number, state = 'S'): Stat => ({
   ppid,
   pgrp: 0,
   session: 0,
+  flags: 0,
   numThreads: 1,
   exitCode: 0,
 });

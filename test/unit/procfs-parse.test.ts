@@ -61,6 +61,7 @@ test('parseStat takes comm up to the last parenthesis', () => {
   assert.equal(st.state, 'Z');
   assert.equal(st.ppid, 3954);
   assert.equal(st.numThreads, 1);
+  assert.equal(st.flags, 4227148);
   assert.equal(st.exitCode, 1792);
 });
 
