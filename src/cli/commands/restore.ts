@@ -31,9 +31,10 @@ every restored fd from /proc against the image and tears the tree down.
       --timeout S      give up when registration or a phase takes longer (default 30)
       --external-dead  restore pidfds to processes outside the tree as dead (SIGKILL)
 Exit statuses: 0 restored and verified, 1 restored but different from the image (the
-differences are printed), 9 the image holds something that cannot be restored
-faithfully, 10 the restore failed (the message names task, phase and cause), 11 timeout;
-see docs/restore.md.
+differences are printed), 2 bad usage (an unusable --pid-map or --trace-file path
+included), 9 the image holds something that cannot be restored faithfully, 10 the
+restore failed (the message names task, phase and cause), 11 timeout, 12 a system call
+failed (e.g. a write to the trace file); see docs/cli.md.
 `;
 
 export function formatPidMap(image: Image, map: PidMap): string {
@@ -148,6 +149,7 @@ export async function run(argv: string[]): Promise<number> {
   // Orphans of the restored tree (if a worker dies) come back to us, not to init.
   prctl(PR_SET_CHILD_SUBREAPER, 1);
   const t0 = performance.now();
+  let status: number;
   try {
     const result = await restoreImage(image, {
       hold,
@@ -167,11 +169,14 @@ export async function run(argv: string[]): Promise<number> {
           );
       },
     });
-    return result.ok ? 0 : EXIT_CODES.PCR_ERR_VERIFY;
+    status = result.ok ? 0 : EXIT_CODES.PCR_ERR_VERIFY;
   } finally {
     unhook();
     traceFile?.close();
     // We are a subreaper with no other children: reap until none is left (ECHILD).
     await reapOrphansUntilNone(ORPHAN_DEADLINE_MS);
   }
+  // A trace write that failed late (teardown, after verification) fails the command too.
+  if (traceFile?.error) throw traceFile.error;
+  return status;
 }
