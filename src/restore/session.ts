@@ -354,7 +354,9 @@ export class Session {
     } catch {
       // already gone: ESRCH. Its parent still holds it as a zombie, so this is rare;
       // registration then times out naming it.
+      return;
     }
+    this.killUntold(dumped); // reported after the abort began
   }
 
   private spawnRoot = async ({ root }: SpawnRootInput): Promise<SpawnRootOutput> => {
@@ -431,8 +433,24 @@ export class Session {
   }
 
   private abortTree = async (_: AbortTreeInput): Promise<void> => {
+    this.aborting = true;
+    for (const w of this.monitor.alive()) this.killUntold(w.dumpedPid);
     await this.takeDown(this.graceMs());
   };
+
+  /** Set once the restore aborts: see killUntold. */
+  private aborting = false;
+
+  /**
+   * During an abort, SIGKILLs worker `dumped` if its HELLO was never accepted: it got no
+   * TEARDOWN (that goes to accepted workers only) and nothing else would tell it to go,
+   * so the takedown would wait out the whole grace for it, and so would its parent
+   * worker (an abort in registration, e.g. a Ctrl-C, took 3 s). Its own children die by
+   * PDEATHSIG and come back to its parent worker (a subreaper), or to us.
+   */
+  private killUntold(dumped: number): void {
+    if (this.aborting && !this.registry.isAccepted(dumped)) this.monitor.kill(dumped);
+  }
 
   private writePidMap(map: PidMap): void {
     try {
