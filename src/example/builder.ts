@@ -29,6 +29,8 @@ import { makeZombie, spawnTask } from './spawn-task.js';
 export interface BuildOptions {
   /** Give up on any single step after this long (default 30 s). */
   stepTimeoutMs?: number;
+  /** Stops the build: everything started so far is destroyed and buildTree rejects. */
+  signal?: AbortSignal;
 }
 
 export interface BuiltTree {
@@ -62,7 +64,7 @@ export async function buildTree(spec: TreeSpec, opts: BuildOptions = {}): Promis
   const b = new Builder(plan, new ControlServer(opts.stepTimeoutMs ?? 30_000));
   try {
     b.startExternals();
-    await b.run();
+    await b.run(opts.signal);
     return b.result(spec);
   } catch (err) {
     await b.destroy();
@@ -81,17 +83,40 @@ class Builder {
     private readonly control: ControlServer,
   ) {}
 
+  /** Each in its own session, like the tree's root (see spawnTask). */
   startExternals(): void {
     for (const e of this.plan.externals) {
       const pid = e.zombie
-        ? makeZombie(e.zombie.status)
-        : spawn({ path: '/bin/sleep', argv: ['sleep', 'infinity'], closeFrom: 3 });
+        ? makeZombie(e.zombie.status, { setsid: true })
+        : spawn({ path: '/bin/sleep', argv: ['sleep', 'infinity'], closeFrom: 3, setsid: true });
       this.externals.set(e.name, { pid, pidfd: pidfdOpen(pid) });
     }
   }
 
-  /** Runs every step as soon as what it needs exists; independent steps run together. */
-  async run(): Promise<void> {
+  /**
+   * Runs every step as soon as what it needs exists; independent steps run together.
+   * An abort of `signal` rejects at once (the caller destroys what was started).
+   */
+  async run(signal?: AbortSignal): Promise<void> {
+    let onAbort = (): void => {};
+    const aborted = new Promise<never>((_, reject) => {
+      onAbort = () =>
+        reject(
+          new PcrError('PCR_ERR_RESTORE', `example tree not built: ${String(signal?.reason)}`),
+        );
+    });
+    aborted.catch(() => {}); // observed through Promise.race below
+    if (signal?.aborted) onAbort();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      await this.runSteps(aborted);
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+    this.control.stopListening();
+  }
+
+  private async runSteps(aborted: Promise<never>): Promise<void> {
     const facts = new Set<string>();
     let pending: PlannedStep[] = [...this.plan.steps];
     const running = new Set<Promise<void>>();
@@ -107,9 +132,8 @@ class Builder {
         running.add(p);
       }
       if (running.size === 0) throw new PcrError('PCR_ERR_INTERNAL', 'example plan is stuck');
-      await Promise.race(running);
+      await Promise.race([...running, aborted]);
     }
-    this.control.stopListening();
   }
 
   private async exec(step: Step): Promise<void> {
@@ -167,7 +191,15 @@ class Builder {
     const { inherit, reserve } = step;
     let pid: number;
     if (step.by === undefined) {
-      pid = spawnTask({ name: step.task, socketPath: this.control.socketPath, inherit, reserve });
+      // The root leads its own session (and process group), as the restored root does:
+      // a signal to our group (a terminal's Ctrl-C) does not reach the tree; we decide.
+      pid = spawnTask({
+        name: step.task,
+        socketPath: this.control.socketPath,
+        inherit,
+        reserve,
+        setsid: true,
+      });
       this.peers.set(step.task, { pid, pidfd: pidfdOpen(pid) });
     } else {
       pid = (await this.request(step.by, { op: 'spawn', child: step.task, inherit, reserve })).pid!;

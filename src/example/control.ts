@@ -104,7 +104,10 @@ export class ControlServer {
   readonly socketPath = join(this.dir, 'ctl');
   private listenFd: number;
   private poll: UvPollHandle | undefined;
-  private readonly helloWaiters = new Map<string, (pid: number, link: TaskLink) => void>();
+  private readonly helloWaiters = new Map<
+    string,
+    { resolve: (pid: number, link: TaskLink) => void; reject: (err: Error) => void }
+  >();
   private readonly links: TaskLink[] = [];
 
   constructor(private readonly timeoutMs: number) {
@@ -117,7 +120,9 @@ export class ControlServer {
     return withTimeout(
       `hello from task '${name}'`,
       this.timeoutMs,
-      new Promise((resolve) => this.helloWaiters.set(name, (pid, link) => resolve({ pid, link }))),
+      new Promise((resolve, reject) =>
+        this.helloWaiters.set(name, { resolve: (pid, link) => resolve({ pid, link }), reject }),
+      ),
     );
   }
 
@@ -130,9 +135,13 @@ export class ControlServer {
     rmSync(this.dir, { recursive: true, force: true });
   }
 
+  /** Closes everything; a hello still awaited fails at once (its timer goes with it). */
   close(): void {
     this.stopListening();
     for (const l of this.links) l.close();
+    const closed = new PcrError('PCR_ERR_INTERNAL', 'example: control server closed');
+    for (const w of this.helloWaiters.values()) w.reject(closed);
+    this.helloWaiters.clear();
   }
 
   private acceptAll(): void {
@@ -164,7 +173,7 @@ export class ControlServer {
     this.helloWaiters.delete(m.name);
     const link = new TaskLink(m.name, channel, this.timeoutMs);
     this.links.push(link);
-    waiter(m.pid, link);
+    waiter.resolve(m.pid, link);
     return link;
   }
 }

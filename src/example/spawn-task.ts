@@ -31,6 +31,8 @@ export interface TaskSpawn {
   inherit: ReadonlyArray<readonly [number, number]>;
   /** fd numbers the child keeps free for later (a /dev/null placeholder each). */
   reserve: readonly number[];
+  /** The child leads a new session and process group (the tree's root). */
+  setsid?: boolean;
 }
 
 /**
@@ -67,6 +69,7 @@ export function spawnTask(t: TaskSpawn): number {
         ...t.inherit.map(([, to], i): [number, number] => [sources[i]!, to]),
         ...t.reserve.map((fd): [number, number] => [devNull, fd]),
       ],
+      ...(t.setsid ? { setsid: true } : {}),
     });
   } finally {
     opened.forEach(closeQuiet);
@@ -74,16 +77,21 @@ export function spawnTask(t: TaskSpawn): number {
 }
 
 /** A `sh` that ends with exactly `status`; it holds no fd above 2. Not reaped here. */
-export function spawnEnding(status: number): number {
-  return spawn({ path: '/bin/sh', argv: ['sh', '-c', statusScript(status)], closeFrom: 3 });
+export function spawnEnding(status: number, opts: { setsid?: boolean } = {}): number {
+  return spawn({
+    path: '/bin/sh',
+    argv: ['sh', '-c', statusScript(status)],
+    closeFrom: 3,
+    ...(opts.setsid ? { setsid: true } : {}),
+  });
 }
 
 /**
  * Spawns a `sh` that ends with `status` and waits until it has ended WITHOUT reaping it
  * (WNOWAIT): it stays a zombie of this process. Checks how it really ended.
  */
-export function makeZombie(status: number): number {
-  const pid = spawnEnding(status);
+export function makeZombie(status: number, opts: { setsid?: boolean } = {}): number {
+  const pid = spawnEnding(status, opts);
   const fd = pidfdOpen(pid);
   try {
     checkEnded(pid, waitPidfd(fd, WEXITED | WNOWAIT)?.status, status);

@@ -25,7 +25,10 @@ export interface RestoreOptions {
   hold?: boolean;
   /** Longest wait for registration and for each phase (default 30 s). */
   timeoutMs?: number;
-  /** Receives every state change of every machine. */
+  /**
+   * Receives every state change of every machine. If it throws, the restore stops and
+   * restoreImage rejects with what it threw (a PcrError as it is).
+   */
   trace?: TraceSink;
   /** With `trace`: also the workers' state changes (default true; costs messages). */
   traceWorkers?: boolean;
@@ -73,6 +76,8 @@ export async function restoreImage(
     writeSpawnPlan(rundir, plan);
     session = await Session.open(image, plan, rundir, options);
     const output = await session.run();
+    // A trace sink that failed first stopped the restore: its error is the cause.
+    if (session.traceError) throw session.traceError;
     if (output.failure) throw abortError(output.failure);
     if (session.pidMapError) throw session.pidMapError;
     return { ok: output.ok, pidMap: output.pidMap, differences: output.differences, plan };

@@ -107,12 +107,17 @@ export class WorkerMonitor {
   }
 
   killAll(): void {
-    for (const w of this.alive()) {
-      try {
-        pidfdSendSignal(w.pidfd, 9);
-      } catch {
-        // gone meanwhile
-      }
+    for (const w of this.alive()) this.kill(w.dumpedPid);
+  }
+
+  /** SIGKILLs worker `dumpedPid` if it is watched and alive. */
+  kill(dumpedPid: number): void {
+    const w = this.watched.get(dumpedPid);
+    if (w === undefined || w.exited) return;
+    try {
+      pidfdSendSignal(w.pidfd, 9);
+    } catch {
+      // gone meanwhile
     }
   }
 

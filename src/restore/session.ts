@@ -28,7 +28,7 @@ import { spawnWorker } from '../actors/spawn-worker.js';
 import { ControlRouter } from './zmq-link.js';
 import { WorkerMonitor } from './monitor.js';
 import { writePidMapFile } from './pid-map-file.js';
-import { traceInspector, TRACE_VERSION, type TraceDetails } from './trace.js';
+import { traceInspector, TRACE_VERSION, type TraceDetails, type TraceSink } from './trace.js';
 import { Registry, type Admitted } from './registry.js';
 import { AuthListener } from './auth.js';
 import { fileClasses, withFileClasses } from '../actors/report-fds.js';
@@ -118,6 +118,9 @@ export class Session {
   private readonly heldReports = new Map<number, Extract<WorkerMessage, { type: 'FD_REPORT' }>>();
   private actor: ReturnType<typeof createActor<typeof coordinatorMachine>> | undefined;
   private router!: ControlRouter;
+  /** options.trace behind a guard: a sink that throws stops the restore (traceError). */
+  private readonly trace: TraceSink | undefined;
+  private traceBroken = false;
 
   private constructor(
     private readonly image: Image,
@@ -127,6 +130,36 @@ export class Session {
   ) {
     this.monitor = new WorkerMonitor((dumped, status) => this.onWorkerExit(dumped, status));
     this.parentOf = new Map(plan.tasks.map((t) => [t.pid, t.ppid]));
+    const sink = options.trace;
+    this.trace = sink && ((e) => this.traceGuarded(sink, e));
+  }
+
+  /**
+   * Set when the trace sink threw before anything else had failed: restoreImage throws
+   * it (a PcrError as it is, e.g. the SyscallError of a trace file that cannot be
+   * written; anything else wrapped). A sink that failed after another failure is only
+   * silenced: that failure is the one reported.
+   */
+  traceError: PcrError | undefined;
+
+  /**
+   * Calls the sink; the first time it throws, the sink is dropped and the restore stops
+   * (STOP: workers torn down, everything reaped), instead of the exception escaping into
+   * the machine's inspection or the ZeroMQ receive loop.
+   */
+  private traceGuarded(sink: TraceSink, e: Parameters<TraceSink>[0]): void {
+    if (this.traceBroken) return;
+    try {
+      sink(e);
+    } catch (err) {
+      this.traceBroken = true;
+      if (this.actor?.getSnapshot().context.failure !== undefined) return;
+      const text = `trace sink failed: ${(err as Error)?.message ?? String(err)}`;
+      this.traceError =
+        err instanceof PcrError ? err : new PcrError('PCR_ERR_RESTORE', text, { cause: err });
+      // Not from inside the inspection callback that called us: on the next tick.
+      setImmediate(() => this.deliver({ type: 'STOP', reason: this.traceError!.message }));
+    }
   }
 
   static async open(
@@ -230,7 +263,7 @@ export class Session {
     } catch {
       details = { error: `unparsable details: ${t.details}` };
     }
-    this.options.trace?.({
+    this.trace?.({
       v: TRACE_VERSION,
       time: t.timeMs,
       source: t.machine,
@@ -321,7 +354,9 @@ export class Session {
     } catch {
       // already gone: ESRCH. Its parent still holds it as a zombie, so this is rare;
       // registration then times out naming it.
+      return;
     }
+    this.killUntold(dumped); // reported after the abort began
   }
 
   private spawnRoot = async ({ root }: SpawnRootInput): Promise<SpawnRootOutput> => {
@@ -398,8 +433,24 @@ export class Session {
   }
 
   private abortTree = async (_: AbortTreeInput): Promise<void> => {
+    this.aborting = true;
+    for (const w of this.monitor.alive()) this.killUntold(w.dumpedPid);
     await this.takeDown(this.graceMs());
   };
+
+  /** Set once the restore aborts: see killUntold. */
+  private aborting = false;
+
+  /**
+   * During an abort, SIGKILLs worker `dumped` if its HELLO was never accepted: it got no
+   * TEARDOWN (that goes to accepted workers only) and nothing else would tell it to go,
+   * so the takedown would wait out the whole grace for it, and so would its parent
+   * worker (an abort in registration, e.g. a Ctrl-C, took 3 s). Its own children die by
+   * PDEATHSIG and come back to its parent worker (a subreaper), or to us.
+   */
+  private killUntold(dumped: number): void {
+    if (this.aborting && !this.registry.isAccepted(dumped)) this.monitor.kill(dumped);
+  }
 
   private writePidMap(map: PidMap): void {
     try {
@@ -449,9 +500,7 @@ export class Session {
           phaseTimeoutMs: this.options.timeoutMs ?? 30_000,
           hold: this.options.hold ?? false,
         },
-        ...(this.options.trace
-          ? { inspect: traceInspector('coordinator', this.options.trace) }
-          : {}),
+        ...(this.trace ? { inspect: traceInspector('coordinator', this.trace) } : {}),
       });
       this.actor = actor;
       actor.subscribe({

@@ -74,6 +74,8 @@ export class WorkerEffects {
   private readonly children: Children;
   private readonly temps = new Map<number, XProcess>();
   private tornDown = false;
+  /** CHILDREN_SPAWNED went to the coordinator: it knows our child workers (see tearDown). */
+  private childrenReported = false;
 
   constructor(private readonly opts: WorkerEffectsOptions) {
     this.inbox = new FdInbox(opts.rundir, opts.dumpedPid);
@@ -254,12 +256,24 @@ export class WorkerEffects {
     return reportFds(input.pid);
   }
 
+  /** The task machine sent CHILDREN_SPAWNED (run.ts calls this as it sends it). */
+  reportedChildren(): void {
+    this.childrenReported = true;
+  }
+
+  /**
+   * Child workers the coordinator was told about get TEARDOWN too (or, during an abort,
+   * a SIGKILL from it if they never registered): they get a grace to leave. Children not
+   * reported yet (TEARDOWN while spawning, e.g. a Ctrl-C during registration) can hear
+   * from nobody: they are killed at once, as by tearDownNow, instead of after the grace.
+   */
   async tearDown(_input: TearDownInput): Promise<void> {
     this.tornDown = true;
     this.inbox.close();
     for (const x of this.temps.values()) abortTemp(x);
     this.temps.clear();
-    await this.children.reapAll(this.opts.teardownGraceMs ?? WORKER_CHILD_GRACE_MS);
+    const grace = this.childrenReported ? (this.opts.teardownGraceMs ?? WORKER_CHILD_GRACE_MS) : 0;
+    await this.children.reapAll(grace);
   }
 
   /** TEARDOWN before the plan: child workers spawned early never registered, kill them now. */

@@ -88,7 +88,12 @@ function start(message: Extract<CoordinatorMessage, { type: 'ASSIGN' }>): void {
   setComm(message.plan.comm);
   const machine = taskMachine.provide({
     actors: effects.actors(),
-    actions: { notifyCoordinator: (_, m: WorkerMessage) => send(m) },
+    actions: {
+      notifyCoordinator: (_, m: WorkerMessage) => {
+        if (m.type === 'CHILDREN_SPAWNED') effects.reportedChildren();
+        send(m);
+      },
+    },
   });
   actor = createActor(machine, {
     input: { plan: message.plan },

@@ -111,3 +111,28 @@ test('trace file: one valid JSON object per line, exactly the event', () => {
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('trace file: a write that fails (/dev/full) throws a SyscallError naming the file, never hangs', () => {
+  const sink = fileTraceSink('/dev/full');
+  const e: TraceEvent = {
+    v: 1,
+    time: 1.5,
+    source: 'coordinator',
+    pid: 1,
+    from: 'a',
+    to: 'b',
+    event: 'GO',
+    details: {},
+  };
+  const expected = {
+    name: 'SyscallError',
+    code: 'PCR_ERR_SYSCALL',
+    syscall: 'write',
+    errnoName: 'ENOSPC',
+    message: 'write (trace file /dev/full) failed: ENOSPC (28)',
+  };
+  assert.throws(() => sink.sink(e), expected);
+  assert.throws(() => sink.sink(e), expected, 'and every later event');
+  sink.close(); // used to retry the failed write for ever
+  assert.equal(sink.error?.errnoName, 'ENOSPC');
+});

@@ -7,7 +7,17 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { readFileSync, readdirSync, existsSync, mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { prctl, PR_SET_CHILD_SUBREAPER } from '../../native/index.js';
 import { join } from 'node:path';
@@ -21,6 +31,25 @@ import { buildAndDump, waitGone } from '../helpers/restore-run.js';
 import { checkRestored } from '../helpers/restored-view.js';
 import { descendantsOf } from '../helpers/proc-view.js';
 import { CLI, cli } from '../fixtures/dump-helpers.js';
+
+/**
+ * A file that open(O_WRONLY) refuses with EACCES: in a 0500 directory, or, for root
+ * (which may write there anyway), a read-only sysfs file; undefined if neither is.
+ */
+function unwritable(t: { after(fn: () => void): void }): string | undefined {
+  const ro = mkdtempSync(join(tmpdir(), 'pcr-read-only-'));
+  t.after(() => rmSync(ro, { recursive: true, force: true }));
+  chmodSync(ro, 0o500);
+  for (const path of [join(ro, 'trace.ndjson'), '/sys/kernel/notes']) {
+    try {
+      closeSync(openSync(path, 'w'));
+      if (path.startsWith(ro)) rmSync(path);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EACCES') return path;
+    }
+  }
+  return undefined;
+}
 
 function pidMapFrom(path: string): PidMap {
   const json = JSON.parse(readFileSync(path, 'utf8')) as Record<string, number>;
@@ -109,7 +138,11 @@ test('bad --pid-map and --trace-file paths are usage errors before anything is r
     ['--pid-map', join(dir, 'no-such-dir', 'map.json')],
     ['--pid-map', dir],
     ['--trace-file', join(dir, 'no-such-dir', 'trace.ndjson')],
+    ['--trace-file', dir],
   ];
+  const denied = unwritable(t);
+  if (denied) cases.push(['--trace-file', denied]);
+  else t.diagnostic('no path here that open(2) refuses with EACCES: that case is skipped');
   for (const [option, path] of cases) {
     const r = spawnSync(process.execPath, [CLI, 'restore', '-D', dir, option, path], {
       encoding: 'utf8',
@@ -142,6 +175,30 @@ test('an image that needs more processes than --max-processes is refused before 
     descendantsOf(process.pid).filter((p) => !before.has(p)),
     [],
   );
+});
+
+test('--trace-file on a full device: the restore stops, names the file and ENOSPC, exit 12, nothing left', async (t) => {
+  prctl(PR_SET_CHILD_SUBREAPER, 1);
+  const { image, dir } = await buildAndDump(t, sharedScm);
+  writeImage(dir, image);
+  const before = new Set(descendantsOf(process.pid));
+  const t0 = performance.now();
+  const r = spawnSync(process.execPath, [CLI, 'restore', '-D', dir, '--trace-file', '/dev/full'], {
+    encoding: 'utf8',
+    env: { ...process.env, TMPDIR: dir },
+    timeout: 60_000, // it used to hang for ever: fail instead
+    killSignal: 'SIGKILL',
+  });
+  assert.equal(r.signal, null, `killed after ${(performance.now() - t0).toFixed(0)} ms: it hung`);
+  assert.equal(r.status, 12, r.stderr);
+  assert.equal(r.stderr, 'pidfd-cr: write (trace file /dev/full) failed: ENOSPC (28)\n');
+  assert.doesNotMatch(r.stdout, /verification/);
+  assert.deepEqual(
+    descendantsOf(process.pid).filter((p) => !before.has(p)),
+    [],
+    'nothing came back to us',
+  );
+  assert.deepEqual(readdirSync(dir), ['pidfd-cr.img'], 'run directory removed');
 });
 
 test('two restores of one image at once do not cross', async (t) => {

@@ -13,7 +13,7 @@ import { dumpToDir } from '../../dump/index.js';
 import { formatImage } from '../../image/show.js';
 import { restoreImage } from '../../restore/coordinator.js';
 import { stderrTraceSink } from '../../restore/trace-sinks.js';
-import { formatPidMap, formatVerification, stopOnSignals } from './restore.js';
+import { formatPidMap, formatVerification, interruptedStatus, stopOnSignals } from './restore.js';
 import { prctl, PR_SET_CHILD_SUBREAPER } from '../../../native/index.js';
 import { reapOrphansUntilNone, ORPHAN_DEADLINE_MS } from '../../worker/children.js';
 import { count } from '../../text.js';
@@ -41,22 +41,23 @@ export async function run(argv: string[]): Promise<number> {
   const removeDir = (): void => {
     if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
   };
-  // SIGINT/SIGTERM stop the demo between steps (and abort the restore); a second one
-  // removes the directories and exits at once.
-  const unhook = stopOnSignals(controller, removeDir);
-  const stopped = (): void => {
+  // SIGINT/SIGTERM stop the demo (building the tree, between steps, or the restore); a
+  // second one removes the directories and exits at once. The demo tree leads its own
+  // session (buildTree), like the restored one: a terminal's Ctrl-C reaches only us.
+  const signals = stopOnSignals(controller, removeDir);
+  const stopped = (step: string): void => {
     if (controller.signal.aborted)
-      throw new PcrError('PCR_ERR_RESTORE', `demo stopped: ${String(controller.signal.reason)}`);
+      throw new PcrError('PCR_ERR_RESTORE', `demo ${String(controller.signal.reason)} ${step}`);
   };
   // Orphans of the demo tree or of the restored tree come back to us, not to init.
   prctl(PR_SET_CHILD_SUBREAPER, 1);
   let tree: Awaited<ReturnType<typeof buildTree>> | undefined;
   try {
     dir = mkdtempSync(join(tmpdir(), 'pidfd-cr-demo-'));
-    tree = await buildTree(DEMO_TREE);
-    stopped();
+    tree = await buildTree(DEMO_TREE, { signal: controller.signal });
+    stopped('after building the demo tree');
     const { image, path } = await dumpToDir(tree.rootPid, dir);
-    stopped();
+    stopped('after dumping the demo tree');
     process.stdout.write(
       `built the demo tree (root pid ${tree.rootPid}) and dumped it to ${path}\n\n`,
     );
@@ -77,10 +78,13 @@ export async function run(argv: string[]): Promise<number> {
     tree = undefined;
     process.stdout.write('demo tree removed\n');
     return result.ok ? 0 : EXIT_CODES.PCR_ERR_VERIFY;
+  } catch (err) {
+    if (signals.received) return interruptedStatus(signals.received, err);
+    throw err;
   } finally {
     await tree?.destroy();
     removeDir();
-    unhook();
+    signals.unhook();
     // We are a subreaper with no other children: reap until none is left (ECHILD).
     await reapOrphansUntilNone(ORPHAN_DEADLINE_MS);
   }

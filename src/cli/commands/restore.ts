@@ -37,9 +37,10 @@ Exit statuses: 0 restored and verified; 1 restored but different from the image 
 differences are printed); 2 bad command line or output path; 5 a worker exited during
 the restore; 6 no usable image directory; 8 damaged or invalid image; 9 the image holds
 something that cannot be restored faithfully (named); 10 the restore failed (task, phase
-and cause are named); 11 registration or a phase timed out; 12 a system call failed;
-13 the image needs more than the limits allow;
-128 + signal number for a second SIGINT/SIGTERM. See docs/cli.md.
+and cause are named); 11 registration or a phase timed out; 12 a system call failed
+(e.g. a write to the trace file); 13 the image needs more than the limits allow;
+130/143 interrupted by SIGINT/SIGTERM (the tree is taken down; during --hold the signal
+ends the hold instead). See docs/cli.md.
 `;
 
 export function formatPidMap(image: Image, map: PidMap): string {
@@ -108,32 +109,65 @@ function openTraceFile(path: string): ReturnType<typeof fileTraceSink> {
   }
 }
 
-const SIGNAL_NUMBERS: Partial<Record<NodeJS.Signals, number>> = { SIGINT: 2, SIGTERM: 15 };
+const SIGNAL_NUMBERS: Record<'SIGINT' | 'SIGTERM', number> = { SIGINT: 2, SIGTERM: 15 };
+
+export interface SignalStop {
+  /** The first SIGINT or SIGTERM received, if any. */
+  readonly received: 'SIGINT' | 'SIGTERM' | undefined;
+  /** Removes the handlers (a later signal has its default effect again). */
+  unhook(): void;
+}
 
 /**
- * SIGINT/SIGTERM abort the restore (or end --hold) instead of killing us outright; a
- * second one removes the run directory and exits at once (the workers then die by
- * PR_SET_PDEATHSIG).
+ * SIGINT/SIGTERM abort the restore (or end --hold) instead of killing us outright: the
+ * controller is aborted with reason `interrupted by SIG…`; a second one removes the run
+ * directory and exits at once with 128 + the signal number (the workers then die by
+ * PR_SET_PDEATHSIG). Only this process decides: the workers are not in our process group
+ * (the root worker leads its own session), so a terminal's Ctrl-C, which signals the
+ * whole foreground group, reaches only us.
  */
 export function stopOnSignals(
   controller: AbortController,
   removeAtExit: () => void = () => {},
-): () => void {
-  const stop = (sig: NodeJS.Signals) => {
+): SignalStop {
+  let received: SignalStop['received'];
+  const stop = (sig: 'SIGINT' | 'SIGTERM') => {
     if (controller.signal.aborted) {
       process.stderr.write(`pidfd-cr: ${sig} again, exiting at once\n`);
       removeLiveRundirs();
       removeAtExit();
-      process.exit(128 + (SIGNAL_NUMBERS[sig] ?? 0));
+      process.exit(128 + SIGNAL_NUMBERS[sig]);
     }
-    controller.abort(`received ${sig}`);
+    received ??= sig;
+    controller.abort(`interrupted by ${sig}`);
   };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
-  return () => {
-    process.off('SIGINT', stop);
-    process.off('SIGTERM', stop);
+  return {
+    get received() {
+      return received;
+    },
+    unhook: () => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+    },
   };
+}
+
+/**
+ * A command stopped by SIGINT/SIGTERM (the restored tree is gone by now; the caller's
+ * `finally` removes the rest before it returns): one line that says so, and the shell's
+ * convention for death by that signal, 128 + its number (130 for SIGINT, 143 for
+ * SIGTERM), as for a second signal.
+ */
+export function interruptedStatus(sig: 'SIGINT' | 'SIGTERM', err: unknown): number {
+  let text =
+    err instanceof PcrError
+      ? err.message
+      : `internal error: ${(err as Error)?.stack ?? String(err)}`;
+  if (!text.includes(`interrupted by ${sig}`)) text = `interrupted by ${sig}: ${text}`;
+  process.stderr.write(`pidfd-cr: ${text}\n`);
+  return 128 + SIGNAL_NUMBERS[sig];
 }
 
 export async function run(argv: string[]): Promise<number> {
@@ -179,10 +213,11 @@ export async function run(argv: string[]): Promise<number> {
       ? teeSinks(values.trace ? stderrTraceSink() : undefined, traceFile?.sink)
       : undefined;
   const controller = new AbortController();
-  const unhook = stopOnSignals(controller);
+  const signals = stopOnSignals(controller);
   // Orphans of the restored tree (if a worker dies) come back to us, not to init.
   prctl(PR_SET_CHILD_SUBREAPER, 1);
   const t0 = performance.now();
+  let status: number;
   try {
     const result = await restoreImage(image, {
       hold,
@@ -205,11 +240,19 @@ export async function run(argv: string[]): Promise<number> {
           );
       },
     });
-    return result.ok ? 0 : EXIT_CODES.PCR_ERR_VERIFY;
+    status = result.ok ? 0 : EXIT_CODES.PCR_ERR_VERIFY;
+  } catch (err) {
+    // A signal that ended a held tree is not an interruption: restoreImage returned.
+    if (signals.received && err !== traceFile?.error)
+      return interruptedStatus(signals.received, err);
+    throw err;
   } finally {
-    unhook();
+    signals.unhook();
     traceFile?.close();
     // We are a subreaper with no other children: reap until none is left (ECHILD).
     await reapOrphansUntilNone(ORPHAN_DEADLINE_MS);
   }
+  // A trace write that failed late (teardown, after verification) fails the command too.
+  if (traceFile?.error) throw traceFile.error;
+  return status;
 }
