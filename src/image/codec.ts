@@ -28,6 +28,23 @@ export interface DecodeOptions {
 
 const kernelLimits = (): ValidationLimits => ({ fdLimit: readFdLimit() });
 
+/**
+ * Validates an image held in memory (e.g. handed to restoreImage by an embedding tool,
+ * which may have built or changed it): the same rules as reading one, and an object that
+ * is not an image at all is an ImageError too, never a TypeError.
+ */
+export function checkImage(image: unknown, opts: DecodeOptions = {}): asserts image is Image {
+  if (typeof image !== 'object' || image === null) {
+    throw new ImageError('image', `${image === null ? 'null' : typeof image} is not an image`);
+  }
+  try {
+    validateImage(image as Image, opts.limits ?? kernelLimits());
+  } catch (err) {
+    if (err instanceof ImageError) throw err;
+    throw new ImageError('image', `malformed: ${(err as Error).message}`, { cause: err });
+  }
+}
+
 /** Validates `image` and encodes it as a complete image file (header + payload). */
 export function encodeImage(image: Image, opts: DecodeOptions = {}): Buffer {
   validateImage(image, opts.limits ?? kernelLimits());

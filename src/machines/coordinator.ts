@@ -140,14 +140,17 @@ export function registrationProblem(context: CoordinatorContext): string | undef
 /** Tasks (dumped pids) and threads (dumped tids) not registered yet. */
 export function missingRegistrations(context: CoordinatorContext): string[] {
   const has = (pairs: PidPair[], id: number) => pairs.some((p) => p.dumped === id);
-  const missing: string[] = [];
+  // One entry per task, with every reason it is missing (in plan order).
+  const tasks = new Map<number, string[]>();
+  const note = (pid: number, why: string) => tasks.set(pid, [...(tasks.get(pid) ?? []), why]);
   for (const t of context.plan.tasks) {
-    if (!has(context.hello, t.pid)) missing.push(`task ${t.pid} (no hello)`);
-    else if (!context.spawned.includes(t.pid)) missing.push(`task ${t.pid} (children not spawned)`);
+    if (!has(context.hello, t.pid)) note(t.pid, 'no hello');
+    else if (!context.spawned.includes(t.pid)) note(t.pid, 'children not spawned');
   }
   for (const pid of allTaskPids(context.plan)) {
-    if (!has(context.pidMap.pids, pid)) missing.push(`task ${pid} (no restored pid)`);
+    if (!has(context.pidMap.pids, pid)) note(pid, 'no restored pid');
   }
+  const missing = [...tasks].map(([pid, why]) => `task ${pid} (${why.join(', ')})`);
   for (const tid of context.plan.tasks.flatMap((t) => t.threads)) {
     if (!has(context.pidMap.tids, tid)) missing.push(`thread ${tid}`);
   }

@@ -9,7 +9,10 @@ import { PcrError } from '../errors.js';
 import type { Image } from '../image/model.js';
 import { planRestore } from '../plan/planner.js';
 import type { RestorePlan } from '../plan/types.js';
-import { checkPlanLimits, DEFAULT_LIMITS, type RestoreLimits } from '../plan/limits.js';
+import { checkPlanLimits, type RestoreLimits } from '../plan/limits.js';
+import { checkImage } from '../image/codec.js';
+import { textOf } from '../text.js';
+import { checkRestoreOptions, limitsOf } from './options.js';
 import type { PidMap } from '../plan/messages.js';
 import type { Difference } from '../plan/verify.js';
 import type { AbortReason } from '../machines/coordinator.js';
@@ -64,20 +67,28 @@ export async function restoreImage(
   image: Image,
   options: RestoreOptions = {},
 ): Promise<RestoreResult> {
+  checkImage(image);
+  checkRestoreOptions(options);
+  if (options.signal?.aborted) {
+    throw new PcrError(
+      'PCR_ERR_RESTORE',
+      `restore not started: its signal was already aborted (${textOf(options.signal.reason)})`,
+    );
+  }
   const plan = planRestore(image, {
     externalDead: options.externalDead ?? false,
     currentBootId: bootId(),
     unprivileged: !hasDacOverride(),
   });
-  checkPlanLimits(plan, { ...DEFAULT_LIMITS, ...options.limits });
+  checkPlanLimits(plan, limitsOf(options));
   const rundir = makeRundir(options.runDirParent);
   let session: Session | undefined;
   try {
     writeSpawnPlan(rundir, plan);
     session = await Session.open(image, plan, rundir, options);
     const output = await session.run();
-    // A trace sink that failed first stopped the restore: its error is the cause.
-    if (session.traceError) throw session.traceError;
+    // A callback of ours (trace sink, onVerified) that failed first stopped the restore.
+    if (session.callerError) throw session.callerError;
     if (output.failure) throw abortError(output.failure);
     if (session.pidMapError) throw session.pidMapError;
     return { ok: output.ok, pidMap: output.pidMap, differences: output.differences, plan };

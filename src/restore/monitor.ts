@@ -50,8 +50,13 @@ export class WorkerMonitor {
   constructor(private readonly onExit: (dumpedPid: number, status: number) => void) {}
 
   /** Starts watching; `pidfd` is taken over (closed by close()). */
-  add(dumpedPid: number, pid: number, pidfd: number = pidfdOpen(pid)): void {
-    if (this.watched.has(dumpedPid)) return;
+  add(dumpedPid: number, pid: number, given?: number): void {
+    if (this.watched.has(dumpedPid)) {
+      if (given !== undefined) closeQuiet(given);
+      return;
+    }
+    // Opened only once we know it is kept: a repeated report must not leak a pidfd.
+    const pidfd = given ?? pidfdOpen(pid);
     const w: Watched = { dumpedPid, pid, pidfd, watch: undefined, exited: false };
     w.watch = watchReadable(pidfd, () => this.exited(w, exitStatusOf(pidfd, pid)));
     this.watched.set(dumpedPid, w);

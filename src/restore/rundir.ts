@@ -36,7 +36,18 @@ function rundirParent(parent: string | undefined): string {
 }
 
 export function makeRundir(parentDir?: string): string {
-  const dir = mkdtempSync(join(rundirParent(parentDir), 'pcr-'));
+  const parent = rundirParent(parentDir);
+  let dir: string;
+  try {
+    dir = mkdtempSync(join(parent, 'pcr-'));
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    throw new PcrError(
+      parentDir === undefined ? 'PCR_ERR_SYSCALL' : 'PCR_ERR_USAGE',
+      `run directory parent ${parent}: cannot make the run directory there: ${code}`,
+      { cause: err },
+    );
+  }
   live.add(dir);
   chmodSync(dir, 0o700);
   return dir;

@@ -33,6 +33,7 @@ import { Registry, type Admitted } from './registry.js';
 import { AuthListener } from './auth.js';
 import { fileClasses, withFileClasses } from '../actors/report-fds.js';
 import type { RestoreOptions } from './coordinator.js';
+import { textOf } from '../text.js';
 
 const REAP_DEADLINE_MS = 3000;
 const EXIT_WINDOW_MS = 50;
@@ -135,17 +136,17 @@ export class Session {
   }
 
   /**
-   * Set when the trace sink threw before anything else had failed: restoreImage throws
-   * it (a PcrError as it is, e.g. the SyscallError of a trace file that cannot be
-   * written; anything else wrapped). A sink that failed after another failure is only
-   * silenced: that failure is the one reported.
+   * Set when a callback of the caller (the trace sink, onVerified) threw before anything
+   * else had failed: restoreImage throws it (a PcrError as it is, e.g. the SyscallError
+   * of a trace file that cannot be written; anything else wrapped). A callback that
+   * failed after another failure is only silenced: that failure is the one reported.
    */
-  traceError: PcrError | undefined;
+  callerError: PcrError | undefined;
 
   /**
-   * Calls the sink; the first time it throws, the sink is dropped and the restore stops
-   * (STOP: workers torn down, everything reaped), instead of the exception escaping into
-   * the machine's inspection or the ZeroMQ receive loop.
+   * Calls the sink; the first time it throws, the sink is dropped and the restore stops,
+   * instead of the exception escaping into the machine's inspection or the ZeroMQ
+   * receive loop.
    */
   private traceGuarded(sink: TraceSink, e: Parameters<TraceSink>[0]): void {
     if (this.traceBroken) return;
@@ -153,13 +154,19 @@ export class Session {
       sink(e);
     } catch (err) {
       this.traceBroken = true;
-      if (this.actor?.getSnapshot().context.failure !== undefined) return;
-      const text = `trace sink failed: ${(err as Error)?.message ?? String(err)}`;
-      this.traceError =
-        err instanceof PcrError ? err : new PcrError('PCR_ERR_RESTORE', text, { cause: err });
-      // Not from inside the inspection callback that called us: on the next tick.
-      setImmediate(() => this.deliver({ type: 'STOP', reason: this.traceError!.message }));
+      this.callerFailed('trace sink', err);
     }
+  }
+
+  /** Stops the restore (STOP: workers torn down, everything reaped) for callerError. */
+  private callerFailed(what: string, err: unknown): void {
+    if (this.actor?.getSnapshot().context.failure !== undefined || this.callerError) return;
+    this.callerError =
+      err instanceof PcrError
+        ? err
+        : new PcrError('PCR_ERR_RESTORE', `${what} failed: ${textOf(err)}`, { cause: err });
+    // Not from inside the callback (inspection, action) that called us: on the next tick.
+    setImmediate(() => this.deliver({ type: 'STOP', reason: this.callerError!.message }));
   }
 
   static async open(
@@ -488,7 +495,11 @@ export class Session {
           // Only a verified map is written; a failed write is reported, never thrown
           // from inside a machine action.
           if (this.options.pidMapPath && p.differences.length === 0) this.writePidMap(p.pidMap);
-          this.options.onVerified?.(p);
+          try {
+            this.options.onVerified?.(p);
+          } catch (err) {
+            this.callerFailed('onVerified', err);
+          }
         },
       },
     });
@@ -509,14 +520,19 @@ export class Session {
       });
       const signal = this.options.signal;
       const onAbort = (): void =>
-        this.deliver({ type: 'STOP', reason: String(signal?.reason ?? 'stopped') });
+        this.deliver({ type: 'STOP', reason: textOf(signal?.reason ?? 'stopped') });
       signal?.addEventListener('abort', onAbort, { once: true });
+      // A long-lived signal shared by many restores must not keep each finished one.
+      this.unlisten = () => signal?.removeEventListener('abort', onAbort);
       actor.start();
       if (signal?.aborted) onAbort();
     });
   }
 
+  private unlisten: () => void = () => {};
+
   async close(): Promise<void> {
+    this.unlisten();
     clearTimeout(this.exitTimer);
     this.actor?.stop();
     // Whatever path we came by, no worker outlives the restore.

@@ -235,9 +235,13 @@ test('registration timeout names what is missing', () => {
   assert.equal(d.value, 'aborting');
   assert.match(
     d.snapshot.context.failure!.message,
-    /^timed out after 5000 ms waiting for task 100 \(children not spawned\), task 200 \(no hello\)/,
+    /^timed out after 5000 ms waiting for task 100 \(children not spawned, no restored pid\), task 200 \(no hello, no restored pid\)/,
   );
   assert.match(d.snapshot.context.failure!.message, /thread 201$/);
+  const named = [...d.snapshot.context.failure!.message.matchAll(/task (\d+) \(/g)].map(
+    (m) => m[1],
+  );
+  assert.deepEqual(named, [...new Set(named)], 'each task named once, with all its reasons');
 });
 
 test('a hello that contradicts the parent report aborts', () => {

@@ -4,7 +4,7 @@
  * worker processes, verify them from /proc, print the pid map and the verification.
  */
 import { closeSync, existsSync, openSync, rmSync, statSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { EXIT_CODES, PcrError, UsageError } from '../../errors.js';
 import { intOption, parseCommandArgs } from '../args.js';
 import { imagePath, readImage } from '../../image/store.js';
@@ -82,6 +82,17 @@ function checkOutputPath(option: string, path: string, imageFile: string): void 
     // the path does not exist yet (or the image is unreadable: readImage says so)
   }
   if (same) throw pathError(option, path, new Error('is the image file'));
+}
+
+/** Two paths that name one file (or would, once created in the same directory). */
+function samePath(a: string, b: string): boolean {
+  if (resolve(a) === resolve(b)) return true;
+  try {
+    const [x, y] = [statSync(a), statSync(b)];
+    return x.dev === y.dev && x.ino === y.ino;
+  } catch {
+    return false; // one does not exist yet, and their paths differ
+  }
 }
 
 /**
@@ -204,6 +215,12 @@ export async function run(argv: string[]): Promise<number> {
   const imageFile = imagePath(dir);
   if (pidMapPath !== undefined) checkOutputPath('--pid-map', pidMapPath, imageFile);
   if (traceFilePath !== undefined) checkOutputPath('--trace-file', traceFilePath, imageFile);
+  if (
+    pidMapPath !== undefined &&
+    traceFilePath !== undefined &&
+    samePath(pidMapPath, traceFilePath)
+  )
+    throw new UsageError(`restore: --pid-map and --trace-file name the same file: ${pidMapPath}`);
   const image = readImage(dir);
   const hold = values.hold === true;
   if (pidMapPath !== undefined) checkPidMapPath(pidMapPath);
