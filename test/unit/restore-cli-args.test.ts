@@ -50,6 +50,12 @@ test('an output path that is empty, the image itself, or unwritable is refused b
     if (path !== '') assert.ok(r.stderr.startsWith(`pidfd-cr: restore: ${option} ${path}: `));
     assert.equal(r.stdout, '', 'nothing restored');
   }
+  const same = restore('-D', dir, '--pid-map', join(dir, 'out'), '--trace-file', `${dir}/./out`);
+  assert.equal(same.status, 2);
+  assert.equal(
+    same.stderr,
+    `pidfd-cr: restore: --pid-map and --trace-file name the same file: ${join(dir, 'out')}\n`,
+  );
   assert.deepEqual(readFileSync(img), before, 'the image is untouched');
   assert.deepEqual(readdirSync(dir).sort(), ['link', IMAGE_FILE_NAME], 'no probe file left');
 });
