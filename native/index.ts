@@ -3,4 +3,5 @@ export * from './pidfd.js';
 export * from './fd.js';
 export * from './fdpass.js';
 export * from './process.js';
+export * from './random.js';
 export { errnoName, errnoNumber, uvPoll, type UvPollHandle } from './libc.js';

@@ -51,6 +51,7 @@ const PROTOTYPES = {
   kill: 'int kill(int pid, int sig)',
   setrlimit: 'int setrlimit(int resource, void *rlim)',
   getpid: 'int getpid()',
+  getrandom: 'long getrandom(void *buf, size_t len, unsigned int flags)',
 } as const;
 
 type LibcFunction = ReturnType<typeof lib.func>;

@@ -4,8 +4,7 @@
  * on the coordinator's side, so the HELLO sent afterwards can never overtake its proof,
  * and a start-up failure is there before our exit is.
  */
-import { randomBytes } from 'node:crypto';
-import { connectSeqpacket, sendFds, closeQuiet } from '../../native/index.js';
+import { connectSeqpacket, sendFds, closeQuiet, kernelRandom } from '../../native/index.js';
 import { encodeAuth } from '../plan/wire.js';
 import type { AuthMessage } from '../plan/messages.js';
 import { authSocketPath } from '../restore/auth.js';
@@ -23,7 +22,7 @@ export function sendAuth(rundir: string, message: AuthMessage): void {
 
 /** Proves to the coordinator that this process plays `dumpedPid`; returns the HELLO nonce. */
 export function proveIdentity(rundir: string, dumpedPid: number): Uint8Array {
-  const nonce = randomBytes(NONCE_BYTES);
+  const nonce = kernelRandom(NONCE_BYTES);
   sendAuth(rundir, { type: 'AUTH_PROOF', pid: dumpedPid, nonce });
   return nonce;
 }

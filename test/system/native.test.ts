@@ -34,6 +34,7 @@ import {
   getCloexec,
   getStatusFlags,
   kcmpFile,
+  kernelRandom,
   listenSeqpacket,
   openPidfdByIno,
   peerCred,
@@ -477,4 +478,16 @@ test('listen/connect/accept on a path; peerCred names the peer', (t) => {
   expectErrno(() => connectSeqpacket(join(dir, 'absent')), 'connect', 'ENOENT');
   expectErrno(() => listenSeqpacket(path), 'bind/listen', 'EADDRINUSE');
   expectErrno(() => listenSeqpacket(join(dir, 'x'.repeat(120))), 'bind', 'ENAMETOOLONG');
+});
+
+test('kernelRandom: n fresh bytes from getrandom, the whole buffer filled', () => {
+  const a = kernelRandom(16);
+  assert.equal(a.length, 16);
+  assert.notDeepEqual(a, kernelRandom(16));
+  const big = kernelRandom(4096);
+  // 256 zero bytes in a row: never, unless part of the buffer was left unfilled.
+  for (let i = 0; i < big.length; i += 256) {
+    assert.ok(big.subarray(i, i + 256).some(Boolean), `bytes ${i}… filled`);
+  }
+  assert.equal(kernelRandom(0).length, 0);
 });

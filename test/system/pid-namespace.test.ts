@@ -48,7 +48,9 @@ async function nestedSleep(t: After): Promise<{ unshare: number; inner: number }
   });
   for (let i = 0; i < 5000; i++) {
     inner = childrenOf(unshare)[0] ?? 0;
-    if (inner > 0 && readStatus(inner).nsPids.length === 2) return { unshare, inner };
+    // In the new namespace and past its exec (a loaded machine shows it as `unshare`).
+    const status = inner > 0 ? readStatus(inner) : undefined;
+    if (status?.nsPids.length === 2 && status.name === 'sleep') return { unshare, inner };
     await sleep(1);
   }
   throw new Error(`unshare ${unshare} started no child in a new pid namespace`);
