@@ -52,9 +52,9 @@ function whileFrozen<T>(pid: number, read: () => T): T {
   }
 }
 
-/** A task that was live when frozen and is a zombie now was killed (SIGKILL) meanwhile. */
+/** A task that was live when frozen and is exiting or a zombie now was SIGKILLed meanwhile. */
 function checkStillLive(w: WalkedTask): void {
-  if (w.procState !== 'Z' && readStat(w.pid).state === 'Z') {
+  if (w.procState !== 'Z' && !isLive(w.pid)) {
     throw new PcrError('PCR_ERR_TASK_EXITED', `task ${w.pid} exited while it was being dumped`);
   }
 }
@@ -114,9 +114,18 @@ function exitedMeanwhile(err: unknown, pids: number[]): unknown {
   });
 }
 
+/** PF_EXITING (include/linux/sched.h): set by do_exit before exit_files drops the fd table. */
+const PF_EXITING = 0x4;
+
+/**
+ * Not a zombie and not exiting. A SIGKILLed task shows its old state letter for a while
+ * after its fd table is gone (it becomes Z only at exit_notify), but PF_EXITING is set
+ * before that (seen on CI under load: pidfd_getfd ESRCH while the state was still S).
+ */
 function isLive(pid: number): boolean {
   try {
-    return readStat(pid).state !== 'Z';
+    const st = readStat(pid);
+    return st.state !== 'Z' && (st.flags & PF_EXITING) === 0;
   } catch {
     return false;
   }
