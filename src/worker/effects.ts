@@ -74,6 +74,11 @@ export class WorkerEffects {
   private readonly children: Children;
   private readonly temps = new Map<number, XProcess>();
   private tornDown = false;
+  /**
+   * spawnTemp ran: the temps belong to the dead phase now, prestartTemps must not add
+   * any (see there).
+   */
+  private tempsClaimed = false;
   /** CHILDREN_SPAWNED went to the coordinator: it knows our child workers (see tearDown). */
   private childrenReported = false;
 
@@ -103,10 +108,18 @@ export class WorkerEffects {
    * that become-creator only opens pidfds to an x that is already there. x waits on its
    * stdin and nothing in the restored tree can see it. A failure here is left to
    * spawnTemp, which starts what is missing and reports the error in its phase.
+   *
+   * Only until spawnTemp ran. run.ts calls this from a setImmediate, which is not sure to
+   * run before the next PHASEs: messages can be handled first (seen: PHASE open-alive
+   * before it under load), and if it came only after finishTemp had reaped and removed
+   * some groups, it started a new x for each of them that nobody opened, reaped or
+   * closed until teardown: a live x and our pidfd of it, an extra pidfd in the verified
+   * tree (the rare restore-extra failure "fd 31: a pidfd … not in the image").
    */
   prestartTemps(steps: SpawnTempInput['temps']): void {
     for (const step of steps) {
-      if (this.tornDown || this.temps.has(step.groupId)) continue;
+      if (this.tornDown || this.tempsClaimed) return;
+      if (this.temps.has(step.groupId)) continue;
       try {
         this.temps.set(step.groupId, startTemp(step.exitStatus));
       } catch {
@@ -116,6 +129,7 @@ export class WorkerEffects {
   }
 
   async spawnTemp(input: SpawnTempInput): Promise<SpawnTempOutput> {
+    this.tempsClaimed = true;
     const temps = input.temps.map((step) => {
       const x = this.temps.get(step.groupId) ?? startTemp(step.exitStatus);
       this.temps.set(step.groupId, x);

@@ -1,7 +1,8 @@
 /**
  * The temporary process x: pidfds opened to it (plain, nonblocking, thread) become
  * pidfds to a reaped process with exactly the recorded wait status, all of one ino; x is
- * reaped by finishTemp and dies on EOF if its creator goes away.
+ * reaped by finishTemp and dies on EOF if its creator goes away; a worker's late
+ * prestartTemps starts none once the dead phase took over.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -22,7 +23,12 @@ import {
   WEXITED,
 } from '../../native/index.js';
 import { PcrError } from '../../src/errors.js';
-import { fdinfo, exists } from '../helpers/proc-view.js';
+import { fdinfo, exists, fdNumbers, fdLink, childrenOf } from '../helpers/proc-view.js';
+import { WorkerEffects } from '../../src/worker/effects.js';
+import type { TempStep } from '../../src/plan/types.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const STATUSES = [0, 3 << 8, 255 << 8, 15, 9, 2, 3, 10, 11, 6];
 
@@ -71,4 +77,40 @@ test('a wrong status is reported, not assumed', async () => {
   const temp = startTemp(3 << 8);
   temp.status = 4 << 8; // what the creator expects differs from what x does
   await assert.rejects(finishTemp(temp), /died with exit 3 \(status 768\), expected exit 4/);
+});
+
+/** Our pidfds (/proc/self/fd) and our children: what a stray x leaves behind. */
+function pidfdsAndChildren(): { pidfds: number[]; children: number[] } {
+  return {
+    pidfds: fdNumbers(process.pid).filter((fd) => fdLink(process.pid, fd) === 'anon_inode:[pidfd]'),
+    children: childrenOf(process.pid),
+  };
+}
+
+// The worker runs prestartTemps from a setImmediate (run.ts), which PHASE messages can
+// overtake: coming after kill-temp reaped some groups, it started a new x for each of
+// them that was never reaped, and our pidfd of it stayed open in the verified tree.
+test('a late prestartTemps after spawnTemp and finishTemp starts no x', async () => {
+  const rundir = mkdtempSync(join(tmpdir(), 'pcr-temp-test-'));
+  const effects = new WorkerEffects({ dumpedPid: 4242, rundir, stderrFd: null, trace: false });
+  try {
+    const before = pidfdsAndChildren();
+    const steps: TempStep[] = [0, 7 << 8, 15].map((exitStatus, groupId) => ({
+      groupId,
+      ino: String(groupId),
+      exitStatus,
+      statusSource: 'recorded',
+    }));
+    const { temps } = await effects.spawnTemp({ pid: 4242, temps: steps });
+    const { reaped } = await effects.finishTemp({ pid: 4242, temps });
+    assert.deepEqual(
+      reaped.map((r) => r.status),
+      steps.map((s) => s.exitStatus),
+    );
+    effects.prestartTemps(steps);
+    assert.deepEqual(pidfdsAndChildren(), before, 'no x and no pidfd of one left');
+  } finally {
+    await effects.tearDown({ pid: 4242, reason: 'test' });
+    rmSync(rundir, { recursive: true, force: true });
+  }
 });
