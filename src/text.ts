@@ -10,7 +10,6 @@ export const count = (n: number, singular: string, plural = `${singular}s`): str
  * `\xNN` escapes, so a hostile comm cannot forge lines or terminal sequences.
  */
 export const printable = (s: string): string =>
-  // eslint-disable-next-line no-control-regex
   s.replace(
     /[\x00-\x1f\x7f-\x9f\\]/g,
     (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`,

@@ -25,6 +25,7 @@ import type { TaskOp } from './protocol.js';
 import { reapAll } from './reap.js';
 import type { TreeSpec } from './spec.js';
 import { makeZombie, spawnTask } from './spawn-task.js';
+import { textOf } from '../text.js';
 
 export interface BuildOptions {
   /** Give up on any single step after this long (default 30 s). */
@@ -102,7 +103,7 @@ class Builder {
     const aborted = new Promise<never>((_, reject) => {
       onAbort = () =>
         reject(
-          new PcrError('PCR_ERR_RESTORE', `example tree not built: ${String(signal?.reason)}`),
+          new PcrError('PCR_ERR_RESTORE', `example tree not built: ${textOf(signal?.reason)}`),
         );
     });
     aborted.catch(() => {}); // observed through Promise.race below

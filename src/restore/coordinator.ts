@@ -12,7 +12,7 @@ import type { RestorePlan } from '../plan/types.js';
 import { checkPlanLimits, type RestoreLimits } from '../plan/limits.js';
 import { checkImage } from '../image/codec.js';
 import { textOf } from '../text.js';
-import { checkRestoreOptions, limitsOf } from './options.js';
+import { checkRestoreOptions } from './options.js';
 import type { PidMap } from '../plan/messages.js';
 import type { Difference } from '../plan/verify.js';
 import type { AbortReason } from '../machines/coordinator.js';
@@ -68,7 +68,7 @@ export async function restoreImage(
   options: RestoreOptions = {},
 ): Promise<RestoreResult> {
   checkImage(image);
-  checkRestoreOptions(options);
+  const limits = checkRestoreOptions(options);
   if (options.signal?.aborted) {
     throw new PcrError(
       'PCR_ERR_RESTORE',
@@ -80,7 +80,7 @@ export async function restoreImage(
     currentBootId: bootId(),
     unprivileged: !hasDacOverride(),
   });
-  checkPlanLimits(plan, limitsOf(options));
+  checkPlanLimits(plan, limits);
   const rundir = makeRundir(options.runDirParent);
   let session: Session | undefined;
   try {

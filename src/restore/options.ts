@@ -20,7 +20,8 @@ function checkInt(option: string, value: unknown, min: number, max: number): voi
     throw usage(option, value, `an integer from ${min} to ${max}`);
 }
 
-export function checkRestoreOptions(o: RestoreOptions): void {
+/** Checks every option; returns the limits in force (limitsOf). */
+export function checkRestoreOptions(o: RestoreOptions): RestoreLimits {
   checkInt('timeoutMs', o.timeoutMs, 1, MAX_DELAY_MS);
   checkInt('teardownGraceMs', o.teardownGraceMs, 0, MAX_DELAY_MS);
   if (o.workerStderr !== null) checkInt('workerStderr', o.workerStderr, 0, MAX_DELAY_MS);
@@ -36,7 +37,7 @@ export function checkRestoreOptions(o: RestoreOptions): void {
   for (const key of Object.keys(o.limits ?? {}) as Array<keyof RestoreLimits>) {
     if (!(key in DEFAULT_LIMITS)) throw usage('limits', key, 'a known limit');
   }
-  limitsOf(o);
+  return limitsOf(o);
 }
 
 /** The limits in force: the defaults, each replaced by a given positive integer. */

@@ -84,21 +84,24 @@ test('trace: one event per state change of the root actor, schema v1', () => {
   assert.ok(events.every((e) => e.time > 1.6e12));
 });
 
+/** A trace event for the file sink tests. */
+const EVENT: TraceEvent = {
+  v: 1,
+  time: 1.5,
+  source: 'coordinator',
+  pid: 1,
+  from: 'a',
+  to: 'b',
+  event: 'GO',
+  details: {},
+};
+
 test('trace file: one valid JSON object per line, exactly the event', () => {
   const dir = mkdtempSync(join(tmpdir(), 'pcr-trace-'));
   try {
     const path = join(dir, 't.ndjson');
     const sink = fileTraceSink(path);
-    const e: TraceEvent = {
-      v: 1,
-      time: 1.5,
-      source: 'coordinator',
-      pid: 1,
-      from: 'a',
-      to: 'b',
-      event: 'GO',
-      details: { phase: 'dead', fd: [3] },
-    };
+    const e: TraceEvent = { ...EVENT, details: { phase: 'dead', fd: [3] } };
     sink.sink(e);
     sink.sink({ ...e, to: 'c' });
     sink.close();
@@ -114,16 +117,7 @@ test('trace file: one valid JSON object per line, exactly the event', () => {
 
 test('trace file: a write that fails (/dev/full) throws a SyscallError naming the file, never hangs', () => {
   const sink = fileTraceSink('/dev/full');
-  const e: TraceEvent = {
-    v: 1,
-    time: 1.5,
-    source: 'coordinator',
-    pid: 1,
-    from: 'a',
-    to: 'b',
-    event: 'GO',
-    details: {},
-  };
+  const e = EVENT;
   const expected = {
     name: 'SyscallError',
     code: 'PCR_ERR_SYSCALL',

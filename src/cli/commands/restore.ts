@@ -73,27 +73,22 @@ function pathError(option: string, path: string, err: unknown): PcrError {
 /** An output path must not be empty, nor the image file itself (it would overwrite it). */
 function checkOutputPath(option: string, path: string, imageFile: string): void {
   if (path === '') throw new UsageError(`restore: ${option} needs a file name, got ''`);
-  let same = false;
-  try {
-    const out = statSync(path);
-    const img = statSync(imageFile);
-    same = out.dev === img.dev && out.ino === img.ino;
-  } catch {
-    // the path does not exist yet (or the image is unreadable: readImage says so)
-  }
-  if (same) throw pathError(option, path, new Error('is the image file'));
+  // A missing image is not this check's business: readImage says so.
+  if (sameFile(path, imageFile)) throw pathError(option, path, new Error('is the image file'));
 }
 
-/** Two paths that name one file (or would, once created in the same directory). */
-function samePath(a: string, b: string): boolean {
-  if (resolve(a) === resolve(b)) return true;
+/** Both paths exist and are one file (same device and inode, links followed). */
+function sameFile(a: string, b: string): boolean {
   try {
     const [x, y] = [statSync(a), statSync(b)];
     return x.dev === y.dev && x.ino === y.ino;
   } catch {
-    return false; // one does not exist yet, and their paths differ
+    return false; // one does not exist (yet)
   }
 }
+
+/** Two paths that name one file (or would, once created). */
+const samePath = (a: string, b: string): boolean => resolve(a) === resolve(b) || sameFile(a, b);
 
 /**
  * Fails before restoring when the pid map could not be written: it is written as a
