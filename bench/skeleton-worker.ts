@@ -10,8 +10,8 @@
 import { assign, createActor, fromPromise, setup } from 'xstate';
 import { Dealer } from 'zeromq';
 import { prctl, PR_SET_PDEATHSIG } from '../native/index.js';
-import { decodeToWorker, encodeToCoordinator } from '../src/plan/wire.js';
-import type { CoordinatorMessage, WorkerMessage } from '../src/plan/messages.js';
+import { decodeToWorker, encodeToCoordinator } from '../src/protocol/wire.js';
+import type { CoordinatorMessage, WorkerMessage } from '../src/protocol/messages.js';
 import type { BroadcastPhase } from '../src/plan/types.js';
 
 prctl(PR_SET_PDEATHSIG, 9);

@@ -10,29 +10,29 @@ export * from './errors.js';
 export { dumpTree, dumpToDir, type DumpOptions, type DumpToDirOptions } from './dump/index.js';
 
 // Image: the model, the file format and its readable/JSON forms.
-export * from './image/model.js';
+export * from './model/image.js';
 export { encodeImage, decodeImage } from './image/codec.js';
 export { readImage, writeImage, imagePath, IMAGE_FILE_NAME } from './image/store.js';
 export { formatImage, imageToJson, type ImageJson } from './image/show.js';
 
 // Restore: the whole restore, embeddable (no process.exit, no argv).
-export { restoreImage, type RestoreOptions, type RestoreResult } from './restore/coordinator.js';
+export { restoreImage, type RestoreOptions, type RestoreResult } from './restore/restore-image.js';
 export {
   TRACE_VERSION,
   formatTraceLine,
   type TraceEvent,
   type TraceSink,
-} from './restore/trace.js';
+} from './protocol/trace.js';
 export { stderrTraceSink, fileTraceSink, teeSinks } from './restore/trace-sinks.js';
 
 // The pure core, for tools that run their own processes.
 export { planRestore } from './plan/planner.js';
 export { checkPlanLimits, planSize, DEFAULT_LIMITS, type RestoreLimits } from './plan/limits.js';
 export type * from './plan/types.js';
-export type * from './plan/messages.js';
-export { compareReports, type Difference, type DifferenceKind } from './plan/verify.js';
+export type * from './protocol/messages.js';
+export { compareReports, type Difference, type DifferenceKind } from './verify/compare.js';
 export { taskMachine } from './machines/task.js';
 export { coordinatorMachine } from './machines/coordinator.js';
 
 // Real process trees from a declarative spec (what `pidfd-cr demo` and the tests build).
-export { buildTree, DEMO_TREE, type BuiltTree } from './example/index.js';
+export { buildTree, DEMO_TREE, type BuiltTree } from './testing/index.js';

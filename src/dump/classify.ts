@@ -10,7 +10,7 @@
  * - Pid 0: the target lives in a pid namespace the dumper cannot see → refused.
  */
 import { PcrError } from '../errors.js';
-import { makeTarget, type Target } from '../image/model.js';
+import { makeTarget, type Target } from '../model/image.js';
 import type { ProcPidfd } from '../procfs/index.js';
 
 export interface TreeFacts {

@@ -12,10 +12,10 @@ import {
   type Image,
   type PidfdFile,
   type Target,
-} from '../image/model.js';
+} from '../model/image.js';
 import { writeImage } from '../image/store.js';
 import { classifyTarget, type TargetProbes, type TreeFacts } from './classify.js';
-import { openFileClasses, type FileCompare, type HeldPidfd } from './files.js';
+import { openFileClasses, type FileCompare, type HeldPidfd } from '../sys/file-classes.js';
 import { freezeTree, type FreezeOptions } from './freeze.js';
 import { hostContext } from './host.js';
 import { checkImageDir } from './preflight.js';

@@ -1,6 +1,6 @@
 /** The host context recorded in every image. */
 import { readFileSync } from 'node:fs';
-import type { HostContext } from '../image/model.js';
+import type { HostContext } from '../model/image.js';
 import { bootId, hostName, kernelRelease } from '../procfs/index.js';
 
 export const FREEZE_METHOD = 'ptrace-seize';

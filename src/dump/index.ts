@@ -8,7 +8,7 @@ export {
 } from './dump.js';
 export { freezeTree, type FreezeOptions, type FrozenTree } from './freeze.js';
 export { walkTree, type WalkedTask, type WalkReaders } from './walk.js';
-export { openFileClasses, type FileCompare, type HeldPidfd } from './files.js';
+export { openFileClasses, type FileCompare, type HeldPidfd } from '../sys/file-classes.js';
 export { classifyTarget, type TargetProbes, type TreeFacts } from './classify.js';
 export { checkImageDir } from './preflight.js';
 export { hostContext, FREEZE_METHOD } from './host.js';

@@ -13,7 +13,7 @@ import {
   withFdCopy,
 } from '../../native/index.js';
 import { PcrError, SyscallError } from '../errors.js';
-import type { Task, TaskState } from '../image/model.js';
+import type { Task, TaskState } from '../model/image.js';
 import {
   readCmdline,
   readComm,
@@ -24,7 +24,7 @@ import {
   type ProcPidfd,
 } from '../procfs/index.js';
 import type { DeadInfo, ExternalInfo, TargetProbes } from './classify.js';
-import type { FileCompare } from './files.js';
+import type { FileCompare } from '../sys/file-classes.js';
 import type { WalkedTask } from './walk.js';
 
 export interface TaskRead {

@@ -7,7 +7,7 @@
 import { crc32 } from 'node:zlib';
 import { pidfdcr } from '../../gen/pb.js';
 import { ImageError } from '../errors.js';
-import { FORMAT_VERSION, type Image } from './model.js';
+import { FORMAT_VERSION, type Image } from '../model/image.js';
 import { imageFromProto, imageToProto } from './proto-map.js';
 import { validateImage, type ValidationLimits } from './validate.js';
 import { readFdLimit } from './limits.js';

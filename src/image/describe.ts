@@ -1,6 +1,6 @@
 /** Words for the numbers in an image: open-file flags and wait status words. */
 import { constants } from 'node:os';
-import { FLAGS } from './model.js';
+import { FLAGS } from '../model/image.js';
 
 const ACCESS_NAMES = ['RDONLY', 'WRONLY', 'RDWR', 'ACCMODE3'] as const;
 

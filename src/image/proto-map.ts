@@ -16,8 +16,8 @@ import type {
   TargetKind,
   Task,
   TaskState,
-} from './model.js';
-import { FORMAT_VERSION } from './model.js';
+} from '../model/image.js';
+import { FORMAT_VERSION } from '../model/image.js';
 
 const pb = pidfdcr.image;
 type PbImage = pidfdcr.image.Image.$Properties;

@@ -2,8 +2,8 @@
  * `pidfd-cr show`: a readable summary of an image (formatImage) and the stable JSON form
  * (imageToJson), which is a contract documented in docs/image-format.md ("JSON form").
  */
-import type { FdEntry, Image, PidfdFile, Target, Task } from './model.js';
-import { FLAGS } from './model.js';
+import type { FdEntry, Image, PidfdFile, Target, Task } from '../model/image.js';
+import { FLAGS } from '../model/image.js';
 import { decodeEndStatus, flagNames, type EndStatus } from './describe.js';
 import { count, printable } from '../text.js';
 

@@ -20,7 +20,7 @@ import {
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { ImageError, PcrError } from '../errors.js';
-import type { Image } from './model.js';
+import type { Image } from '../model/image.js';
 import { decodeImage, encodeImage } from './codec.js';
 
 export const IMAGE_FILE_NAME = 'pidfd-cr.img';

@@ -4,7 +4,7 @@
  * at fault in protobuf field names, e.g. `tasks[2].fds[1].file_id`.
  */
 import { ImageError } from '../errors.js';
-import { FLAGS, FORMAT_VERSION, type Image, type Target, type Task } from './model.js';
+import { FLAGS, FORMAT_VERSION, type Image, type Target, type Task } from '../model/image.js';
 
 export interface ValidationLimits {
   /** fd numbers must be below this (the kernel's fs.nr_open). */

@@ -6,7 +6,7 @@
  */
 import { assign, fromPromise, setup } from 'xstate';
 import type { DoneActorEvent, ErrorActorEvent } from 'xstate';
-import type { Image } from '../image/model.js';
+import type { Image } from '../model/image.js';
 import type { PcrErrorCode } from '../errors.js';
 import { PcrError } from '../errors.js';
 import type {
@@ -19,11 +19,11 @@ import type {
   PidPair,
   WorkerFailed,
   WorkerHello,
-} from '../plan/messages.js';
-import { EMPTY_PID_MAP, withPairs } from '../plan/pidmap.js';
+} from '../protocol/messages.js';
+import { EMPTY_PID_MAP, withPairs } from '../protocol/pidmap.js';
 import type { BroadcastPhase, Phase, RestorePlan, WorkerChild } from '../plan/types.js';
-import { compareReports } from '../plan/verify.js';
-import type { Difference } from '../plan/verify.js';
+import { compareReports } from '../verify/compare.js';
+import type { Difference } from '../verify/compare.js';
 import { describeFailure } from './failure.js';
 import { describeWaitStatus } from '../plan/status.js';
 

@@ -1,6 +1,6 @@
 /** Turning a thrown error into a reportable Failure, and naming one in a sentence. Pure. */
 import { PcrError, SyscallError } from '../errors.js';
-import type { Failure } from '../plan/messages.js';
+import type { Failure } from '../protocol/messages.js';
 import type { Phase } from '../plan/types.js';
 
 export function failureFromError(err: unknown, phase: Phase): Failure {

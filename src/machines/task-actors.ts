@@ -8,7 +8,7 @@
  */
 import { fromPromise } from 'xstate';
 import { PcrError } from '../errors.js';
-import type { FdReport, PidMap, PidPair } from '../plan/messages.js';
+import type { FdReport, PidMap, PidPair } from '../protocol/messages.js';
 import type {
   OpenPhase,
   OpenStep,

@@ -15,8 +15,8 @@ import type {
   PidMap,
   TeardownMessage,
   WorkerMessage,
-} from '../plan/messages.js';
-import { EMPTY_PID_MAP } from '../plan/pidmap.js';
+} from '../protocol/messages.js';
+import { EMPTY_PID_MAP } from '../protocol/pidmap.js';
 import { failureFromError } from './failure.js';
 import { taskActorPlaceholders } from './task-actors.js';
 import type {

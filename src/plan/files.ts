@@ -4,7 +4,7 @@
  * fd and reason; nothing is approximated.
  */
 import { ImageError } from '../errors.js';
-import type { Image, PidfdFile, Target, Task } from '../image/model.js';
+import type { Image, PidfdFile, Target, Task } from '../model/image.js';
 import {
   describeFlags,
   isThreadFlags,
@@ -13,7 +13,7 @@ import {
   pidfdOpenFlags,
   reopenFlagsFor,
 } from './flags.js';
-import { FLAGS } from '../image/model.js';
+import { FLAGS } from '../model/image.js';
 import { SIGKILL_STATUS, unreproducibleStatus } from './status.js';
 import type {
   DeadGroup,

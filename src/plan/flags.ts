@@ -1,5 +1,5 @@
 /** pidfd open-file flags: which ones pidfd_open can make, and naming them. Pure. */
-import { FLAGS } from '../image/model.js';
+import { FLAGS } from '../model/image.js';
 
 /** Every flag pidfd_open(2) can put on a file: O_RDWR always, PIDFD_NONBLOCK, PIDFD_THREAD. */
 const MAKEABLE = FLAGS.O_RDWR | FLAGS.O_NONBLOCK | FLAGS.O_EXCL;

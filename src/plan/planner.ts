@@ -3,7 +3,7 @@
  * I/O, every list sorted. Refuses, by name, anything it cannot restore faithfully.
  */
 import { ImageError, PcrError } from '../errors.js';
-import type { Image, Task } from '../image/model.js';
+import type { Image, Task } from '../model/image.js';
 import { indexImage, planFiles, taskRefusals } from './files.js';
 import type { ImageIndex } from './files.js';
 import type {

@@ -8,7 +8,7 @@
  * with every PHASE message. Inode numbers are decimal strings (64-bit, never narrowed, and
  * JSON-safe inside XState snapshots and traces).
  */
-import type { TargetKind } from '../image/model.js';
+import type { TargetKind } from '../model/image.js';
 
 /** Every phase of a restore, in order. */
 export const PHASES = ['spawn', 'open-alive', 'dead', 'kill-temp', 'finalize', 'verify'] as const;

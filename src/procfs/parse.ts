@@ -2,7 +2,7 @@
  * Pure parsers of /proc text: fdinfo, stat, status. No I/O here; the readers in
  * read.ts feed them. Unknown lines are ignored so newer kernels do not break them.
  */
-import { FLAGS } from '../image/model.js';
+import { FLAGS } from '../model/image.js';
 
 export interface Fdinfo {
   pos: number;

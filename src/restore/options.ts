@@ -6,7 +6,7 @@
 import { PcrError } from '../errors.js';
 import { DEFAULT_LIMITS, type RestoreLimits } from '../plan/limits.js';
 import { describe } from '../text.js';
-import type { RestoreOptions } from './coordinator.js';
+import type { RestoreOptions } from './restore-image.js';
 
 /** The longest delay setTimeout takes. */
 const MAX_DELAY_MS = 2 ** 31 - 1;

@@ -1,7 +1,7 @@
 /** The pid map file: JSON {"<dumped pid>": restored pid}, written atomically (rename). */
 import { writeFileSync, renameSync, rmSync } from 'node:fs';
 import { dirname, basename, join } from 'node:path';
-import type { PidMap } from '../plan/messages.js';
+import type { PidMap } from '../protocol/messages.js';
 
 export function pidMapJson(map: PidMap): Record<string, number> {
   return Object.fromEntries(map.pids.map((p) => [String(p.dumped), p.restored]));

@@ -7,7 +7,7 @@
 import { closeSync, openSync } from 'node:fs';
 import { pino } from 'pino';
 import { SyscallError } from '../errors.js';
-import { formatTraceLine, type TraceEvent, type TraceSink } from './trace.js';
+import { formatTraceLine, type TraceEvent, type TraceSink } from '../protocol/trace.js';
 
 export function stderrTraceSink(
   write: (line: string) => void = (l) => process.stderr.write(l),

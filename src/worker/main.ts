@@ -7,10 +7,10 @@
  * level after the other. Then run.ts is loaded and does the rest. startup-guard.ts comes
  * first: any failure from here until ASSIGN ends as a typed start-up failure.
  */
-import { failStartup } from './startup-guard.js';
-import { identity } from './early.js';
+import { failStartup } from './startup/guard.js';
+import { identity } from './startup/early.js';
 import { setCloexec, prctl, PR_SET_CHILD_SUBREAPER } from '../../native/index.js';
-import { prespawnChildren } from './prespawn.js';
+import { prespawnChildren } from './startup/prespawn.js';
 
 for (const fd of identity.reservedFds) setCloexec(fd, true);
 // Orphans of our subtree come back to us (and are reaped at teardown), not to init.

@@ -6,21 +6,21 @@
  * machine with the real effects; PHASE and TEARDOWN go to the machine; every state change
  * goes back as a TRACE when tracing. It exits once torn down, after reaping its children.
  */
-import { identity } from './early.js';
-import { prespawned } from './prespawn.js';
+import { identity } from './startup/early.js';
+import { prespawned } from './startup/prespawn.js';
 import { writeFileSync } from 'node:fs';
 import { createActor, type Actor } from 'xstate';
 import { taskMachine } from '../machines/task.js';
-import { ControlDealer } from '../restore/zmq-link.js';
-import { encodeToCoordinator, decodeToWorker } from '../plan/wire.js';
-import type { CoordinatorMessage, WorkerMessage } from '../plan/messages.js';
-import { traceInspector, type TraceEvent } from '../restore/trace.js';
+import { ControlDealer } from '../protocol/zmq-link.js';
+import { encodeToCoordinator, decodeToWorker } from '../protocol/wire.js';
+import type { CoordinatorMessage, WorkerMessage } from '../protocol/messages.js';
+import { traceInspector, type TraceEvent } from '../protocol/trace.js';
 import { failureFromError } from '../machines/failure.js';
-import { WorkerEffects } from './effects.js';
-import { parseFault, injectStartupFault } from './fault.js';
-import { FAULT_ENV } from './identity.js';
-import { proveIdentity } from './auth-client.js';
-import { failStartup, startupDone } from './startup-guard.js';
+import { WorkerEffects } from '../actors/task-effects.js';
+import { parseFault, injectStartupFault } from '../actors/fault.js';
+import { FAULT_ENV } from '../protocol/identity.js';
+import { proveIdentity } from './startup/auth-client.js';
+import { failStartup, startupDone } from './startup/guard.js';
 import { PcrError } from '../errors.js';
 import { markRanFully } from './cache-mark.cjs';
 

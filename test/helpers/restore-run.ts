@@ -7,9 +7,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { buildTree, type BuiltTree, type TreeSpec } from '../../src/example/index.js';
+import { buildTree, type BuiltTree, type TreeSpec } from '../../src/testing/index.js';
 import { dumpTree } from '../../src/dump/index.js';
-import type { Image } from '../../src/image/model.js';
+import type { Image } from '../../src/model/image.js';
 import { waitpid, WNOHANG, prctl, PR_SET_CHILD_SUBREAPER } from '../../native/index.js';
 import { exists } from './proc-view.js';
 

@@ -4,8 +4,8 @@
  * one sentence per problem; an empty list means the tree is what the image says.
  */
 import { kcmpFile, pidfdGetInfo, PIDFD_INFO, withFdCopy } from '../../native/index.js';
-import type { Image, Target } from '../../src/image/model.js';
-import type { PidMap } from '../../src/plan/messages.js';
+import type { Image, Target } from '../../src/model/image.js';
+import type { PidMap } from '../../src/protocol/messages.js';
 import {
   fdLink,
   fdNumbers,

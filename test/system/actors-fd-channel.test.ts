@@ -13,7 +13,7 @@ import {
   sendFdMessages,
   fdSocketPath,
   type FdMessage,
-} from '../../src/actors/fd-channel.js';
+} from '../../src/sys/fd-channel.js';
 
 interface ReceivedFile {
   fileId: number;

@@ -9,9 +9,9 @@ import { mkdtempSync, rmSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createActor, createMachine } from 'xstate';
-import { ControlRouter, ControlDealer } from '../../src/restore/zmq-link.js';
-import { makeRundir, removeRundir } from '../../src/restore/rundir.js';
-import { traceInspector, type TraceEvent } from '../../src/restore/trace.js';
+import { ControlRouter, ControlDealer } from '../../src/protocol/zmq-link.js';
+import { makeRundir, removeRundir } from '../../src/coordinator/rundir.js';
+import { traceInspector, type TraceEvent } from '../../src/protocol/trace.js';
 import { fileTraceSink } from '../../src/restore/trace-sinks.js';
 
 test('router and dealers exchange frames by routing id in a 0700 run directory', async () => {

@@ -12,9 +12,9 @@ import {
   installFile,
   finalizeCloexec,
   bootId,
-} from '../../src/actors/open-files.js';
-import { helperThreads, reserveThreads } from '../../src/actors/threads.js';
-import { reportFds, fileClasses, withFileClasses } from '../../src/actors/report-fds.js';
+} from '../../src/sys/open-files.js';
+import { helperThreads, reserveThreads } from '../../src/sys/threads.js';
+import { reportFds, fileClasses, withFileClasses } from '../../src/verify/report.js';
 import {
   closeQuiet,
   kcmpFile,

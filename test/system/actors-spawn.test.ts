@@ -5,9 +5,9 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnClean } from '../../src/actors/spawn-clean.js';
-import { workerEnv } from '../../src/actors/spawn-worker.js';
-import { decodeIdentity, WORKER_ENV } from '../../src/worker/identity.js';
+import { spawnClean } from '../../src/sys/spawn-clean.js';
+import { workerEnv } from '../../src/launch/spawn-worker.js';
+import { decodeIdentity, WORKER_ENV } from '../../src/protocol/identity.js';
 import {
   pidfdOpen,
   pidfdSendSignal,

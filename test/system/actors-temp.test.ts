@@ -12,7 +12,7 @@ import {
   finishTemp,
   abortTemp,
   scriptFor,
-} from '../../src/actors/temp-process.js';
+} from '../../src/sys/temp-process.js';
 import {
   closeQuiet,
   pidfdGetInfo,
@@ -24,7 +24,7 @@ import {
 } from '../../native/index.js';
 import { PcrError } from '../../src/errors.js';
 import { fdinfo, exists, fdNumbers, fdLink, childrenOf } from '../helpers/proc-view.js';
-import { WorkerEffects } from '../../src/worker/effects.js';
+import { WorkerEffects } from '../../src/actors/task-effects.js';
 import type { TempStep } from '../../src/plan/types.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';

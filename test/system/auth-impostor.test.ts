@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { restoreImage } from '../../src/restore/coordinator.js';
+import { restoreImage } from '../../src/restore/restore-image.js';
 import { PcrError } from '../../src/errors.js';
 import { closeQuiet, connectSeqpacket, recvFds } from '../../native/index.js';
 import { alive } from '../fixtures/scenarios.js';

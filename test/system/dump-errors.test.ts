@@ -36,7 +36,7 @@ import {
 import { PcrError, SyscallError } from '../../src/errors.js';
 import { readStat } from '../../src/procfs/read.js';
 import { frozenKcmp, kernelProbes } from '../../src/dump/read.js';
-import { buildTree, describeImage, type BuiltTree } from '../../src/example/index.js';
+import { buildTree, describeImage, type BuiltTree } from '../../src/testing/index.js';
 import { dumpToDir, dumpTree } from '../../src/dump/index.js';
 import { imagePath, readImage } from '../../src/image/store.js';
 import { alive } from '../fixtures/scenarios.js';

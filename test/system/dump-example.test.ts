@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { PcrError } from '../../src/errors.js';
 import { readChildren } from '../../src/procfs/index.js';
-import { buildTree, SpecError } from '../../src/example/index.js';
+import { buildTree, SpecError } from '../../src/testing/index.js';
 import { SCENARIOS } from '../fixtures/scenarios.js';
 import { expectedObservation, observeTree } from '../fixtures/observe.js';
 

@@ -8,10 +8,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { buildTree, describeImage, type BuiltTree } from '../../src/example/index.js';
+import { buildTree, describeImage, type BuiltTree } from '../../src/testing/index.js';
 import { dumpTree } from '../../src/dump/index.js';
 import { readImage } from '../../src/image/store.js';
-import type { Image } from '../../src/image/model.js';
+import type { Image } from '../../src/model/image.js';
 import type { ImageJson } from '../../src/image/show.js';
 import { bootId, kernelRelease } from '../../src/procfs/index.js';
 import { SCENARIOS } from '../fixtures/scenarios.js';

@@ -7,9 +7,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
-import { restoreImage, type RestoreOptions } from '../../src/restore/coordinator.js';
+import { restoreImage, type RestoreOptions } from '../../src/restore/restore-image.js';
 import { PcrError } from '../../src/errors.js';
-import type { TraceEvent } from '../../src/restore/trace.js';
+import type { TraceEvent } from '../../src/protocol/trace.js';
 import { alive, sharedFork, external, tree33 } from '../fixtures/scenarios.js';
 import { buildAndDump, waitGone } from '../helpers/restore-run.js';
 import { descendantsOf, fdinfo } from '../helpers/proc-view.js';

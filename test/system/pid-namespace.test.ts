@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { dumpTree } from '../../src/dump/index.js';
 import { PcrError } from '../../src/errors.js';
-import { restoreImage } from '../../src/restore/coordinator.js';
+import { restoreImage } from '../../src/restore/restore-image.js';
 import { kill, prctl, PR_SET_CHILD_SUBREAPER, spawn as spawnNative } from '../../native/index.js';
 
 const SIGKILL = 9;

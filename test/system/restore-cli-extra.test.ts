@@ -10,7 +10,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeImage } from '../../src/image/store.js';
-import type { Image } from '../../src/image/model.js';
+import type { Image } from '../../src/model/image.js';
 import { demo, external, sharedScm } from '../fixtures/scenarios.js';
 import { buildAndDump } from '../helpers/restore-run.js';
 import { CLI } from '../fixtures/dump-helpers.js';

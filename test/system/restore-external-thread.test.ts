@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
 import { dumpTree } from '../../src/dump/index.js';
-import { FLAGS } from '../../src/image/model.js';
+import { FLAGS } from '../../src/model/image.js';
 import { PcrError } from '../../src/errors.js';
 import { PIDFD_THREAD } from '../../native/index.js';
 import {

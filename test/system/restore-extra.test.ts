@@ -8,11 +8,11 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildTree, type TreeSpec } from '../../src/example/index.js';
+import { buildTree, type TreeSpec } from '../../src/testing/index.js';
 import { dumpTree } from '../../src/dump/index.js';
-import { FLAGS, type Image } from '../../src/image/model.js';
-import { restoreImage } from '../../src/restore/coordinator.js';
-import type { PidMap } from '../../src/plan/messages.js';
+import { FLAGS, type Image } from '../../src/model/image.js';
+import { restoreImage } from '../../src/restore/restore-image.js';
+import type { PidMap } from '../../src/protocol/messages.js';
 import {
   alive,
   benchmark,

@@ -10,13 +10,13 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildTree } from '../../src/example/index.js';
+import { buildTree } from '../../src/testing/index.js';
 import { dumpTree } from '../../src/dump/index.js';
-import { restoreImage } from '../../src/restore/coordinator.js';
-import type { PidMap } from '../../src/plan/messages.js';
+import { restoreImage } from '../../src/restore/restore-image.js';
+import type { PidMap } from '../../src/protocol/messages.js';
 import { SCENARIOS, deadStatuses } from '../fixtures/scenarios.js';
 import { checkRestored } from '../helpers/restored-view.js';
-import { hasDacOverride } from '../../src/actors/open-files.js';
+import { hasDacOverride } from '../../src/sys/open-files.js';
 import { descendantsOf, exists } from '../helpers/proc-view.js';
 
 interface View {

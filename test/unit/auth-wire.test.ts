@@ -4,11 +4,11 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { encodeAuth, decodeAuth } from '../../src/plan/wire.js';
-import type { AuthMessage } from '../../src/plan/messages.js';
+import { encodeAuth, decodeAuth } from '../../src/protocol/wire.js';
+import type { AuthMessage } from '../../src/protocol/messages.js';
 import { PcrError } from '../../src/errors.js';
-import { parseFault } from '../../src/worker/fault.js';
-import { looseIdentity } from '../../src/worker/startup-failure.js';
+import { parseFault } from '../../src/actors/fault.js';
+import { looseIdentity } from '../../src/worker/startup/failure.js';
 
 test('auth messages round-trip: proof and start-up failure', () => {
   const msgs: AuthMessage[] = [

@@ -7,8 +7,8 @@ import {
   checkStatus,
   statusScript,
   fileFlagsOf,
-} from '../../src/example/index.js';
-import { exited, signaled, type TreeSpec } from '../../src/example/spec.js';
+} from '../../src/testing/index.js';
+import { exited, signaled, type TreeSpec } from '../../src/testing/spec.js';
 import { SCENARIOS } from '../fixtures/scenarios.js';
 
 const bad = (spec: TreeSpec, message: RegExp) =>

@@ -4,7 +4,7 @@ import { pidfdcr } from '../../gen/pb.js';
 import { ImageError } from '../../src/errors.js';
 import { HEADER_BYTES, MAGIC, decodeImage, encodeImage, frame } from '../../src/image/codec.js';
 import { bigintToU64, imageToProto, u64ToBigint } from '../../src/image/proto-map.js';
-import type { Image } from '../../src/image/model.js';
+import type { Image } from '../../src/model/image.js';
 import { BIG_INO, INO_2_53_PLUS_1, sampleImage } from '../fixtures/image-sample.js';
 
 const LIMITS = { limits: { fdLimit: 1048576 } };

@@ -12,7 +12,7 @@ import { decodeImage, encodeImageUnchecked, frame } from '../../src/image/codec.
 import { imageToProto } from '../../src/image/proto-map.js';
 import { isEndStatus, validateImage } from '../../src/image/validate.js';
 import { DEFAULT_NR_OPEN, readFdLimit } from '../../src/image/limits.js';
-import { makeTarget, type Image, type Target } from '../../src/image/model.js';
+import { makeTarget, type Image, type Target } from '../../src/model/image.js';
 import { sampleImage } from '../fixtures/image-sample.js';
 
 const LIMITS = { fdLimit: 1048576 };

@@ -4,7 +4,7 @@ import { initialTransition, transition } from 'xstate';
 import type { AnyEventObject } from 'xstate';
 import { coordinatorMachine } from '../../src/machines/coordinator.js';
 import type { CoordinatorInput } from '../../src/machines/coordinator.js';
-import type { CoordinatorMessage } from '../../src/plan/messages.js';
+import type { CoordinatorMessage } from '../../src/protocol/messages.js';
 import { planRestore } from '../../src/plan/planner.js';
 import { BROADCAST_PHASES } from '../../src/plan/types.js';
 import { SAMPLE_PID_MAP, faithfulReportsFor, sampleImage } from '../fixtures/plan-images.js';

@@ -5,7 +5,7 @@ import type { AnyEventObject } from 'xstate';
 import { SyscallError } from '../../src/errors.js';
 import { taskMachine } from '../../src/machines/task.js';
 import type { TaskContext } from '../../src/machines/task.js';
-import type { FdReport, WorkerMessage } from '../../src/plan/messages.js';
+import type { FdReport, WorkerMessage } from '../../src/protocol/messages.js';
 import type {
   FinalizeFdsInput,
   FinalizeFdsOutput,

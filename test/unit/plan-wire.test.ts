@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PcrError } from '../../src/errors.js';
 import { planRestore } from '../../src/plan/planner.js';
-import type { CoordinatorMessage, WorkerMessage } from '../../src/plan/messages.js';
+import type { CoordinatorMessage, WorkerMessage } from '../../src/protocol/messages.js';
 import {
   decodeFdTransfer,
   decodeToCoordinator,
@@ -12,8 +12,8 @@ import {
   encodeToWorker,
   taskPlanFromPb,
   taskPlanToPb,
-} from '../../src/plan/wire.js';
-import { FLAGS } from '../../src/image/model.js';
+} from '../../src/protocol/wire.js';
+import { FLAGS } from '../../src/model/image.js';
 import { file, sampleImage } from '../fixtures/plan-images.js';
 
 test('every TaskPlan survives the protobuf round trip unchanged', () => {

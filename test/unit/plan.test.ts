@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PcrError } from '../../src/errors.js';
-import { FLAGS } from '../../src/image/model.js';
-import type { Image } from '../../src/image/model.js';
+import { FLAGS } from '../../src/model/image.js';
+import type { Image } from '../../src/model/image.js';
 import { planRestore } from '../../src/plan/planner.js';
 import type { RestorePlan, TaskPlan } from '../../src/plan/types.js';
 import { BOOT_ID, RDWR, file, image, sampleImage, target, task } from '../fixtures/plan-images.js';

@@ -6,9 +6,9 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Registry } from '../../src/restore/registry.js';
-import type { Proof } from '../../src/restore/auth.js';
-import type { Failure } from '../../src/plan/messages.js';
+import { Registry } from '../../src/coordinator/registry.js';
+import type { Proof } from '../../src/coordinator/auth-listener.js';
+import type { Failure } from '../../src/protocol/messages.js';
 import { PcrError } from '../../src/errors.js';
 
 const nonceOf = (pid: number): Uint8Array => new Uint8Array(16).fill(pid % 256);

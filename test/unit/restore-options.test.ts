@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PcrError, ImageError } from '../../src/errors.js';
 import { checkRestoreOptions, limitsOf } from '../../src/restore/options.js';
-import type { RestoreOptions } from '../../src/restore/coordinator.js';
+import type { RestoreOptions } from '../../src/restore/restore-image.js';
 import { DEFAULT_LIMITS } from '../../src/plan/limits.js';
 import { checkImage } from '../../src/image/codec.js';
 import { textOf, describe } from '../../src/text.js';

@@ -1,7 +1,7 @@
 /** detailsOf: the peers of fd transfers reach the trace details. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { detailsOf } from '../../src/restore/trace.js';
+import { detailsOf } from '../../src/protocol/trace.js';
 
 test('fd transfer outputs name their peers (dumped pids)', () => {
   const sent = detailsOf(

@@ -1,10 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Image } from '../../src/image/model.js';
-import { FLAGS } from '../../src/image/model.js';
-import type { FdReport, PidMap } from '../../src/plan/messages.js';
-import { compareReports } from '../../src/plan/verify.js';
-import type { DifferenceKind } from '../../src/plan/verify.js';
+import type { Image } from '../../src/model/image.js';
+import { FLAGS } from '../../src/model/image.js';
+import type { FdReport, PidMap } from '../../src/protocol/messages.js';
+import { compareReports } from '../../src/verify/compare.js';
+import type { DifferenceKind } from '../../src/verify/compare.js';
 import { SAMPLE_PID_MAP, faithfulReportsFor, sampleImage } from '../fixtures/plan-images.js';
 
 const PID_MAP: PidMap = SAMPLE_PID_MAP;

@@ -8,14 +8,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EXIT_CODES, PcrError } from '../../errors.js';
 import { parseCommandArgs } from '../args.js';
-import { buildTree, DEMO_TREE } from '../../example/index.js';
+import { buildTree, DEMO_TREE } from '../../testing/index.js';
 import { dumpToDir } from '../../dump/index.js';
 import { formatImage } from '../../image/show.js';
-import { restoreImage } from '../../restore/coordinator.js';
+import { restoreImage } from '../../restore/restore-image.js';
 import { stderrTraceSink } from '../../restore/trace-sinks.js';
 import { formatPidMap, formatVerification, interruptedStatus, stopOnSignals } from './restore.js';
 import { prctl, PR_SET_CHILD_SUBREAPER } from '../../../native/index.js';
-import { reapOrphansUntilNone, ORPHAN_DEADLINE_MS } from '../../worker/children.js';
+import { reapOrphansUntilNone, ORPHAN_DEADLINE_MS } from '../../actors/children.js';
 import { count } from '../../text.js';
 
 const HELP = `usage: pidfd-cr demo [--trace]

@@ -8,13 +8,13 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { EXIT_CODES, PcrError, UsageError } from '../../errors.js';
 import { intOption, parseCommandArgs } from '../args.js';
 import { imagePath, readImage } from '../../image/store.js';
-import type { Image } from '../../image/model.js';
-import { restoreImage, removeLiveRundirs } from '../../restore/coordinator.js';
+import type { Image } from '../../model/image.js';
+import { restoreImage, removeLiveRundirs } from '../../restore/restore-image.js';
 import { stderrTraceSink, fileTraceSink, teeSinks } from '../../restore/trace-sinks.js';
-import type { PidMap } from '../../plan/messages.js';
-import type { Difference } from '../../plan/verify.js';
+import type { PidMap } from '../../protocol/messages.js';
+import type { Difference } from '../../verify/compare.js';
 import { prctl, PR_SET_CHILD_SUBREAPER } from '../../../native/index.js';
-import { reapOrphansUntilNone, ORPHAN_DEADLINE_MS } from '../../worker/children.js';
+import { reapOrphansUntilNone, ORPHAN_DEADLINE_MS } from '../../actors/children.js';
 import { count, printable } from '../../text.js';
 
 const HELP = `usage: pidfd-cr restore -D DIR [--trace] [--trace-file F] [--pid-map FILE] [--hold]

@@ -21,7 +21,7 @@ import {
   setCloexec,
   O_CLOEXEC,
 } from '../../native/index.js';
-import { FLAGS } from '../image/model.js';
+import { FLAGS } from '../model/image.js';
 import { byHandleCanMake, byHandleOpenFlags } from '../plan/flags.js';
 import { PcrError, isErrno } from '../errors.js';
 

@@ -9,7 +9,7 @@
 import { fromPromise } from 'xstate';
 import { closeQuiet } from '../../native/index.js';
 import { PcrError } from '../errors.js';
-import { fdSocketPath, sendFdMessages } from '../actors/fd-channel.js';
+import { fdSocketPath, sendFdMessages } from '../sys/fd-channel.js';
 import {
   openAs,
   type OpenFlags,
@@ -17,20 +17,20 @@ import {
   installFile,
   finalizeCloexec,
   bootId,
-} from '../actors/open-files.js';
-import { reserveThreads } from '../actors/threads.js';
+} from '../sys/open-files.js';
+import { reserveThreads } from '../sys/threads.js';
 import {
   startTemp,
   reapTemp,
   abortTemp,
   type TempProcess as XProcess,
-} from '../actors/temp-process.js';
-import { reportFds } from '../actors/report-fds.js';
-import { encodeFdTransfer } from '../plan/wire.js';
-import { requireRestoredPid, restoredTid } from '../plan/pidmap.js';
+} from '../sys/temp-process.js';
+import { reportFds } from '../verify/report.js';
+import { encodeFdTransfer } from '../protocol/wire.js';
+import { requireRestoredPid, restoredTid } from '../protocol/pidmap.js';
 import type { OpenStep, Phase } from '../plan/types.js';
-import { WORKER_CHILD_GRACE_MS, type PidMap } from '../plan/messages.js';
-import { restoredPid } from '../plan/pidmap.js';
+import { WORKER_CHILD_GRACE_MS, type PidMap } from '../protocol/messages.js';
+import { restoredPid } from '../protocol/pidmap.js';
 import type {
   FileFd,
   OpenFilesInput,

@@ -16,11 +16,11 @@ import {
   WEXITED,
   WNOHANG,
 } from '../../native/index.js';
-import { spawnWorker } from '../actors/spawn-worker.js';
-import { spawnZombie } from '../actors/temp-process.js';
-import { whenReadable } from '../actors/readiness.js';
+import { spawnWorker } from '../launch/spawn-worker.js';
+import { spawnZombie } from '../sys/temp-process.js';
+import { whenReadable } from '../sys/readiness.js';
 import type { WorkerChild, ZombieChild } from '../plan/types.js';
-import type { PidPair } from '../plan/messages.js';
+import type { PidPair } from '../protocol/messages.js';
 
 export class Children {
   private readonly workers = new Map<number, number>();

@@ -8,8 +8,13 @@
  */
 import { fileURLToPath } from 'node:url';
 import { pidfdOpen } from '../../native/index.js';
-import { spawnClean } from './spawn-clean.js';
-import { WORKER_ENV, FAULT_ENV, encodeIdentity, type WorkerIdentity } from '../worker/identity.js';
+import { spawnClean } from '../sys/spawn-clean.js';
+import {
+  WORKER_ENV,
+  FAULT_ENV,
+  encodeIdentity,
+  type WorkerIdentity,
+} from '../protocol/identity.js';
 
 /** Variables that cost start-up time (NODE_EXTRA_CA_CERTS: +20–90 ms) or confuse a child. */
 const DROPPED_ENV = [

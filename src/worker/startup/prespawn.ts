@@ -8,10 +8,10 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { closeQuiet } from '../../native/index.js';
-import { spawnWorker } from '../actors/spawn-worker.js';
-import type { WorkerIdentity } from './identity.js';
-import type { RestorePlan, WorkerChild } from '../plan/types.js';
+import { closeQuiet } from '../../../native/index.js';
+import { spawnWorker } from '../../launch/spawn-worker.js';
+import type { WorkerIdentity } from '../../protocol/identity.js';
+import type { RestorePlan, WorkerChild } from '../../plan/types.js';
 
 export type SpawnPlan = Record<string, WorkerChild[]>;
 

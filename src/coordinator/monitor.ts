@@ -12,7 +12,7 @@ import {
   closeQuiet,
   PIDFD_INFO,
 } from '../../native/index.js';
-import { watchReadable, type Watch } from '../actors/readiness.js';
+import { watchReadable, type Watch } from '../sys/readiness.js';
 
 export interface Watched {
   dumpedPid: number;

@@ -10,9 +10,9 @@
  * it installs the handler: only the worker does.
  */
 import { writeSync } from 'node:fs';
-import { failureFromError } from '../machines/failure.js';
-import { WORKER_ENV } from './identity.js';
-import { WORKER_STARTUP_FAILED_EXIT, looseIdentity } from './startup-failure.js';
+import { failureFromError } from '../../machines/failure.js';
+import { WORKER_ENV } from '../../protocol/identity.js';
+import { WORKER_STARTUP_FAILED_EXIT, looseIdentity } from './failure.js';
 
 let failing = false;
 
@@ -23,7 +23,7 @@ export async function failStartup(err: unknown): Promise<never> {
     const failure = failureFromError(err, 'spawn');
     let reported = false;
     try {
-      const { reportStartupFailure } = await import('./startup-report.js');
+      const { reportStartupFailure } = await import('./report.js');
       reported = await reportStartupFailure(id, failure);
     } catch {
       // native code or the run directory unusable: the one line below is all we can do

@@ -6,13 +6,13 @@
  * fds); a receive step takes the batch from its sender with exactly its file ids, and
  * checks the peer pid is the sender's restored pid.
  */
-import { listenForFds, fdSocketPath, type FdListener } from '../actors/fd-channel.js';
+import { listenForFds, fdSocketPath, type FdListener } from '../sys/fd-channel.js';
 import { unlinkSync } from 'node:fs';
 import { closeQuiet, listenSeqpacket } from '../../native/index.js';
-import { decodeFdTransfer } from '../plan/wire.js';
-import type { FdTransfer, PidMap } from '../plan/messages.js';
+import { decodeFdTransfer } from '../protocol/wire.js';
+import type { FdTransfer, PidMap } from '../protocol/messages.js';
 import type { OpenPhase, ReceiveStep } from '../plan/types.js';
-import { restoredPid } from '../plan/pidmap.js';
+import { restoredPid } from '../protocol/pidmap.js';
 import { PcrError } from '../errors.js';
 
 export interface Batch {

@@ -5,7 +5,7 @@
  * the spec and the real pids; `describeImage` derives the same shape from an Image, so a
  * test compares the two with one deepEqual.
  */
-import { FLAGS, type Image, type TaskState } from '../image/model.js';
+import { FLAGS, type Image, type TaskState } from '../model/image.js';
 import type { Plan } from './plan.js';
 import { fileFlagsOf } from './plan.js';
 import type { ResolvedPidfd } from './validate.js';

@@ -6,22 +6,22 @@
  * every failure. See docs/restore.md.
  */
 import { PcrError } from '../errors.js';
-import type { Image } from '../image/model.js';
+import type { Image } from '../model/image.js';
 import { planRestore } from '../plan/planner.js';
 import type { RestorePlan } from '../plan/types.js';
 import { checkPlanLimits, type RestoreLimits } from '../plan/limits.js';
 import { checkImage } from '../image/codec.js';
 import { textOf } from '../text.js';
 import { checkRestoreOptions } from './options.js';
-import type { PidMap } from '../plan/messages.js';
-import type { Difference } from '../plan/verify.js';
+import type { PidMap } from '../protocol/messages.js';
+import type { Difference } from '../verify/compare.js';
 import type { AbortReason } from '../machines/coordinator.js';
-import { bootId, hasDacOverride } from '../actors/open-files.js';
-import { makeRundir, removeRundir } from './rundir.js';
-export { removeLiveRundirs } from './rundir.js';
-import type { TraceSink } from './trace.js';
-import { Session } from './session.js';
-import { writeSpawnPlan } from '../worker/prespawn.js';
+import { bootId, hasDacOverride } from '../sys/open-files.js';
+import { makeRundir, removeRundir } from '../coordinator/rundir.js';
+export { removeLiveRundirs } from '../coordinator/rundir.js';
+import type { TraceSink } from '../protocol/trace.js';
+import { Session } from '../coordinator/session.js';
+import { writeSpawnPlan } from '../worker/startup/prespawn.js';
 
 export interface RestoreOptions {
   /** Keep the restored tree until `signal` aborts, instead of tearing it down at once. */

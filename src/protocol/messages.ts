@@ -6,7 +6,7 @@
  * the machine as it is.
  */
 import type { PcrErrorCode } from '../errors.js';
-import type { BroadcastPhase, Phase, TaskPlan } from './types.js';
+import type { BroadcastPhase, Phase, TaskPlan } from '../plan/types.js';
 
 export interface PidPair {
   dumped: number;

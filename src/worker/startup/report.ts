@@ -4,12 +4,12 @@
  * coordinator over the auth socket, where the kernel vouches for our pid. Loaded only
  * when a start-up fails.
  */
-import { kill, waitpid } from '../../native/index.js';
-import type { Failure } from '../plan/messages.js';
+import { kill, waitpid } from '../../../native/index.js';
+import type { Failure } from '../../protocol/messages.js';
 import { prespawned } from './prespawn.js';
-import { reapOrphansUntilNone, ORPHAN_DEADLINE_MS } from './children.js';
+import { reapOrphansUntilNone, ORPHAN_DEADLINE_MS } from '../../actors/children.js';
 import { sendAuth } from './auth-client.js';
-import type { LooseIdentity } from './startup-failure.js';
+import type { LooseIdentity } from './failure.js';
 
 const SIGKILL = 9;
 

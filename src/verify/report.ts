@@ -13,11 +13,11 @@
  * reads); kcmp then needs ptrace access only to descendants.
  */
 import { getStatusFlags, kcmpFile, pidfdGetInfo, PIDFD_INFO } from '../../native/index.js';
-import { FLAGS } from '../image/model.js';
+import { FLAGS } from '../model/image.js';
 import { isErrno } from '../errors.js';
 import { readPidfds, readStat } from '../procfs/index.js';
-import { openFileClasses, type FileCompare } from '../dump/files.js';
-import type { FdReport, ReportedFd } from '../plan/messages.js';
+import { openFileClasses, type FileCompare } from '../sys/file-classes.js';
+import type { FdReport, ReportedFd } from '../protocol/messages.js';
 
 /** Exit status of a reaped target through our own pidfd, when the kernel kept one. */
 function exitStatusOf(fd: number): number | undefined {

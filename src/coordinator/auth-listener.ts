@@ -19,9 +19,9 @@ import {
   recvFds,
   closeQuiet,
 } from '../../native/index.js';
-import { decodeAuth } from '../plan/wire.js';
-import type { Failure } from '../plan/messages.js';
-import { watchReadable, type Watch } from '../actors/readiness.js';
+import { decodeAuth } from '../protocol/wire.js';
+import type { Failure } from '../protocol/messages.js';
+import { watchReadable, type Watch } from '../sys/readiness.js';
 
 export const authSocketPath = (rundir: string): string => join(rundir, 'auth.sock');
 

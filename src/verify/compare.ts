@@ -4,12 +4,12 @@
  * external target's), so identity is compared as classes: which fds share an ino, which
  * share one open file description (kcmp).
  */
-import type { FdEntry, Image, PidfdFile, Target, Task } from '../image/model.js';
-import { describeFlags } from './flags.js';
-import type { FdReport, PidMap, ReportedFd } from './messages.js';
-import { restoredPid, restoredTid } from './pidmap.js';
-import { SIGKILL_STATUS, describeWaitStatus } from './status.js';
-import type { PlanOptions } from './types.js';
+import type { FdEntry, Image, PidfdFile, Target, Task } from '../model/image.js';
+import { describeFlags } from '../plan/flags.js';
+import type { FdReport, PidMap, ReportedFd } from '../protocol/messages.js';
+import { restoredPid, restoredTid } from '../protocol/pidmap.js';
+import { SIGKILL_STATUS, describeWaitStatus } from '../plan/status.js';
+import type { PlanOptions } from '../plan/types.js';
 
 export type DifferenceKind =
   | 'missing-report'

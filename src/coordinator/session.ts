@@ -5,7 +5,7 @@
  */
 import { createActor, fromPromise } from 'xstate';
 import { pidfsHandleIno, waitPidfd, waitpid, WEXITED, WNOHANG } from '../../native/index.js';
-import type { Image } from '../image/model.js';
+import type { Image } from '../model/image.js';
 import { PcrError } from '../errors.js';
 import type { RestorePlan } from '../plan/types.js';
 import {
@@ -13,9 +13,9 @@ import {
   type PidMap,
   type WorkerMessage,
   type CoordinatorMessage,
-} from '../plan/messages.js';
-import type { Difference } from '../plan/verify.js';
-import { encodeToWorker, decodeToCoordinator } from '../plan/wire.js';
+} from '../protocol/messages.js';
+import type { Difference } from '../verify/compare.js';
+import { encodeToWorker, decodeToCoordinator } from '../protocol/wire.js';
 import {
   coordinatorMachine,
   type CoordinatorOutput,
@@ -24,15 +24,20 @@ import {
   type AbortTreeInput,
   type TearDownTreeInput,
 } from '../machines/coordinator.js';
-import { spawnWorker } from '../actors/spawn-worker.js';
-import { ControlRouter } from './zmq-link.js';
+import { spawnWorker } from '../launch/spawn-worker.js';
+import { ControlRouter } from '../protocol/zmq-link.js';
 import { WorkerMonitor } from './monitor.js';
-import { writePidMapFile } from './pid-map-file.js';
-import { traceInspector, TRACE_VERSION, type TraceDetails, type TraceSink } from './trace.js';
+import { writePidMapFile } from '../restore/pid-map-file.js';
+import {
+  traceInspector,
+  TRACE_VERSION,
+  type TraceDetails,
+  type TraceSink,
+} from '../protocol/trace.js';
 import { Registry, type Admitted } from './registry.js';
-import { AuthListener } from './auth.js';
-import { fileClasses, withFileClasses } from '../actors/report-fds.js';
-import type { RestoreOptions } from './coordinator.js';
+import { AuthListener } from './auth-listener.js';
+import { fileClasses, withFileClasses } from '../verify/report.js';
+import type { RestoreOptions } from '../restore/restore-image.js';
 import { textOf } from '../text.js';
 
 const REAP_DEADLINE_MS = 3000;

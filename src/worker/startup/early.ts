@@ -4,8 +4,8 @@
  * died before the prctl, we were already reparented and the signal will never come, so
  * we leave at once.
  */
-import { prctl, PR_SET_PDEATHSIG } from '../../native/index.js';
-import { WORKER_ENV, decodeIdentity, type WorkerIdentity } from './identity.js';
+import { prctl, PR_SET_PDEATHSIG } from '../../../native/index.js';
+import { WORKER_ENV, decodeIdentity, type WorkerIdentity } from '../../protocol/identity.js';
 
 const SIGKILL = 9;
 

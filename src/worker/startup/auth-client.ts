@@ -4,10 +4,10 @@
  * on the coordinator's side, so the HELLO sent afterwards can never overtake its proof,
  * and a start-up failure is there before our exit is.
  */
-import { connectSeqpacket, sendFds, closeQuiet, kernelRandom } from '../../native/index.js';
-import { encodeAuth } from '../plan/wire.js';
-import type { AuthMessage } from '../plan/messages.js';
-import { authSocketPath } from '../restore/auth.js';
+import { connectSeqpacket, sendFds, closeQuiet, kernelRandom } from '../../../native/index.js';
+import { encodeAuth } from '../../protocol/wire.js';
+import type { AuthMessage } from '../../protocol/messages.js';
+import { authSocketPath } from '../../coordinator/auth-listener.js';
 
 export const NONCE_BYTES = 16;
 

@@ -10,7 +10,7 @@
  * comes after everything it spawns, so no pidfd leaks into a child by accident; fork
  * inheritance is explicit (dup2 at spawn).
  */
-import { FLAGS } from '../image/model.js';
+import { FLAGS } from '../model/image.js';
 import { PIDFD_NONBLOCK, PIDFD_THREAD } from '../../native/pidfd.js';
 import type {
   ExternalSpec,

@@ -26,7 +26,7 @@ import type {
   Phase,
   PhaseSteps,
   TaskPlan,
-} from './types.js';
+} from '../plan/types.js';
 
 const pb = pidfdcr.protocol;
 /** A uint64 field as the generated code types it (number or long.js Long). */

@@ -18,8 +18,8 @@
  */
 import { timingSafeEqual } from 'node:crypto';
 import { PcrError } from '../errors.js';
-import type { Failure, PidPair, WorkerFailed, WorkerHello } from '../plan/messages.js';
-import type { Proof } from './auth.js';
+import type { Failure, PidPair, WorkerFailed, WorkerHello } from '../protocol/messages.js';
+import type { Proof } from './auth-listener.js';
 
 /** Where proofs come from (AuthListener in production). */
 export interface ProofSource {
