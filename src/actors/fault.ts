@@ -13,7 +13,7 @@
  */
 import { PcrError } from '../errors.js';
 import { pidfdOpen, listenSeqpacket } from '../../native/index.js';
-import { fdSocketPath } from '../sys/fd-channel.js';
+import { fdSocketPath } from '../protocol/paths.js';
 import type { Phase } from '../plan/types.js';
 
 export type FaultKind = 'crash' | 'hang' | 'spin' | 'fail' | 'leak' | 'bind-taken' | 'sigstop';

@@ -6,7 +6,8 @@
  * fds); a receive step takes the batch from its sender with exactly its file ids, and
  * checks the peer pid is the sender's restored pid.
  */
-import { listenForFds, fdSocketPath, type FdListener } from '../sys/fd-channel.js';
+import { fdSocketPath } from '../protocol/paths.js';
+import { listenForFds, type FdListener } from '../sys/fd-channel.js';
 import { unlinkSync } from 'node:fs';
 import { closeQuiet, listenSeqpacket } from '../../native/index.js';
 import { decodeFdTransfer } from '../protocol/wire.js';

@@ -6,10 +6,11 @@
  * inbox and aborts the temps, not by an AbortSignal listener (≈ 1 ms of CPU for the first
  * one in a process, inside a phase).
  */
+import { fdSocketPath } from '../protocol/paths.js';
 import { fromPromise } from 'xstate';
 import { closeQuiet } from '../../native/index.js';
 import { PcrError } from '../errors.js';
-import { fdSocketPath, sendFdMessages } from '../sys/fd-channel.js';
+import { sendFdMessages } from '../sys/fd-channel.js';
 import {
   openAs,
   type OpenFlags,

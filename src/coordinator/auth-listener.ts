@@ -9,6 +9,7 @@
  * HELLO comes its proof is already here: `proofOf` drains the socket synchronously
  * before it answers "no proof".
  */
+import { authSocketPath } from '../protocol/paths.js';
 import { join } from 'node:path';
 import {
   listenSeqpacket,
@@ -22,8 +23,6 @@ import {
 import { decodeAuth } from '../protocol/wire.js';
 import type { Failure } from '../protocol/messages.js';
 import { watchReadable, type Watch } from '../sys/readiness.js';
-
-export const authSocketPath = (rundir: string): string => join(rundir, 'auth.sock');
 
 interface Peer {
   pid: number;

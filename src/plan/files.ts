@@ -12,7 +12,7 @@ import {
   pidfdOpenCanMake,
   pidfdOpenFlags,
   reopenFlagsFor,
-} from './flags.js';
+} from '../model/flags.js';
 import { FLAGS } from '../model/image.js';
 import { SIGKILL_STATUS, unreproducibleStatus } from './status.js';
 import type {

@@ -8,11 +8,12 @@
  * at once. Without it, a ROUTER send (mandatory) to a worker that just died can wait for
  * ever (its pipe is not writable and never will be), and so would closing the socket.
  */
+import { controlPath } from './paths.js';
 import { join } from 'node:path';
 import { Router, Dealer } from 'zeromq';
 import { PcrError } from '../errors.js';
 
-export const controlAddress = (rundir: string): string => `ipc://${join(rundir, 'ctl')}`;
+export const controlAddress = (rundir: string): string => `ipc://${controlPath(rundir)}`;
 
 /** A serial queue of sends on one socket; errors go to `onError`. */
 class SendQueue {

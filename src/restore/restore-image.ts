@@ -21,7 +21,7 @@ import { makeRundir, removeRundir } from '../coordinator/rundir.js';
 export { removeLiveRundirs } from '../coordinator/rundir.js';
 import type { TraceSink } from '../protocol/trace.js';
 import { Session } from '../coordinator/session.js';
-import { writeSpawnPlan } from '../worker/startup/prespawn.js';
+import { writeSpawnPlan } from '../launch/spawn-plan.js';
 
 export interface RestoreOptions {
   /** Keep the restored tree until `signal` aborts, instead of tearing it down at once. */

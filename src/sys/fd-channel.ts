@@ -21,9 +21,6 @@ import {
 import { PcrError } from '../errors.js';
 import { watchReadable, type Watch } from './readiness.js';
 
-export const fdSocketPath = (rundir: string, dumpedPid: number): string =>
-  join(rundir, `fd-${dumpedPid}.sock`);
-
 export interface FdMessage {
   /** At least one byte (SCM_RIGHTS needs data): here the FdTransfer naming the files. */
   payload: Buffer;

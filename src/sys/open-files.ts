@@ -22,7 +22,7 @@ import {
   O_CLOEXEC,
 } from '../../native/index.js';
 import { FLAGS } from '../model/image.js';
-import { byHandleCanMake, byHandleOpenFlags } from '../plan/flags.js';
+import { byHandleCanMake, byHandleOpenFlags } from '../model/flags.js';
 import { PcrError, isErrno } from '../errors.js';
 
 const PIDFD_OPEN_FLAGS = FLAGS.O_NONBLOCK | FLAGS.O_EXCL;

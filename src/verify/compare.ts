@@ -5,7 +5,7 @@
  * share one open file description (kcmp).
  */
 import type { FdEntry, Image, PidfdFile, Target, Task } from '../model/image.js';
-import { describeFlags } from '../plan/flags.js';
+import { describeFlags } from '../model/flags.js';
 import type { FdReport, PidMap, ReportedFd } from '../protocol/messages.js';
 import { restoredPid, restoredTid } from '../protocol/pidmap.js';
 import { SIGKILL_STATUS, describeWaitStatus } from '../plan/status.js';

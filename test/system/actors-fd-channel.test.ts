@@ -3,17 +3,13 @@
  * their file ids, each the same open file description as the one sent (kcmp), close-on-
  * exec; a peer whose SO_PEERCRED pid is not expected is refused.
  */
+import { fdSocketPath } from '../../src/protocol/paths.js';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  listenForFds,
-  sendFdMessages,
-  fdSocketPath,
-  type FdMessage,
-} from '../../src/sys/fd-channel.js';
+import { listenForFds, sendFdMessages, type FdMessage } from '../../src/sys/fd-channel.js';
 
 interface ReceivedFile {
   fileId: number;

@@ -7,7 +7,7 @@
 import { connectSeqpacket, sendFds, closeQuiet, kernelRandom } from '../../../native/index.js';
 import { encodeAuth } from '../../protocol/wire.js';
 import type { AuthMessage } from '../../protocol/messages.js';
-import { authSocketPath } from '../../coordinator/auth-listener.js';
+import { authSocketPath } from '../../protocol/paths.js';
 
 export const NONCE_BYTES = 16;
 
