@@ -6,6 +6,7 @@
  * inbox and aborts the temps, not by an AbortSignal listener (≈ 1 ms of CPU for the first
  * one in a process, inside a phase).
  */
+import { bootId } from '../procfs/host.js';
 import { fdSocketPath } from '../protocol/paths.js';
 import { fromPromise } from 'xstate';
 import { closeQuiet } from '../../native/index.js';
@@ -17,7 +18,6 @@ import {
   openExternal,
   installFile,
   finalizeCloexec,
-  bootId,
 } from '../sys/open-files.js';
 import { reserveThreads } from '../sys/threads.js';
 import {

@@ -1,12 +1,92 @@
 /**
- * restoreImage's options, checked before anything starts: an embedding tool's mistake is
- * a PCR_ERR_USAGE naming the option, not a timer that fires at once (setTimeout turns
- * NaN, negative or > 2^31-1 ms into 1 ms) or a safety limit that silently compares false.
+ * restoreImage's options: what a caller may give, checked before anything starts, and
+ * resolved ONCE into the settings the runtime takes (defaults applied here and nowhere
+ * else). An embedding tool's mistake is a PCR_ERR_USAGE naming the option, not a timer
+ * that fires at once (setTimeout turns NaN, negative or > 2^31-1 ms into 1 ms) or a
+ * safety limit that silently compares false.
  */
 import { PcrError } from '../errors.js';
 import { DEFAULT_LIMITS, type RestoreLimits } from '../plan/limits.js';
 import { describe } from '../text.js';
-import type { RestoreOptions } from './restore-image.js';
+import { COORDINATOR_GRACE_MS, type PidMap } from '../protocol/messages.js';
+import type { TraceSink } from '../protocol/trace.js';
+import type { Difference } from '../verify/compare.js';
+import type { SessionSettings } from '../coordinator/settings.js';
+
+export interface RestoreOptions {
+  /** Keep the restored tree until `signal` aborts, instead of tearing it down at once. */
+  hold?: boolean;
+  /** Longest wait for registration and for each phase (default 30 s). */
+  timeoutMs?: number;
+  /**
+   * Receives every state change of every machine. If it throws, the restore stops and
+   * restoreImage rejects with what it threw (a PcrError as it is).
+   */
+  trace?: TraceSink;
+  /** With `trace`: also the workers' state changes (default true; costs messages). */
+  traceWorkers?: boolean;
+  /** Write the pid map here (JSON, atomically) once verified. */
+  pidMapPath?: string;
+  /** Plan external targets as dead (SIGKILLed temp) instead of reopening them. */
+  externalDead?: boolean;
+  /** Stops a restore in progress, or ends a held tree. */
+  signal?: AbortSignal;
+  /** Called once verification ran (before holding), with the pid map and differences. */
+  onVerified?: (result: { pidMap: PidMap; differences: Difference[] }) => void;
+  /** Our fd that workers get as stderr (default 2; null: /dev/null). */
+  workerStderr?: number | null;
+  /** Parent of the private run directory (default os.tmpdir()). */
+  runDirParent?: string;
+  /** TEST HOOK: PCR_FAULT for the workers (docs/restore.md). */
+  fault?: string;
+  /** How long teardown waits for workers to leave before SIGKILL (default 3 s). */
+  teardownGraceMs?: number;
+  /** What the restore may make (default DEFAULT_LIMITS); checked before anything starts. */
+  limits?: Partial<RestoreLimits>;
+  /**
+   * Make this process a child subreaper (PR_SET_CHILD_SUBREAPER, process-wide, left set)
+   * before anything is spawned, so that processes of the restored tree orphaned by a
+   * dying worker come back to us and are reaped with the rest, not left to init (default
+   * false). The CLI sets it; a host that reaps its own children may too.
+   */
+  adoptOrphans?: boolean;
+}
+
+/** Every option resolved: what restoreImage runs with. */
+export interface ResolvedRestoreOptions {
+  session: SessionSettings;
+  limits: RestoreLimits;
+  externalDead: boolean;
+  runDirParent: string | undefined;
+  pidMapPath: string | undefined;
+  adoptOrphans: boolean;
+}
+
+const DEFAULT_TIMEOUT_MS = 30_000;
+
+/** Checks every option and applies every default. */
+export function resolveRestoreOptions(o: RestoreOptions): ResolvedRestoreOptions {
+  const limits = checkRestoreOptions(o);
+  return {
+    session: {
+      hold: o.hold ?? false,
+      phaseTimeoutMs: o.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+      trace: o.trace,
+      traceWorkers: o.trace !== undefined && o.traceWorkers !== false,
+      signal: o.signal,
+      onVerified: o.onVerified,
+      workerStderr: o.workerStderr === undefined ? 2 : o.workerStderr,
+      fault: o.fault,
+      // Never shorter than a worker's grace for its children (see COORDINATOR_GRACE_MS).
+      teardownGraceMs: Math.max(o.teardownGraceMs ?? 0, COORDINATOR_GRACE_MS),
+    },
+    limits,
+    externalDead: o.externalDead ?? false,
+    runDirParent: o.runDirParent,
+    pidMapPath: o.pidMapPath,
+    adoptOrphans: o.adoptOrphans ?? false,
+  };
+}
 
 /** The longest delay setTimeout takes. */
 const MAX_DELAY_MS = 2 ** 31 - 1;

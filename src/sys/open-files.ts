@@ -21,6 +21,7 @@ import {
   setCloexec,
   O_CLOEXEC,
 } from '../../native/index.js';
+import { bootId } from '../procfs/host.js';
 import { FLAGS } from '../model/image.js';
 import { byHandleCanMake, byHandleOpenFlags } from '../model/flags.js';
 import { PcrError, isErrno } from '../errors.js';
@@ -104,10 +105,6 @@ export function openPidfd(pid: number, flags: number): number {
 export function hasDacOverride(): boolean {
   const m = /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'));
   return m !== null && (BigInt(`0x${m[1]}`) & 2n) !== 0n;
-}
-
-export function bootId(): string {
-  return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
 }
 
 export interface ExternalTarget {

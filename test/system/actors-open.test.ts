@@ -3,16 +3,11 @@
  * PIDFD_THREAD on helper threads of this process (which stay alive), external re-open
  * guarded by ino and boot id, dup3 install sharing one open file, the own-fd report.
  */
+import { bootId } from '../../src/procfs/host.js';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import {
-  openPidfd,
-  openExternal,
-  installFile,
-  finalizeCloexec,
-  bootId,
-} from '../../src/sys/open-files.js';
+import { openPidfd, openExternal, installFile, finalizeCloexec } from '../../src/sys/open-files.js';
 import { helperThreads, reserveThreads } from '../../src/sys/threads.js';
 import { reportFds, fileClasses, withFileClasses } from '../../src/verify/report.js';
 import {

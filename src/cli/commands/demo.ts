@@ -14,8 +14,6 @@ import { formatImage } from '../../image/show.js';
 import { restoreImage } from '../../restore/restore-image.js';
 import { stderrTraceSink } from '../../restore/trace-sinks.js';
 import { formatPidMap, formatVerification, interruptedStatus, stopOnSignals } from './restore.js';
-import { prctl, PR_SET_CHILD_SUBREAPER } from '../../../native/index.js';
-import { reapOrphansUntilNone, ORPHAN_DEADLINE_MS } from '../../actors/children.js';
 import { count } from '../../text.js';
 
 const HELP = `usage: pidfd-cr demo [--trace]
@@ -49,8 +47,6 @@ export async function run(argv: string[]): Promise<number> {
     if (controller.signal.aborted)
       throw new PcrError('PCR_ERR_RESTORE', `demo ${String(controller.signal.reason)} ${step}`);
   };
-  // Orphans of the demo tree or of the restored tree come back to us, not to init.
-  prctl(PR_SET_CHILD_SUBREAPER, 1);
   let tree: Awaited<ReturnType<typeof buildTree>> | undefined;
   try {
     dir = mkdtempSync(join(tmpdir(), 'pidfd-cr-demo-'));
@@ -66,6 +62,9 @@ export async function run(argv: string[]): Promise<number> {
     const result = await restoreImage(image, {
       ...(values.trace ? { trace: stderrTraceSink() } : {}),
       signal: controller.signal,
+      // Orphans of the restored tree (if a worker dies) come back to us, not to init
+      // (buildTree made us a subreaper for the demo tree's already).
+      adoptOrphans: true,
       onVerified: ({ pidMap, differences }) => {
         const ms = (performance.now() - t0).toFixed(0);
         process.stdout.write(`restored ${count(pidMap.pids.length, 'task')} in ${ms} ms\n`);
@@ -85,7 +84,5 @@ export async function run(argv: string[]): Promise<number> {
     await tree?.destroy();
     removeDir();
     signals.unhook();
-    // We are a subreaper with no other children: reap until none is left (ECHILD).
-    await reapOrphansUntilNone(ORPHAN_DEADLINE_MS);
   }
 }

@@ -13,8 +13,6 @@ import { restoreImage, removeLiveRundirs } from '../../restore/restore-image.js'
 import { stderrTraceSink, fileTraceSink, teeSinks } from '../../restore/trace-sinks.js';
 import type { PidMap } from '../../protocol/messages.js';
 import type { Difference } from '../../verify/compare.js';
-import { prctl, PR_SET_CHILD_SUBREAPER } from '../../../native/index.js';
-import { reapOrphansUntilNone, ORPHAN_DEADLINE_MS } from '../../actors/children.js';
 import { count, printable } from '../../text.js';
 
 const HELP = `usage: pidfd-cr restore -D DIR [--trace] [--trace-file F] [--pid-map FILE] [--hold]
@@ -226,8 +224,6 @@ export async function run(argv: string[]): Promise<number> {
       : undefined;
   const controller = new AbortController();
   const signals = stopOnSignals(controller);
-  // Orphans of the restored tree (if a worker dies) come back to us, not to init.
-  prctl(PR_SET_CHILD_SUBREAPER, 1);
   const t0 = performance.now();
   let status: number;
   try {
@@ -239,6 +235,8 @@ export async function run(argv: string[]): Promise<number> {
       externalDead: values['external-dead'] === true,
       ...(maxProcesses === undefined ? {} : { limits: { maxProcesses } }),
       signal: controller.signal,
+      // Orphans of the restored tree (if a worker dies) come back to us, not to init.
+      adoptOrphans: true,
       onVerified: ({ pidMap, differences }) => {
         const ms = (performance.now() - t0).toFixed(0);
         process.stdout.write(
@@ -261,8 +259,6 @@ export async function run(argv: string[]): Promise<number> {
   } finally {
     signals.unhook();
     traceFile?.close();
-    // We are a subreaper with no other children: reap until none is left (ECHILD).
-    await reapOrphansUntilNone(ORPHAN_DEADLINE_MS);
   }
   // A trace write that failed late (teardown, after verification) fails the command too.
   if (traceFile?.error) throw traceFile.error;
