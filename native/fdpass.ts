@@ -6,7 +6,7 @@
  */
 import { libc, check, addressOf, errnoName, fail } from './libc.js';
 import koffi from 'koffi';
-import { SyscallError } from '../src/errors.js';
+import { PcrError, SyscallError } from '../src/errors.js';
 
 const AF_UNIX = 1;
 const SOCK_SEQPACKET = 5;
@@ -111,8 +111,10 @@ const cmsgSpace = (n: number): number => 16 + ((4 * n + 7) & ~7);
  * stay open in the sender. At most MAX_FDS_PER_MESSAGE fds per call.
  */
 export function sendFds(sock: number, payload: Buffer, fds: readonly number[]): void {
-  if (payload.length === 0) throw new RangeError('SCM_RIGHTS needs at least one payload byte');
-  if (fds.length > MAX_FDS_PER_MESSAGE) throw new RangeError(`at most ${MAX_FDS_PER_MESSAGE} fds`);
+  if (payload.length === 0)
+    throw new PcrError('PCR_ERR_INTERNAL', 'SCM_RIGHTS needs at least one payload byte');
+  if (fds.length > MAX_FDS_PER_MESSAGE)
+    throw new PcrError('PCR_ERR_INTERNAL', `at most ${MAX_FDS_PER_MESSAGE} fds`);
   const iov = Buffer.alloc(16);
   iov.writeBigUInt64LE(addressOf(payload), 0);
   iov.writeBigUInt64LE(BigInt(payload.length), 8);
@@ -134,7 +136,8 @@ export function sendFds(sock: number, payload: Buffer, fds: readonly number[]): 
     'sendmsg',
     `${fds.length} fds on socket ${sock}`,
   );
-  if (n !== payload.length) throw new Error(`sendmsg sent ${n} of ${payload.length} bytes`);
+  if (n !== payload.length)
+    throw new PcrError('PCR_ERR_SYSCALL', `sendmsg sent ${n} of ${payload.length} bytes`);
 }
 
 export interface Received {

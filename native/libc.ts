@@ -4,7 +4,7 @@
  * `SyscallError`; nothing outside `native/` imports koffi.
  */
 import koffi from 'koffi';
-import { SyscallError } from '../src/errors.js';
+import { PcrError, SyscallError } from '../src/errors.js';
 
 const lib = koffi.load('libc.so.6');
 
@@ -94,7 +94,7 @@ export function errnoName(errno: number): string {
 /** Symbolic name → number, e.g. errnoNumber('ESRCH') === 3. */
 export function errnoNumber(name: string): number {
   const n = (koffi.os.errno as Record<string, number>)[name];
-  if (n === undefined) throw new Error(`unknown errno name ${name}`);
+  if (n === undefined) throw new PcrError('PCR_ERR_INTERNAL', `unknown errno name ${name}`);
   return n;
 }
 

@@ -1,4 +1,5 @@
 /** pidfd system calls: open, signal, getfd, PIDFD_GET_INFO, kcmp, pidfs file handles. */
+import { PcrError } from '../src/errors.js';
 import { libc, check, fail } from './libc.js';
 
 export const PIDFD_NONBLOCK = 0o4000; // = O_NONBLOCK
@@ -97,7 +98,7 @@ export function kcmpFile(pid1: number, fd1: number, pid2: number, fd2: number): 
     libc.syscall(SYS_KCMP, 'int', pid1, 'int', pid2, 'int', KCMP_FILE, 'ulong', fd1, 'ulong', fd2),
   );
   if (r < 0) fail('kcmp', `pid ${pid1} fd ${fd1} / pid ${pid2} fd ${fd2}`);
-  if (r > 2) throw new Error(`kcmp returned ${r}`);
+  if (r > 2) throw new PcrError('PCR_ERR_SYSCALL', `kcmp returned ${r} (0, 1 or 2 expected)`);
   return r as 0 | 1 | 2;
 }
 
@@ -114,7 +115,10 @@ export function pidfsHandleIno(pidfd: number): bigint {
   const bytes = handle.readUInt32LE(0);
   const type = handle.readInt32LE(4);
   if (type !== PIDFS_HANDLE_TYPE || bytes !== 8) {
-    throw new Error(`unexpected pidfs handle type ${type} (${bytes} bytes)`);
+    throw new PcrError(
+      'PCR_ERR_UNSUPPORTED',
+      `unexpected pidfs handle type ${type} (${bytes} bytes)`,
+    );
   }
   return handle.readBigUInt64LE(8);
 }

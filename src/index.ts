@@ -16,7 +16,8 @@ export { readImage, writeImage, imagePath, IMAGE_FILE_NAME } from './image/store
 export { formatImage, imageToJson, type ImageJson } from './image/show.js';
 
 // Restore: the whole restore, embeddable (no process.exit, no argv).
-export { restoreImage, type RestoreOptions, type RestoreResult } from './restore/restore-image.js';
+export { restoreImage, type RestoreResult } from './restore/restore-image.js';
+export type { RestoreOptions } from './restore/options.js';
 export {
   TRACE_VERSION,
   formatTraceLine,
@@ -34,5 +35,5 @@ export { compareReports, type Difference, type DifferenceKind } from './verify/c
 export { taskMachine } from './machines/task.js';
 export { coordinatorMachine } from './machines/coordinator.js';
 
-// Real process trees from a declarative spec (what `pidfd-cr demo` and the tests build).
-export { buildTree, DEMO_TREE, type BuiltTree } from './testing/index.js';
+// Real process trees from a declarative spec (what `pidfd-cr demo` and the tests build)
+// are not part of this API: they are the `pidfd-cr/testing` entry (src/testing/index.ts).

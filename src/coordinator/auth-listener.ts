@@ -10,7 +10,6 @@
  * before it answers "no proof".
  */
 import { authSocketPath } from '../protocol/paths.js';
-import { join } from 'node:path';
 import {
   listenSeqpacket,
   acceptSeqpacket,

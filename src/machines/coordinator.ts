@@ -4,6 +4,7 @@
  * socket, process spawning and killing are named actors/actions the coordinator runtime
  * provides (`coordinatorMachine.provide`). See docs/machines.md.
  */
+import { notProvided } from './not-provided.js';
 import { assign, fromPromise, setup } from 'xstate';
 import type { DoneActorEvent, ErrorActorEvent } from 'xstate';
 import type { Image } from '../model/image.js';
@@ -105,10 +106,6 @@ export interface AbortTreeInput {
 }
 export interface TearDownTreeInput {
   pidMap: PidMap;
-}
-
-function notProvided(name: string): () => Promise<never> {
-  return () => Promise.reject(new PcrError('PCR_ERR_INTERNAL', `actor ${name} was not provided`));
 }
 
 export const coordinatorActorPlaceholders = {

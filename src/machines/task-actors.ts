@@ -6,8 +6,8 @@
  * Ownership of fds: an actor may close its own temporaries; any fd it leaves open that is
  * not part of the plan's final table goes into `helperFds`, and `finalizeFds` closes it.
  */
+import { notProvided } from './not-provided.js';
 import { fromPromise } from 'xstate';
-import { PcrError } from '../errors.js';
 import type { FdReport, PidMap, PidPair } from '../protocol/messages.js';
 import type {
   OpenPhase,
@@ -127,10 +127,6 @@ export interface TearDownInput {
   reason: string;
 }
 export type TearDownOutput = void;
-
-function notProvided(name: string): () => Promise<never> {
-  return () => Promise.reject(new PcrError('PCR_ERR_INTERNAL', `actor ${name} was not provided`));
-}
 
 export const taskActorPlaceholders = {
   spawnChildren: fromPromise<SpawnChildrenOutput, SpawnChildrenInput>(notProvided('spawnChildren')),

@@ -19,7 +19,7 @@ import type {
   TaskPlan,
   TempStep,
 } from './types.js';
-import { MAX_FDS_PER_MESSAGE } from './types.js';
+import { MAX_FDS_PER_MESSAGE } from '../../native/index.js';
 
 export function planRestore(image: Image, opts: PlanOptions = {}): RestorePlan {
   const ix = indexImage(image);
@@ -104,7 +104,7 @@ function receivesOf(files: FilePlan[], phase: OpenPhase, pid: number): ReceiveSt
   );
 }
 
-function stepsOf(
+function planSteps(
   files: FilePlan[],
   groups: DeadGroup[],
   phase: OpenPhase,
@@ -149,7 +149,7 @@ function planTask(ix: ImageIndex, task: Task, files: FilePlan[], groups: DeadGro
   for (const f of files) {
     if (f.how.strategy === 'thread-open' && f.how.taskPid === task.pid) threads.add(f.how.tid);
   }
-  const dead = stepsOf(files, groups, 'dead', task.pid);
+  const dead = planSteps(files, groups, 'dead', task.pid);
   const fds: PlannedFd[] = [...task.fds]
     .sort((a, b) => a.fd - b.fd)
     .map((e) => ({ fd: e.fd, fileId: e.fileId, cloexec: e.cloexec }));
@@ -165,7 +165,7 @@ function planTask(ix: ImageIndex, task: Task, files: FilePlan[], groups: DeadGro
       .filter((c) => c.state === 'zombie')
       .map((c) => ({ pid: c.pid, exitStatus: c.exitStatus ?? 0, comm: c.comm })),
     threads: [...threads].sort(byNumber),
-    steps: { 'open-alive': stepsOf(files, groups, 'open-alive', task.pid), dead },
+    steps: { 'open-alive': planSteps(files, groups, 'open-alive', task.pid), dead },
     killTemps: dead.temps.map((t) => t.groupId),
     fds,
   };

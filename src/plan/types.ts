@@ -21,9 +21,6 @@ export type BroadcastPhase = (typeof BROADCAST_PHASES)[number];
 /** The phases in which files are opened and passed around. */
 export type OpenPhase = 'open-alive' | 'dead';
 
-/** SCM_RIGHTS carries at most 253 fds per message (254 gives EINVAL). */
-export const MAX_FDS_PER_MESSAGE = 253;
-
 export type Strategy = 'pidfd-open' | 'thread-open' | 'external-reopen' | 'temp';
 
 /** How the opener makes one file. `flags` of the file are on the step, not here. */

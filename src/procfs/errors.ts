@@ -38,5 +38,6 @@ export function procReadError(pid: number, path: string, err: unknown): Error {
     const e = err as NodeFsError;
     return new SyscallError(e.syscall ?? 'read', Math.abs(e.errno ?? 0), code, path);
   }
-  return err instanceof Error ? err : new Error(String(err));
+  if (err instanceof PcrError) return err;
+  return new PcrError('PCR_ERR_INTERNAL', `reading ${path}: ${String(err)}`, { cause: err });
 }

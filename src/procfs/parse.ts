@@ -2,6 +2,7 @@
  * Pure parsers of /proc text: fdinfo, stat, status. No I/O here; the readers in
  * read.ts feed them. Unknown lines are ignored so newer kernels do not break them.
  */
+import { PcrError } from '../errors.js';
 import { FLAGS } from '../model/image.js';
 
 export interface Fdinfo {
@@ -33,7 +34,7 @@ function intList(value: string | undefined): number[] | undefined {
 
 function required(map: Map<string, string>, key: string, what: string): string {
   const v = map.get(key);
-  if (v === undefined) throw new Error(`${what}: no '${key}:' line`);
+  if (v === undefined) throw new PcrError('PCR_ERR_UNSUPPORTED', `${what}: no '${key}:' line`);
   return v;
 }
 
@@ -87,14 +88,15 @@ export interface Stat {
 export function parseStat(text: string): Stat {
   const open = text.indexOf('(');
   const close = text.lastIndexOf(')');
-  if (open < 0 || close < open) throw new Error(`stat: no '(comm)' in '${text.slice(0, 60)}'`);
+  if (open < 0 || close < open)
+    throw new PcrError('PCR_ERR_INTERNAL', `stat: no '(comm)' in '${text.slice(0, 60)}'`);
   const rest = text
     .slice(close + 1)
     .trim()
     .split(/\s+/);
   const field = (n: number): string => {
     const v = rest[n - 3];
-    if (v === undefined) throw new Error(`stat: no field ${n}`);
+    if (v === undefined) throw new PcrError('PCR_ERR_UNSUPPORTED', `stat: no field ${n}`);
     return v;
   };
   return {

@@ -9,7 +9,6 @@
  * ever (its pipe is not writable and never will be), and so would closing the socket.
  */
 import { controlPath } from './paths.js';
-import { join } from 'node:path';
 import { Router, Dealer } from 'zeromq';
 import { PcrError } from '../errors.js';
 

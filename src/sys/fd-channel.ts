@@ -7,7 +7,6 @@
  * libuv says it is readable. Never net.Socket: libuv would read the bytes and the kernel
  * would drop the attached fds.
  */
-import { join } from 'node:path';
 import {
   listenSeqpacket,
   acceptSeqpacket,
@@ -120,7 +119,10 @@ export function sendFdMessages(
     checkPeer(sock, path, expectedPeer);
     for (const m of messages) {
       if (m.fds.length > MAX_FDS_PER_MESSAGE)
-        throw new RangeError(`more than ${MAX_FDS_PER_MESSAGE} fds`);
+        throw new PcrError(
+          'PCR_ERR_INTERNAL',
+          `more than ${MAX_FDS_PER_MESSAGE} fds in one message`,
+        );
       sendFds(sock, m.payload, m.fds);
     }
   } finally {

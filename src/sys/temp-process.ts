@@ -122,7 +122,11 @@ export function reapTemp(temp: TempProcess, signal?: AbortSignal): Promise<numbe
       reject(reason);
     };
     const onAbort = (): void => {
-      stop(signal?.reason instanceof Error ? signal.reason : new Error('reapTemp aborted'));
+      stop(
+        signal?.reason instanceof Error
+          ? signal.reason
+          : new PcrError('PCR_ERR_RESTORE', 'reapTemp aborted'),
+      );
       abortTemp(temp);
     };
     const watch = watchReadable(temp.pidfd, () => {

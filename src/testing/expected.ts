@@ -5,6 +5,7 @@
  * the spec and the real pids; `describeImage` derives the same shape from an Image, so a
  * test compares the two with one deepEqual.
  */
+import { PcrError } from '../errors.js';
 import { FLAGS, type Image, type TaskState } from '../model/image.js';
 import type { Plan } from './plan.js';
 import { fileFlagsOf } from './plan.js';
@@ -74,7 +75,7 @@ export function partition(entries: Iterable<[key: string, cls: string]>): string
 
 function idOf(ids: TreeIds, name: string): number {
   const pid = ids.pids.get(name);
-  if (pid === undefined) throw new Error(`no pid for '${name}'`);
+  if (pid === undefined) throw new PcrError('PCR_ERR_USAGE', `no pid for '${name}'`);
   return pid;
 }
 
@@ -96,7 +97,10 @@ function expectedTarget(plan: Plan, ids: TreeIds, p: ResolvedPidfd): ExpectedTar
   if ('thread' in t) {
     const tid = ids.threadTids.get(t.thread.task)?.[t.thread.index];
     if (tid === undefined)
-      throw new Error(`no tid for thread ${t.thread.index} of ${t.thread.task}`);
+      throw new PcrError(
+        'PCR_ERR_USAGE',
+        `no tid for thread ${t.thread.index} of ${t.thread.task}`,
+      );
     return { kind: 'thread', tid, taskPid: idOf(ids, t.thread.task) };
   }
   if ('external' in t) {
@@ -146,9 +150,17 @@ export function describeImage(image: Image): ExpectedTree {
   const tasks = image.tasks.map((task): ExpectedTask => {
     const fds = task.fds.map((e): ExpectedFd => {
       const file = files.get(e.fileId);
-      if (!file) throw new Error(`task ${task.pid} fd ${e.fd}: no file ${e.fileId}`);
+      if (!file)
+        throw new PcrError(
+          'PCR_ERR_IMAGE_INVALID',
+          `task ${task.pid} fd ${e.fd}: no file ${e.fileId}`,
+        );
       const target = targets.get(file.ino);
-      if (!target) throw new Error(`task ${task.pid} fd ${e.fd}: no target for ino ${file.ino}`);
+      if (!target)
+        throw new PcrError(
+          'PCR_ERR_IMAGE_INVALID',
+          `task ${task.pid} fd ${e.fd}: no target for ino ${file.ino}`,
+        );
       sameFile.push([key(task.pid, e.fd), String(file.id)]);
       sameTarget.push([key(task.pid, e.fd), String(file.ino)]);
       return { fd: e.fd, flags: file.flags, cloexec: e.cloexec, target: describeTarget(target) };

@@ -6,6 +6,7 @@
  * close-on-exec bits and check it holds exactly the pidfds it should. Then it waits
  * until it is killed, or exits when the builder hangs up.
  */
+import { PcrError } from '../errors.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
 import {
@@ -72,7 +73,7 @@ async function makeDeadThread(fd: number, openFlags: number): Promise<void> {
   await exited;
   // The 'exit' event can come before the kernel thread is gone: wait for fdinfo Pid -1.
   for (let i = 0; readPidfd(process.pid, fd)?.pid !== -1; i++) {
-    if (i > 5000) throw new Error(`thread ${tid} did not end`);
+    if (i > 5000) throw new PcrError('PCR_ERR_TIMEOUT', `thread ${tid} did not end`);
     await sleep(1);
   }
 }
@@ -108,7 +109,10 @@ function finalize(cloexec: Array<[number, boolean]>): void {
   const want = cloexec.map(([fd]) => fd).sort((a, b) => a - b);
   const have = readPidfds(process.pid).map((p) => p.fd);
   if (want.join(',') !== have.join(',')) {
-    throw new Error(`task ${name} holds pidfds [${have}] but should hold [${want}]`);
+    throw new PcrError(
+      'PCR_ERR_VERIFY',
+      `task ${name} holds pidfds [${have}] but should hold [${want}]`,
+    );
   }
 }
 
@@ -144,7 +148,8 @@ async function run(op: TaskOp, fds: number[]): Promise<Reply> {
     case 'take': {
       const [got, ...extra] = fds;
       extra.forEach(closeQuiet);
-      if (got === undefined) throw new Error(`take fd ${op.fd}: no fd attached`);
+      if (got === undefined)
+        throw new PcrError('PCR_ERR_INTERNAL', `take fd ${op.fd}: no fd attached`);
       place(got, op.fd);
       return {};
     }

@@ -96,7 +96,8 @@ const samePath = (a: string, b: string): boolean => resolve(a) === resolve(b) ||
 function checkPidMapPath(path: string): void {
   const probe = join(dirname(path), `.${basename(path)}.${process.pid}.probe`);
   try {
-    if (existsSync(path) && statSync(path).isDirectory()) throw new Error('is a directory');
+    if (existsSync(path) && statSync(path).isDirectory())
+      throw new PcrError('PCR_ERR_USAGE', 'is a directory');
     closeSync(openSync(probe, 'wx', 0o600));
   } catch (err) {
     throw pathError('--pid-map', path, err);
