@@ -186,6 +186,15 @@ const broadcastPhase = {
   }),
 } as const;
 
+/** One phase: broadcast PHASE, wait for every PHASE_DONE, then go to `next`. */
+function phaseState(phase: BroadcastPhase, next: string) {
+  return {
+    entry: [{ type: 'enterPhase', params: { phase } }, broadcastPhase],
+    on: { PHASE_DONE: { guard: 'completesPhase', target: next, actions: 'recordPhaseDone' } },
+    after: { phaseTimeout: { target: '#coordinator.aborting', actions: 'phaseTimedOut' } },
+  } as const;
+}
+
 /** ASSIGN the plan of the worker that said hello. */
 const sendAssign = {
   type: 'sendToWorker',
@@ -467,53 +476,11 @@ export const coordinatorMachine = setup({
         ],
       },
       states: {
-        'open-alive': {
-          entry: [{ type: 'enterPhase', params: { phase: 'open-alive' } }, broadcastPhase],
-          on: {
-            PHASE_DONE: { guard: 'completesPhase', target: 'dead', actions: 'recordPhaseDone' },
-          },
-          after: { phaseTimeout: { target: '#coordinator.aborting', actions: 'phaseTimedOut' } },
-        },
-        dead: {
-          entry: [{ type: 'enterPhase', params: { phase: 'dead' } }, broadcastPhase],
-          on: {
-            PHASE_DONE: {
-              guard: 'completesPhase',
-              target: 'kill-temp',
-              actions: 'recordPhaseDone',
-            },
-          },
-          after: { phaseTimeout: { target: '#coordinator.aborting', actions: 'phaseTimedOut' } },
-        },
-        'kill-temp': {
-          entry: [{ type: 'enterPhase', params: { phase: 'kill-temp' } }, broadcastPhase],
-          on: {
-            PHASE_DONE: {
-              guard: 'completesPhase',
-              target: 'finalize',
-              actions: 'recordPhaseDone',
-            },
-          },
-          after: { phaseTimeout: { target: '#coordinator.aborting', actions: 'phaseTimedOut' } },
-        },
-        finalize: {
-          entry: [{ type: 'enterPhase', params: { phase: 'finalize' } }, broadcastPhase],
-          on: {
-            PHASE_DONE: { guard: 'completesPhase', target: 'verify', actions: 'recordPhaseDone' },
-          },
-          after: { phaseTimeout: { target: '#coordinator.aborting', actions: 'phaseTimedOut' } },
-        },
-        verify: {
-          entry: [{ type: 'enterPhase', params: { phase: 'verify' } }, broadcastPhase],
-          on: {
-            PHASE_DONE: {
-              guard: 'completesPhase',
-              target: '#coordinator.comparing',
-              actions: 'recordPhaseDone',
-            },
-          },
-          after: { phaseTimeout: { target: '#coordinator.aborting', actions: 'phaseTimedOut' } },
-        },
+        'open-alive': phaseState('open-alive', 'dead'),
+        dead: phaseState('dead', 'kill-temp'),
+        'kill-temp': phaseState('kill-temp', 'finalize'),
+        finalize: phaseState('finalize', 'verify'),
+        verify: phaseState('verify', '#coordinator.comparing'),
       },
     },
     /** Every report is in: compare with the image, announce, then hold or tear down. */
