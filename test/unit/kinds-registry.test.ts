@@ -40,28 +40,35 @@ test('every TargetKind of the model has exactly one module, named for it', () =>
   for (const name of names) assert.equal(kindOf(name).name, name);
 });
 
-test('each kind carries its image.proto enum value; the values are unique', () => {
-  const numbers = TARGET_KINDS.map((k) => k.protoNumber);
-  assert.equal(new Set(numbers).size, numbers.length);
-  const pbKinds = pidfdcr.image.TargetKind as unknown as Record<string, number>;
-  for (const k of TARGET_KINDS) {
-    assert.equal(k.protoNumber, pbKinds[`TARGET_${enumSuffix(k.name)}`], k.name);
-    assert.equal(kindOfProto(k.protoNumber), k);
-  }
-  // Every value of the proto enum but UNSPECIFIED is some kind.
-  const pbNumbers = Object.values(pbKinds).filter((v) => typeof v === 'number' && v !== 0);
-  assert.deepEqual([...pbNumbers].sort(), [...numbers].sort());
+/**
+ * `numbers` (by name) are exactly the values of a proto enum but UNSPECIFIED (0), each
+ * under `${prefix}_${NAME}`.
+ */
+function assertProtoEnum(numbers: Map<string, number>, pbEnum: object, prefix: string): void {
+  const pb = pbEnum as Record<string, number>;
+  for (const [name, n] of numbers) assert.equal(n, pb[`${prefix}_${enumSuffix(name)}`], name);
+  const pbNumbers = Object.values(pb).filter((v) => typeof v === 'number' && v !== 0);
+  assert.deepEqual([...numbers.values()].sort(), pbNumbers.sort());
+}
+
+test('each kind carries its image.proto enum value', () => {
+  assertProtoEnum(
+    new Map(TARGET_KINDS.map((k) => [k.name, k.protoNumber])),
+    pidfdcr.image.TargetKind,
+    'TARGET',
+  );
+  for (const k of TARGET_KINDS) assert.equal(kindOfProto(k.protoNumber), k);
   assert.equal(kindOfProto(0), undefined);
 });
 
 test('each open strategy is owned by one kind and carries its protocol.proto enum value', () => {
-  const names = OPEN_STRATEGIES.map((s) => s.name);
-  assert.equal(new Set(names).size, names.length);
-  const numbers = OPEN_STRATEGIES.map((s) => s.wireNumber);
-  assert.equal(new Set(numbers).size, numbers.length);
-  const pbStrategies = pidfdcr.protocol.Strategy as unknown as Record<string, number>;
+  assertProtoEnum(
+    new Map(OPEN_STRATEGIES.map((s) => [s.name, s.wireNumber])),
+    pidfdcr.protocol.Strategy,
+    'STRATEGY',
+  );
+  assert.equal(new Set(OPEN_STRATEGIES.map((s) => s.name)).size, OPEN_STRATEGIES.length);
   for (const s of OPEN_STRATEGIES) {
-    assert.equal(s.wireNumber, pbStrategies[`STRATEGY_${enumSuffix(s.name)}`], s.name);
     assert.equal(strategyOfWire(s.wireNumber), s);
     assert.equal(TARGET_KINDS.filter((k) => k.strategies.includes(s)).length, 1, s.name);
     for (const field of Object.keys(s.wireFields)) {
