@@ -20,6 +20,7 @@ import {
   finalizeCloexec,
 } from '../sys/open-files.js';
 import { reserveThreads } from '../sys/threads.js';
+import { strategyOf } from '../kinds/registry.js';
 import {
   startTemp,
   reapTemp,
@@ -146,30 +147,14 @@ export class WorkerEffects {
       pidfdFlags: step.pidfdFlags,
       ...(step.reopenFlags === undefined ? {} : { reopenFlags: step.reopenFlags }),
     };
-    switch (how.strategy) {
-      case 'pidfd-open':
-        return openAs(requireRestoredPid(pidMap, how.taskPid), as);
-      case 'thread-open': {
-        const tid = restoredTid(pidMap, how.tid);
-        if (tid === undefined) {
-          throw new PcrError('PCR_ERR_INTERNAL', `no restored thread for dumped tid ${how.tid}`);
-        }
-        return openAs(tid, as);
-      }
-      case 'external-reopen':
-        return openExternal(
-          { pid: how.pid, ino: BigInt(how.ino), comm: '' },
-          as,
-          how.bootId,
-          bootId(),
-        );
-      case 'temp': {
-        const x = this.temps.get(how.groupId);
-        if (!x)
-          throw new PcrError('PCR_ERR_INTERNAL', `no temporary process for group ${how.groupId}`);
-        return openAs(x.pid, as);
-      }
-    }
+    return strategyOf(how).open(how, as, {
+      restoredPid: (dumped) => requireRestoredPid(pidMap, dumped),
+      restoredTid: (dumped) => restoredTid(pidMap, dumped),
+      tempPid: (groupId) => this.temps.get(groupId)?.pid,
+      openPid: openAs,
+      openExternal: (target, flags, imageBootId) =>
+        openExternal(target, flags, imageBootId, bootId()),
+    });
   }
 
   async openFiles(input: OpenFilesInput): Promise<OpenFilesOutput> {

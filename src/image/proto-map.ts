@@ -18,6 +18,7 @@ import type {
   TaskState,
 } from '../model/image.js';
 import { FORMAT_VERSION } from '../model/image.js';
+import { kindOf, TARGET_KINDS as KIND_MODULES } from '../kinds/registry.js';
 
 const pb = pidfdcr.image;
 type PbImage = pidfdcr.image.Image.$Properties;
@@ -34,13 +35,10 @@ const TASK_STATES: ReadonlyMap<TaskState, number> = new Map<TaskState, number>([
   ['zombie', pb.TaskState.TASK_ZOMBIE],
 ]);
 
-const TARGET_KINDS: ReadonlyMap<TargetKind, number> = new Map<TargetKind, number>([
-  ['in-tree-alive', pb.TargetKind.TARGET_IN_TREE_ALIVE],
-  ['in-tree-zombie', pb.TargetKind.TARGET_IN_TREE_ZOMBIE],
-  ['dead', pb.TargetKind.TARGET_DEAD],
-  ['thread', pb.TargetKind.TARGET_THREAD],
-  ['external', pb.TargetKind.TARGET_EXTERNAL],
-]);
+/** Each kind module carries its image.proto enum value (src/kinds). */
+const TARGET_KINDS: ReadonlyMap<TargetKind, number> = new Map<TargetKind, number>(
+  KIND_MODULES.map((k) => [k.name, k.protoNumber]),
+);
 
 const U64_MAX = (1n << 64n) - 1n;
 
@@ -131,7 +129,7 @@ function fileToProto(f: PidfdFile, where: string): PbFile {
 function targetToProto(t: Target, where: string): PbTarget {
   const m: PbTarget = {
     ino: bigintToU64(t.ino, `${where}.ino`),
-    kind: enumNumber(TARGET_KINDS, t.kind, `${where}.kind`),
+    kind: kindOf(t.kind, `${where}.kind`).protoNumber,
     pid: t.pid,
     nsPids: t.nsPids,
     taskPid: t.taskPid,

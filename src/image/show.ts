@@ -6,6 +6,7 @@ import type { FdEntry, Image, PidfdFile, Target, Task } from '../model/image.js'
 import { FLAGS } from '../model/image.js';
 import { decodeEndStatus, flagNames, type EndStatus } from './describe.js';
 import { count, printable } from '../text.js';
+import { kindOf } from '../kinds/registry.js';
 
 /** Version of the JSON form; bumped only when a field changes meaning or disappears. */
 export const IMAGE_JSON_VERSION = 1;
@@ -187,29 +188,11 @@ export function describeTarget(target: Target, tasks: ReadonlyMap<number, Task>)
     const comm = tasks.get(pid)?.comm;
     return comm ? ` (${comm})` : '';
   };
-  switch (target.kind) {
-    case 'in-tree-alive':
-      return `process ${target.pid}${commOf(target.taskPid)}`;
-    case 'in-tree-zombie': {
-      const status = tasks.get(target.taskPid)?.exitStatus;
-      const how = status === undefined ? '' : `, ${decodeEndStatus(status).text}`;
-      return `zombie ${target.pid}${commOf(target.taskPid)}${how}`;
-    }
-    case 'thread':
-      return `thread ${target.tid} of ${target.taskPid}${commOf(target.taskPid)}`;
-    case 'dead': {
-      const how =
-        target.exitStatus === undefined
-          ? 'status unknown'
-          : decodeEndStatus(target.exitStatus).text;
-      return `dead, ${how}`;
-    }
-    case 'external': {
-      const comm = target.comm ? ` (${target.comm})` : '';
-      const what = target.tgid !== 0 ? `thread ${target.tid} of ${target.tgid}` : `${target.pid}`;
-      return `external ${target.zombie ? 'zombie ' : ''}${what}${comm}`;
-    }
-  }
+  return kindOf(target.kind).describe(target, {
+    task: (pid) => tasks.get(pid),
+    commOf,
+    endText: (status) => decodeEndStatus(status).text,
+  });
 }
 
 function taskLine(task: Task, indent: string): string {

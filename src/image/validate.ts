@@ -5,6 +5,7 @@
  */
 import { ImageError } from '../errors.js';
 import { FLAGS, FORMAT_VERSION, type Image, type Target, type Task } from '../model/image.js';
+import { kindOf, ownersOf } from '../kinds/registry.js';
 
 export interface ValidationLimits {
   /** fd numbers must be below this (the kernel's fs.nr_open). */
@@ -12,7 +13,6 @@ export interface ValidationLimits {
 }
 
 const TASK_STATES = new Set(['running', 'stopped', 'zombie']);
-const TARGET_KINDS = new Set(['in-tree-alive', 'in-tree-zombie', 'dead', 'thread', 'external']);
 const INT32_MAX = 0x7fffffff;
 const UINT32_MAX = 0xffffffff;
 const U64_MAX = (1n << 64n) - 1n;
@@ -220,69 +220,21 @@ function checkTargets(image: Image, tasks: TaskIndex): Map<bigint, number> {
 }
 
 function checkTargetKind(target: Target, where: string, tasks: TaskIndex): void {
-  if (!TARGET_KINDS.has(target.kind)) {
-    fail(`${where}.kind`, `'${String(target.kind)}' is not a target kind`);
-  }
-  if (target.exitStatus !== undefined && target.kind !== 'dead') {
-    fail(`${where}.exit_status`, `only a dead target has an exit status (kind ${target.kind})`);
+  const kind = kindOf(target.kind, `${where}.kind`);
+  if (target.exitStatus !== undefined && !kind.owns.includes('exitStatus')) {
+    fail(
+      `${where}.exit_status`,
+      `only a ${ownersOf('exitStatus')} target has an exit status (kind ${target.kind})`,
+    );
   }
   checkEndStatus(target.exitStatus, `${where}.exit_status`);
-  if (target.zombie && target.kind !== 'external') {
-    fail(`${where}.zombie`, `is set on a ${target.kind} target (only external ones)`);
+  if (target.zombie && !kind.owns.includes('zombie')) {
+    fail(`${where}.zombie`, `is set on a ${target.kind} target (only ${ownersOf('zombie')} ones)`);
   }
-  if (target.tgid !== 0 && target.kind !== 'external') {
-    fail(`${where}.tgid`, `is set on a ${target.kind} target (only external threads)`);
+  if (target.tgid !== 0 && !kind.owns.includes('tgid')) {
+    fail(`${where}.tgid`, `is set on a ${target.kind} target (only ${ownersOf('tgid')} threads)`);
   }
-  if (target.kind === 'in-tree-alive' || target.kind === 'in-tree-zombie') {
-    checkInTree(target, where, tasks);
-  } else if (target.kind === 'thread') {
-    checkThread(target, where, tasks);
-  } else {
-    checkOutside(target, where, tasks);
-  }
-}
-
-function checkInTree(target: Target, where: string, tasks: TaskIndex): void {
-  const entry = tasks.get(target.taskPid);
-  if (!entry) fail(`${where}.task_pid`, `${target.taskPid} is not a task of the image`);
-  const zombie = entry.task.state === 'zombie';
-  if (target.kind === 'in-tree-zombie' && !zombie) {
-    fail(`${where}.task_pid`, `task ${target.taskPid} is ${entry.task.state}, not a zombie`);
-  }
-  if (target.kind === 'in-tree-alive' && zombie) {
-    fail(`${where}.task_pid`, `task ${target.taskPid} is a zombie (kind should be in-tree-zombie)`);
-  }
-  if (target.pid !== target.taskPid) {
-    fail(`${where}.pid`, `${target.pid} differs from task_pid ${target.taskPid}`);
-  }
-  if (target.tid !== 0) fail(`${where}.tid`, `is set (${target.tid}) on a process target`);
-}
-
-function checkThread(target: Target, where: string, tasks: TaskIndex): void {
-  if (target.tid === 0) fail(`${where}.tid`, 'a thread target needs its thread id');
-  const entry = tasks.get(target.taskPid);
-  if (!entry) fail(`${where}.task_pid`, `${target.taskPid} is not a task of the image`);
-  const tids = entry.task.tids;
-  if (!tids.includes(target.tid) || target.tid === target.taskPid) {
-    fail(`${where}.tid`, `${target.tid} is not a non-leader thread of task ${target.taskPid}`);
-  }
-  if (target.pid !== target.tid) {
-    fail(`${where}.pid`, `${target.pid} differs from tid ${target.tid} (fdinfo shows the tid)`);
-  }
-}
-
-function checkOutside(target: Target, where: string, tasks: TaskIndex): void {
-  if (target.taskPid !== 0) {
-    fail(`${where}.task_pid`, `is set (${target.taskPid}) on a ${target.kind} target`);
-  }
-  if (target.kind === 'dead') {
-    if (target.pid !== -1) fail(`${where}.pid`, `${target.pid}: a reaped target has pid -1`);
-    if (target.tid !== 0) fail(`${where}.tid`, `is set (${target.tid}) on a dead target`);
-    return;
-  }
-  checkPid(target.pid, `${where}.pid`);
-  const task = tasks.get(target.pid);
-  if (task) fail(`${where}.pid`, `${target.pid} is tasks[${task.index}]: not external`);
+  kind.validate(target, where, { tasks, checkPid });
 }
 
 function checkFileTargets(image: Image, inos: Map<bigint, number>): void {

@@ -7,13 +7,13 @@ import { ImageError } from '../errors.js';
 import type { Image, PidfdFile, Target, Task } from '../model/image.js';
 import {
   describeFlags,
-  isThreadFlags,
   byHandleCanMake,
   pidfdOpenCanMake,
   pidfdOpenFlags,
   reopenFlagsFor,
 } from '../model/flags.js';
-import { FLAGS } from '../model/image.js';
+import type { Planned } from '../kinds/kind.js';
+import { kindOf, strategyOf } from '../kinds/registry.js';
 import { SIGKILL_STATUS, unreproducibleStatus } from './status.js';
 import type {
   DeadGroup,
@@ -60,66 +60,6 @@ export function nameFile(holders: readonly FileHolder[]): string {
 
 const highestPid = (pids: Iterable<number>) => Math.max(...pids);
 
-/** What kind of open a (non-dead) file needs, or a refusal. */
-type Classified =
-  | { dead: false; how: OpenHow }
-  | { dead: true; exitStatus: number; source: ExitStatusSource }
-  | { refusal: string };
-
-function classifyInTree(ix: ImageIndex, target: Target, zombie: boolean): Classified | string {
-  const task = ix.tasks.get(target.taskPid);
-  if (task === undefined) return `target task ${target.taskPid} is not in the image`;
-  if ((task.state === 'zombie') !== zombie) {
-    return `target task ${target.taskPid} is ${task.state} but the target is ${target.kind}`;
-  }
-  return { dead: false, how: { strategy: 'pidfd-open', taskPid: task.pid } };
-}
-
-function classifyThread(ix: ImageIndex, target: Target, flags: number): Classified | string {
-  const task = ix.tasks.get(target.taskPid);
-  if (task === undefined || task.state === 'zombie') {
-    return `thread ${target.tid} belongs to task ${target.taskPid}, which is not a live task of the image`;
-  }
-  if (target.tid === task.pid)
-    return { dead: false, how: { strategy: 'pidfd-open', taskPid: task.pid } };
-  if (!isThreadFlags(flags) && reopenFlagsFor(flags) === undefined) {
-    return { refusal: `a thread pidfd without PIDFD_THREAD cannot be made` };
-  }
-  return { dead: false, how: { strategy: 'thread-open', taskPid: task.pid, tid: target.tid } };
-}
-
-function classifyDead(target: Target): Classified {
-  if (target.exitStatus === undefined) {
-    return { refusal: `dead target (ino ${target.ino}) has no recorded exit status` };
-  }
-  const why = unreproducibleStatus(target.exitStatus);
-  if (why !== undefined) return { refusal: `dead target (ino ${target.ino}): ${why}` };
-  return { dead: true, exitStatus: target.exitStatus, source: 'recorded' };
-}
-
-function classifyExternal(ix: ImageIndex, target: Target, opts: PlanOptions): Classified {
-  const what = `external target pid ${target.pid} (${target.comm || '?'}, ino ${target.ino})`;
-  if (opts.externalDead)
-    return { dead: true, exitStatus: SIGKILL_STATUS, source: 'assumed-sigkill' };
-  if (target.pid <= 0) return { refusal: `${what} is not visible in the dumper's pid namespace` };
-  const bootId = ix.image.host.bootId;
-  if (opts.currentBootId !== undefined && opts.currentBootId !== bootId) {
-    return {
-      refusal: `${what} cannot be reopened on another boot (dumped on ${bootId}); restore it as dead with --external-dead (restoreImage option externalDead)`,
-    };
-  }
-  return {
-    dead: false,
-    how: {
-      strategy: 'external-reopen',
-      pid: target.pid,
-      ino: target.ino.toString(),
-      bootId,
-      zombie: target.zombie,
-    },
-  };
-}
-
 /** How a file's f_flags are made: pidfd_open flags, and maybe a /proc/self/fd reopen. */
 interface MadeFlags {
   pidfdFlags: number;
@@ -142,30 +82,21 @@ function makeFlags(flags: number, opts: PlanOptions): MadeFlags | { refusal: str
   return { pidfdFlags: 0, reopenFlags };
 }
 
-/** pidfd_open flags of a planned open: a thread-open always asks for PIDFD_THREAD. */
+/** pidfd_open flags of a planned open: those of the file, and those its strategy adds. */
 function pidfdFlagsFor(made: MadeFlags, how: OpenHow): number {
-  return how.strategy === 'thread-open' ? made.pidfdFlags | FLAGS.O_EXCL : made.pidfdFlags;
+  return made.pidfdFlags | strategyOf(how).pidfdFlags;
 }
 
-function classify(ix: ImageIndex, file: PidfdFile, target: Target, opts: PlanOptions): Classified {
-  let c: Classified | string;
-  switch (target.kind) {
-    case 'in-tree-alive':
-      c = classifyInTree(ix, target, false);
-      break;
-    case 'in-tree-zombie':
-      c = classifyInTree(ix, target, true);
-      break;
-    case 'thread':
-      c = classifyThread(ix, target, file.flags);
-      break;
-    case 'dead':
-      c = classifyDead(target);
-      break;
-    case 'external':
-      c = classifyExternal(ix, target, opts);
-      break;
-  }
+/** How one file comes back, planned by its target's kind (src/kinds). */
+function classify(ix: ImageIndex, file: PidfdFile, target: Target, opts: PlanOptions): Planned {
+  const c = kindOf(target.kind).plan(target, file, {
+    tasks: ix.tasks,
+    bootId: ix.image.host.bootId,
+    externalDead: opts.externalDead ?? false,
+    currentBootId: opts.currentBootId,
+    unreproducibleStatus,
+    sigkillStatus: SIGKILL_STATUS,
+  });
   if (typeof c === 'string') throw new ImageError(`file ${file.id}`, c);
   return c;
 }

@@ -4,6 +4,7 @@
  */
 import { ImageError, PcrError } from '../errors.js';
 import type { Image, Task } from '../model/image.js';
+import { strategyOf } from '../kinds/registry.js';
 import { indexImage, planFiles, taskRefusals } from './files.js';
 import type { ImageIndex } from './files.js';
 import type {
@@ -147,7 +148,8 @@ function planTask(ix: ImageIndex, task: Task, files: FilePlan[], groups: DeadGro
     .sort((a, b) => a.pid - b.pid);
   const threads = new Set<number>();
   for (const f of files) {
-    if (f.how.strategy === 'thread-open' && f.how.taskPid === task.pid) threads.add(f.how.tid);
+    const live = strategyOf(f.how).liveThread?.(f.how);
+    if (live !== undefined && live.taskPid === task.pid) threads.add(live.tid);
   }
   const dead = planSteps(files, groups, 'dead', task.pid);
   const fds: PlannedFd[] = [...task.fds]

@@ -9,6 +9,7 @@
  * JSON-safe inside XState snapshots and traces).
  */
 import type { TargetKind } from '../model/image.js';
+import type { ExitStatusSource, OpenHow } from '../kinds/open-how.js';
 
 /** Every phase of a restore, in order. */
 export const PHASES = ['spawn', 'open-alive', 'dead', 'kill-temp', 'finalize', 'verify'] as const;
@@ -21,28 +22,7 @@ export type BroadcastPhase = (typeof BROADCAST_PHASES)[number];
 /** The phases in which files are opened and passed around. */
 export type OpenPhase = 'open-alive' | 'dead';
 
-export type Strategy = 'pidfd-open' | 'thread-open' | 'external-reopen' | 'temp';
-
-/** How the opener makes one file. `flags` of the file are on the step, not here. */
-export type OpenHow =
-  /** pidfd_open(restored pid of `taskPid`, flags): an in-tree task, alive or zombie. */
-  | { strategy: 'pidfd-open'; taskPid: number }
-  /** pidfd_open(restored tid, flags incl. PIDFD_THREAD): a live non-leader thread of `taskPid`. */
-  | { strategy: 'thread-open'; taskPid: number; tid: number }
-  /**
-   * pidfd_open(pid, flags) of a process outside the tree, then prove identity: the new
-   * pidfd's ino must equal `ino` and the running boot must be `bootId`. Without
-   * PIDFD_THREAD, open_by_handle_at(FD_PIDFS_ROOT, handle(ino)) is an equivalent, race-free
-   * way; it fails with ESTALE once that process is gone.
-   */
-  | { strategy: 'external-reopen'; pid: number; ino: string; bootId: string; zombie: boolean }
-  /**
-   * pidfd_open(x, flags) where x is the temporary process of dead group `groupId`, made by
-   * this task (the group's creator) in the same phase. With PIDFD_THREAD in flags it is a
-   * thread pidfd of x's leader: once dead, a thread's pidfd shows the same (Pid -1, the
-   * recorded exit code).
-   */
-  | { strategy: 'temp'; groupId: number };
+export type { ExitStatusSource, OpenHow, Strategy } from '../kinds/open-how.js';
 
 /** One fd number a task ends up holding, with its close-on-exec bit. */
 export interface FdInstall {
@@ -87,15 +67,6 @@ export interface FilePlan {
   /** Sorted by pid; the opener is among them unless it is a creator opening for others. */
   holders: FileHolder[];
 }
-
-export type ExitStatusSource =
-  /** The image recorded the status (PIDFD_INFO_EXIT at dump). */
-  | 'recorded'
-  /**
-   * An external target planned as dead (`externalDead`): its status is unknown, x is
-   * killed by SIGKILL (status 9) and verification expects exactly that.
-   */
-  | 'assumed-sigkill';
 
 /** All files whose target is one dead process (or thread): one pidfs ino, one temp x. */
 export interface DeadGroup {

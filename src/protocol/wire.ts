@@ -7,6 +7,8 @@
 import protobuf from 'protobufjs/minimal.js';
 import { pidfdcr } from '../../gen/pb.js';
 import { PcrError } from '../errors.js';
+import type { OpenStrategy, WireType } from '../kinds/kind.js';
+import { strategyOf, strategyOfWire } from '../kinds/registry.js';
 import type { PcrErrorCode } from '../errors.js';
 import type {
   AuthMessage,
@@ -66,46 +68,40 @@ const installs = (list: readonly pidfdcr.protocol.FdInstall.$Properties[] | null
 
 // ---- OpenHow ---------------------------------------------------------------------------
 
+// Each strategy names its OpenHow fields and their wire types (src/kinds, wireFields).
+type PbHow = Record<string, unknown>;
+
+const WIRE_ENCODE: Record<WireType, (v: unknown) => unknown> = {
+  int: (v) => v,
+  u64: (v) => toU64(v as string),
+  string: (v) => v,
+  bool: (v) => v,
+};
+
+const WIRE_DECODE: Record<WireType, (v: unknown) => unknown> = {
+  int: (v) => (v as number | null | undefined) ?? 0,
+  u64: (v) => u64(v as U64 | null | undefined),
+  string: (v) => (v as string | null | undefined) ?? '',
+  bool: (v) => (v as boolean | null | undefined) ?? false,
+};
+
+const wireFields = (s: OpenStrategy) => Object.entries(s.wireFields) as [string, WireType][];
+
 function howToPb(how: OpenHow): pidfdcr.protocol.OpenHow.$Properties {
-  const S = pb.Strategy;
-  switch (how.strategy) {
-    case 'pidfd-open':
-      return { strategy: S.STRATEGY_PIDFD_OPEN, taskPid: how.taskPid };
-    case 'thread-open':
-      return { strategy: S.STRATEGY_THREAD_OPEN, taskPid: how.taskPid, tid: how.tid };
-    case 'external-reopen':
-      return {
-        strategy: S.STRATEGY_EXTERNAL_REOPEN,
-        pid: how.pid,
-        ino: toU64(how.ino),
-        bootId: how.bootId,
-        zombie: how.zombie,
-      };
-    case 'temp':
-      return { strategy: S.STRATEGY_TEMP, groupId: how.groupId };
-  }
+  const s = strategyOf(how);
+  const out: PbHow = { strategy: s.wireNumber };
+  const fields = how as unknown as Record<string, unknown>;
+  for (const [name, type] of wireFields(s)) out[name] = WIRE_ENCODE[type](fields[name]);
+  return out as pidfdcr.protocol.OpenHow.$Properties;
 }
 
 function howFromPb(h: pidfdcr.protocol.OpenHow.$Properties | null | undefined): OpenHow {
-  const S = pb.Strategy;
-  switch (h?.strategy) {
-    case S.STRATEGY_PIDFD_OPEN:
-      return { strategy: 'pidfd-open', taskPid: h.taskPid ?? 0 };
-    case S.STRATEGY_THREAD_OPEN:
-      return { strategy: 'thread-open', taskPid: h.taskPid ?? 0, tid: h.tid ?? 0 };
-    case S.STRATEGY_EXTERNAL_REOPEN:
-      return {
-        strategy: 'external-reopen',
-        pid: h.pid ?? 0,
-        ino: u64(h.ino),
-        bootId: h.bootId ?? '',
-        zombie: h.zombie ?? false,
-      };
-    case S.STRATEGY_TEMP:
-      return { strategy: 'temp', groupId: h.groupId ?? 0 };
-    default:
-      return bad(`open step without a strategy`);
-  }
+  const s = h?.strategy == null ? undefined : strategyOfWire(h.strategy);
+  if (s === undefined) return bad(`open step without a strategy`);
+  const out: PbHow = { strategy: s.name };
+  const fields = h as unknown as PbHow;
+  for (const [name, type] of wireFields(s)) out[name] = WIRE_DECODE[type](fields[name]);
+  return out as OpenHow;
 }
 
 // ---- TaskPlan --------------------------------------------------------------------------

@@ -7,17 +7,14 @@
  */
 import { PcrError } from '../errors.js';
 import { FLAGS, type Image, type TaskState } from '../model/image.js';
+import type { ExampleTarget } from '../kinds/kind.js';
+import { kindOf } from '../kinds/registry.js';
 import type { Plan } from './plan.js';
 import { fileFlagsOf } from './plan.js';
 import type { ResolvedPidfd } from './validate.js';
 
-export type ExpectedTarget =
-  | { kind: 'in-tree-alive'; pid: number }
-  /** The zombie's wait status is on its task (ExpectedTask.exitStatus). */
-  | { kind: 'in-tree-zombie'; pid: number }
-  | { kind: 'dead'; exitStatus: number }
-  | { kind: 'thread'; tid: number; taskPid: number }
-  | { kind: 'external'; pid: number; zombie: boolean };
+/** A target as the expectations describe it: each kind's `example` (src/kinds). */
+export type ExpectedTarget = ExampleTarget;
 
 export interface ExpectedFd {
   fd: number;
@@ -179,15 +176,5 @@ export function describeImage(image: Image): ExpectedTree {
 }
 
 function describeTarget(t: Image['targets'][number]): ExpectedTarget {
-  switch (t.kind) {
-    case 'in-tree-alive':
-    case 'in-tree-zombie':
-      return { kind: t.kind, pid: t.pid };
-    case 'dead':
-      return { kind: t.kind, exitStatus: t.exitStatus ?? -1 };
-    case 'thread':
-      return { kind: t.kind, tid: t.tid, taskPid: t.taskPid };
-    case 'external':
-      return { kind: t.kind, pid: t.pid, zombie: t.zombie };
-  }
+  return kindOf(t.kind).example(t);
 }

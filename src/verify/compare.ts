@@ -10,6 +10,8 @@ import type { FdReport, PidMap, ReportedFd } from '../protocol/messages.js';
 import { restoredPid, restoredTid } from '../protocol/pidmap.js';
 import { SIGKILL_STATUS, describeWaitStatus } from '../plan/status.js';
 import type { PlanOptions } from '../plan/types.js';
+import type { ExpectedTarget } from '../kinds/kind.js';
+import { kindOf } from '../kinds/registry.js';
 
 export type DifferenceKind =
   | 'missing-report'
@@ -33,53 +35,20 @@ export interface Difference {
   message: string;
 }
 
-/**
- * What the target of a restored fd must look like. "alive" means not reaped (fdinfo
- * shows a pid); `zombie` adds the wait status a zombie target must show in /proc.
- */
-type ExpectedTarget =
-  | {
-      alive: true;
-      pid: number | undefined;
-      ino?: string;
-      zombie?: { exitStatus?: number };
-      /** An in-tree live task: /proc must not show it as a zombie. */
-      running?: boolean;
-    }
-  | { alive: false; exitStatus: number | undefined };
-
+/** What its target's kind (src/kinds, `expect`) says a restored target must look like. */
 function expectedTarget(
   target: Target,
   pidMap: PidMap,
   opts: PlanOptions,
   tasks: ReadonlyMap<number, Task>,
 ): ExpectedTarget {
-  switch (target.kind) {
-    case 'in-tree-alive':
-      return { alive: true, pid: restoredPid(pidMap, target.taskPid), running: true };
-    case 'in-tree-zombie': {
-      const exitStatus = tasks.get(target.taskPid)?.exitStatus;
-      return {
-        alive: true,
-        pid: restoredPid(pidMap, target.taskPid),
-        zombie: exitStatus === undefined ? {} : { exitStatus },
-      };
-    }
-    case 'thread':
-      return {
-        alive: true,
-        pid:
-          target.tid === target.taskPid
-            ? restoredPid(pidMap, target.taskPid)
-            : restoredTid(pidMap, target.tid),
-      };
-    case 'dead':
-      return { alive: false, exitStatus: target.exitStatus };
-    case 'external':
-      return opts.externalDead
-        ? { alive: false, exitStatus: SIGKILL_STATUS }
-        : { alive: true, pid: target.pid, ino: target.ino.toString() };
-  }
+  return kindOf(target.kind).expect(target, {
+    restoredPid: (dumped) => restoredPid(pidMap, dumped),
+    restoredTid: (dumped) => restoredTid(pidMap, dumped),
+    task: (pid) => tasks.get(pid),
+    externalDead: opts.externalDead ?? false,
+    sigkillStatus: SIGKILL_STATUS,
+  });
 }
 
 function describeTarget(e: ExpectedTarget): string {
