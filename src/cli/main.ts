@@ -22,7 +22,8 @@ commands:
   dump -t PID -D DIR [--leave-stopped] [--force]   checkpoint the pidfds of a tree
   show -D DIR [--json]                             print an image
   restore -D DIR [--trace] [--trace-file F] [--pid-map F] [--hold] [--timeout S]
-          [--external-dead] [--max-processes N]    restore the pidfds of an image
+          [--external-dead] [--max-processes N] [--pidfile F]
+                                                   restore the pidfds of an image
   demo [--trace]                                   dump and restore a built-in example
   version, --version, -V                           print the version of pidfd-cr
 
