@@ -54,6 +54,8 @@ rmSync('dist', { recursive: true, force: true });
 run(bin('tsc'), ['-p', '.']);
 mkdirSync('dist/gen', { recursive: true });
 copyFileSync('gen/pb.js', 'dist/gen/pb.js');
+// Its types: dist/src/**/*.d.ts import ../../gen/pb.js (an installed package's API types).
+copyFileSync('gen/pb.d.ts', 'dist/gen/pb.d.ts');
 chmodSync('dist/src/cli/main.js', 0o755);
 
 const BUNDLE = 'dist/src/worker/bundle.cjs';

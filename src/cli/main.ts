@@ -22,8 +22,10 @@ commands:
   dump -t PID -D DIR [--leave-stopped] [--force]   checkpoint the pidfds of a tree
   show -D DIR [--json]                             print an image
   restore -D DIR [--trace] [--trace-file F] [--pid-map F] [--hold] [--timeout S]
-          [--external-dead] [--max-processes N]    restore the pidfds of an image
+          [--external-dead] [--max-processes N] [--pidfile F]
+                                                   restore the pidfds of an image
   demo [--trace]                                   dump and restore a built-in example
+  version, --version, -V                           print the version of pidfd-cr
 
 'pidfd-cr <command> --help' describes one command.`;
 
@@ -32,6 +34,16 @@ async function main(argv: string[]): Promise<number> {
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     (name === undefined ? process.stderr : process.stdout).write(USAGE + '\n');
     return name === undefined ? 2 : 0;
+  }
+  if (name === '--version' || name === '-V' || name === 'version') {
+    if (rest.length > 0) {
+      process.stderr.write(`pidfd-cr: ${name} takes no arguments\n`);
+      return 2;
+    }
+    // From the package.json of this installed copy, read at run time.
+    const { toolVersion } = await import('../dump/host.js');
+    process.stdout.write(`${toolVersion()}\n`);
+    return 0;
   }
   const load = commands[name];
   if (!load) {

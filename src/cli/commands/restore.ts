@@ -14,9 +14,10 @@ import { stderrTraceSink, fileTraceSink, teeSinks } from '../../restore/trace-si
 import type { PidMap } from '../../protocol/messages.js';
 import type { Difference } from '../../verify/compare.js';
 import { count, printable } from '../../text.js';
+import { restoredRoot, writePidFile } from '../pidfile.js';
 
 const HELP = `usage: pidfd-cr restore -D DIR [--trace] [--trace-file F] [--pid-map FILE] [--hold]
-                        [--timeout S] [--external-dead] [--max-processes N]
+                        [--timeout S] [--external-dead] [--max-processes N] [--pidfile F]
 
 Restores the pidfds of the image DIR/pidfd-cr.img: one worker process per dumped task,
 in the dumped tree shape, each holding the dumped pidfds at the dumped fd numbers (alive,
@@ -31,6 +32,7 @@ every restored fd from /proc against the image and tears the tree down.
       --external-dead    restore pidfds to processes outside the tree as dead (SIGKILL)
       --max-processes N  refuse an image that needs more processes (workers, zombies,
                          temporary processes; default 1024)
+      --pidfile F        write the restored root's pid to F once verified
 Exit statuses: 0 restored and verified; 1 restored but different from the image (the
 differences are printed); 2 bad command line or output path; 5 a worker exited during
 the restore; 6 no usable image directory; 8 damaged or invalid image; 9 the image holds
@@ -93,14 +95,14 @@ const samePath = (a: string, b: string): boolean => resolve(a) === resolve(b) ||
  * temporary file in its directory and renamed (pid-map-file.ts), so the check creates
  * and removes such a file there. access(W_OK) is not enough: root passes it on /proc.
  */
-function checkPidMapPath(path: string): void {
+function checkPidMapPath(path: string, option = '--pid-map'): void {
   const probe = join(dirname(path), `.${basename(path)}.${process.pid}.probe`);
   try {
     if (existsSync(path) && statSync(path).isDirectory())
       throw new PcrError('PCR_ERR_USAGE', 'is a directory');
     closeSync(openSync(probe, 'wx', 0o600));
   } catch (err) {
-    throw pathError('--pid-map', path, err);
+    throw pathError(option, path, err);
   }
   rmSync(probe, { force: true });
 }
@@ -185,6 +187,7 @@ export async function run(argv: string[]): Promise<number> {
     timeout: { type: 'string' },
     'external-dead': { type: 'boolean' },
     'max-processes': { type: 'string' },
+    pidfile: { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help) {
@@ -215,9 +218,20 @@ export async function run(argv: string[]): Promise<number> {
     samePath(pidMapPath, traceFilePath)
   )
     throw new UsageError(`restore: --pid-map and --trace-file name the same file: ${pidMapPath}`);
+  const pidfile = typeof values.pidfile === 'string' ? values.pidfile : undefined;
+  if (pidfile !== undefined) {
+    checkOutputPath('--pidfile', pidfile, imageFile);
+    for (const [option, other] of [
+      ['--pid-map', pidMapPath],
+      ['--trace-file', traceFilePath],
+    ] as const)
+      if (other !== undefined && samePath(pidfile, other))
+        throw new UsageError(`restore: --pidfile and ${option} name the same file: ${pidfile}`);
+  }
   const image = readImage(dir);
   const hold = values.hold === true;
   if (pidMapPath !== undefined) checkPidMapPath(pidMapPath);
+  if (pidfile !== undefined) checkPidMapPath(pidfile, '--pidfile');
   const traceFile = traceFilePath !== undefined ? openTraceFile(traceFilePath) : undefined;
   const trace =
     values.trace || traceFile
@@ -245,6 +259,8 @@ export async function run(argv: string[]): Promise<number> {
         );
         process.stdout.write(formatPidMap(image, pidMap));
         process.stdout.write(formatVerification(image, differences));
+        if (pidfile !== undefined && differences.length === 0)
+          writePidFile(pidfile, restoredRoot(pidMap, image.rootPid));
         if (hold)
           process.stdout.write(
             `holding the restored tree (pid ${process.pid}): SIGTERM or SIGINT takes it down\n`,
