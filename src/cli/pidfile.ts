@@ -5,7 +5,7 @@
 import { renameSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { PcrError } from '../errors.js';
-import type { PidMap } from '../plan/messages.js';
+import type { PidMap } from '../protocol/messages.js';
 
 /** The restored pid of the dumped root `rootPid`. */
 export function restoredRoot(map: PidMap, rootPid: number): number {

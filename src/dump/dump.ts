@@ -1,7 +1,7 @@
 /**
  * dumpTree: freeze a process tree with ptrace, read every task's pidfds, group them into
  * open files (kcmp) and targets (pidfs inode), classify the targets, thaw the tree, and
- * return the Image (src/image/model.ts). dumpToDir adds the image directory checks and
+ * return the Image (src/model/image.ts). dumpToDir adds the image directory checks and
  * the atomic write. See docs/dump.md.
  */
 import { PcrError, UsageError } from '../errors.js';

@@ -78,7 +78,7 @@ test('the packed tarball installs into a fresh project and dumps and restores fr
     'dist/src/worker/code-cache.cjs',
     'dist/src/worker/cache-mark.cjs',
     'dist/src/worker/bundle.cjs',
-    'dist/src/example/task-main.js',
+    'dist/src/testing/task-main.js',
     'dist/native/index.js',
     'proto/image.proto',
     'proto/protocol.proto',
@@ -116,13 +116,17 @@ test('the packed tarball installs into a fresh project and dumps and restores fr
          const { version } = (await import('pidfd-cr/package.json', { with: { type: 'json' } })).default;
          const { createRequire } = await import('node:module');
          const proto = createRequire(process.cwd() + '/').resolve('pidfd-cr/proto/image.proto');
-         console.log(typeof m.restoreImage, typeof m.dumpTree, typeof m.readImage, version, proto);`,
+         const testing = await import('pidfd-cr/testing');
+         console.log(typeof m.restoreImage, typeof m.dumpTree, typeof m.readImage, typeof testing.buildTree, version, proto);`,
       ],
       app,
     ),
     'import',
   );
-  assert.equal(api, `function function function ${VERSION} ${join(pkg, 'proto', 'image.proto')}\n`);
+  assert.equal(
+    api,
+    `function function function function ${VERSION} ${join(pkg, 'proto', 'image.proto')}\n`,
+  );
   // A deep import of a dist path is not part of the API.
   const deep = run(
     process.execPath,
