@@ -11,6 +11,7 @@ import { imagePath, readImage } from '../../image/store.js';
 import type { Image } from '../../image/model.js';
 import { restoreImage, removeLiveRundirs } from '../../restore/coordinator.js';
 import { stderrTraceSink, fileTraceSink, teeSinks } from '../../restore/trace-sinks.js';
+import { vizWriter } from '../../viz/collect.js';
 import type { PidMap } from '../../plan/messages.js';
 import type { Difference } from '../../plan/verify.js';
 import { prctl, PR_SET_CHILD_SUBREAPER } from '../../../native/index.js';
@@ -18,7 +19,7 @@ import { reapOrphansUntilNone, ORPHAN_DEADLINE_MS } from '../../worker/children.
 import { count, printable } from '../../text.js';
 
 const HELP = `usage: pidfd-cr restore -D DIR [--trace] [--trace-file F] [--pid-map FILE] [--hold]
-                        [--timeout S] [--external-dead] [--max-processes N]
+                        [--timeout S] [--external-dead] [--max-processes N] [--viz FILE]
 
 Restores the pidfds of the image DIR/pidfd-cr.img: one worker process per dumped task,
 in the dumped tree shape, each holding the dumped pidfds at the dumped fd numbers (alive,
@@ -33,6 +34,8 @@ every restored fd from /proc against the image and tears the tree down.
       --external-dead    restore pidfds to processes outside the tree as dead (SIGKILL)
       --max-processes N  refuse an image that needs more processes (workers, zombies,
                          temporary processes; default 1024)
+      --viz FILE         write the restore as one offline HTML page to FILE (docs/viz.md),
+                         also when the restore fails
 Exit statuses: 0 restored and verified; 1 restored but different from the image (the
 differences are printed); 2 bad command line or output path; 5 a worker exited during
 the restore; 6 no usable image directory; 8 damaged or invalid image; 9 the image holds
@@ -186,6 +189,7 @@ export async function run(argv: string[]): Promise<number> {
     timeout: { type: 'string' },
     'external-dead': { type: 'boolean' },
     'max-processes': { type: 'string' },
+    viz: { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help) {
@@ -220,9 +224,10 @@ export async function run(argv: string[]): Promise<number> {
   const hold = values.hold === true;
   if (pidMapPath !== undefined) checkPidMapPath(pidMapPath);
   const traceFile = traceFilePath !== undefined ? openTraceFile(traceFilePath) : undefined;
+  const viz = vizWriter('restore', values.viz);
   const trace =
-    values.trace || traceFile
-      ? teeSinks(values.trace ? stderrTraceSink() : undefined, traceFile?.sink)
+    values.trace || traceFile || viz
+      ? teeSinks(values.trace ? stderrTraceSink() : undefined, traceFile?.sink, viz?.sink)
       : undefined;
   const controller = new AbortController();
   const signals = stopOnSignals(controller);
@@ -261,6 +266,7 @@ export async function run(argv: string[]): Promise<number> {
   } finally {
     signals.unhook();
     traceFile?.close();
+    await viz?.write();
     // We are a subreaper with no other children: reap until none is left (ECHILD).
     await reapOrphansUntilNone(ORPHAN_DEADLINE_MS);
   }
