@@ -57,10 +57,10 @@ h2{font-size:14px;margin:14px 0 6px;color:#334155}
 #timeline .slice.now rect{stroke:#0f172a;stroke-width:2}
 #timeline .slice.open rect{stroke-dasharray:3 2}
 #timeline{cursor:crosshair}
-.charts{display:grid;grid-template-columns:minmax(0,2fr) minmax(0,3fr);gap:12px;align-items:start}
+.charts{display:flex;flex-direction:column;gap:12px}
 .chart-panel{background:#fff;border:1px solid #e2e8f0;border-radius:6px;padding:6px}
 .chart-panel h2{margin:2px 4px 6px}
-svg.chart{width:100%;height:auto;display:block}
+svg.chart{max-width:100%;height:auto;display:block;margin:0 auto}
 .state rect{fill:#fff;stroke:#94a3b8;stroke-width:1}
 .state.compound rect{fill:#f1f5f9;fill-opacity:.6}
 .state.any rect{fill:#f8fafc}
@@ -203,9 +203,9 @@ export async function renderTimelinePage(tl: Timeline, opts: PageOptions): Promi
 ${failureHtml(tl)}
 ${warnings.length ? `<section class="box warn-box" id="warnings" data-warnings="${warnings.length}"><b>What this trace lacks or could not be drawn:</b><ul>${warnings.map((w) => `<li>${esc(w)}</li>`).join('')}</ul></section>` : ''}
 <section class="controls" aria-label="time">
-<button id="step-first" title="start">⏮</button><button id="step-prev" title="previous event">◀ event</button>
+<button id="step-first" title="start">|◀</button><button id="step-prev" title="previous event">◀ event</button>
 <input type="range" id="scrubber" min="0" max="${tl.duration}" step="any" value="${initial}" aria-label="moment of the restore">
-<button id="step-next" title="next event">event ▶</button><button id="step-last" title="end">⏭</button>
+<button id="step-next" title="next event">event ▶</button><button id="step-last" title="end">▶|</button>
 <span id="now-time"></span>
 <ul id="now-states"></ul>
 </section>

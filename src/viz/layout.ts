@@ -94,7 +94,7 @@ export async function layoutGraph(g: MachineGraph): Promise<LaidGraph> {
     const width = Math.max(
       110,
       ...lines.map(
-        (l) => textWidth(l.text, l.kind === 'title' ? CHAR_PX + 0.6 : CHAR_PX - 0.6) + 2 * PAD_X,
+        (l) => textWidth(l.text, l.kind === 'title' ? CHAR_PX + 0.4 : CHAR_PX - 1.2) + 2 * PAD_X,
       ),
     );
     return { width, height: (lines.length + reserved) * LINE_PX + 10 };
@@ -119,7 +119,8 @@ export async function layoutGraph(g: MachineGraph): Promise<LaidGraph> {
       labels: [
         {
           text: lines.join('\n'),
-          width: Math.max(...lines.map((l) => textWidth(l, CHAR_PX - 1))) + 6,
+          // Room for the visit count the page appends (" ×12").
+          width: Math.max(...lines.map((l) => textWidth(`${l} ×99`, CHAR_PX - 1.2))) + 6,
           height: lines.length * (LINE_PX - 2) + 4,
         },
       ],

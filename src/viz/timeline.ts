@@ -120,14 +120,17 @@ export function timelineSvg(tl: Timeline): {
     `<line x1="${LABEL_W}" y1="${AXIS_H}" x2="${LABEL_W + PLOT_W}" y2="${AXIS_H}" stroke="#64748b"/>`,
   );
   let lastTick = -Infinity;
-  for (const t of scale.ts) {
+  scale.ts.forEach((t, i) => {
     const x = X(t);
-    if (x - lastTick < 46) continue;
+    const last = i === scale.ts.length - 1;
+    if (x - lastTick < 46 && !last) return;
     lastTick = x;
+    // The first and last labels stay inside the plot.
+    const anchor = i === 0 ? 'start' : last ? 'end' : 'middle';
     out.push(
-      `<line x1="${x.toFixed(1)}" y1="${AXIS_H - 4}" x2="${x.toFixed(1)}" y2="${AXIS_H + 3}" stroke="#64748b"/><text class="tick" x="${x.toFixed(1)}" y="${AXIS_H - 26}" text-anchor="middle">${esc(tickLabel(t))}</text>`,
+      `<line x1="${x.toFixed(1)}" y1="${AXIS_H - 4}" x2="${x.toFixed(1)}" y2="${AXIS_H + 3}" stroke="#64748b"/><text class="tick" x="${x.toFixed(1)}" y="${AXIS_H - 26}" text-anchor="${anchor}">${esc(tickLabel(t))}</text>`,
     );
-  }
+  });
   // Lanes.
   for (const row of rows) {
     const { lane } = row;
@@ -143,9 +146,11 @@ export function timelineSvg(tl: Timeline): {
       const x0 = X(s.start);
       const x1 = Math.max(X(s.end), x0 + 2);
       const leaf = s.state;
+      // The phase bands name the phase: the coordinator's slices need not repeat "phases.".
+      const shown = lane.machine === 'coordinator' ? leaf.replace(/^phases\./, '') : leaf;
       out.push(
         `<g class="slice${s.open ? ' open' : ''}" data-slice="${esc(leaf)}" data-start="${s.start.toFixed(3)}" data-end="${s.end.toFixed(3)}"><rect x="${x0.toFixed(1)}" y="${barY}" width="${(x1 - x0).toFixed(1)}" height="${BAR_H}" rx="3" fill="${stateColor(leaf)}" stroke="#475569" stroke-width="0.5"/>` +
-          `<text x="${(x0 + 4).toFixed(1)}" y="${barY + 15}">${esc(fit(leaf, x1 - x0 - 6))}</text><title>${esc(`${lane.id}: ${leaf} (entered on ${s.event}) for ${fmtMs(s.end - s.start)}${s.open ? ', still there when the trace ends' : ''}`)}</title></g>`,
+          `<text x="${(x0 + 4).toFixed(1)}" y="${barY + 15}">${esc(fit(shown, x1 - x0 - 6))}</text><title>${esc(`${lane.id}: ${leaf} (entered on ${s.event}) for ${fmtMs(s.end - s.start)}${s.open ? ', still there when the trace ends' : ''}`)}</title></g>`,
       );
     }
     // Temporary processes and zombies.
