@@ -194,10 +194,29 @@ const mermaidText = (s: string): string =>
     .replace(/\s+/g, ' ')
     .trim();
 
-/** A mermaid `stateDiagram-v2` of one machine. */
+/**
+ * A mermaid `stateDiagram-v2` of one machine. State ids are global in mermaid, but an edge
+ * between two children of a composite state is written inside that state's block (mermaid
+ * would otherwise draw the children a second time, outside the composite).
+ */
 export function toMermaid(g: MachineGraph): string {
   const out: string[] = ['stateDiagram-v2'];
+  const byId = new Map(g.nodes.map((n) => [n.id, n]));
   const children = (parent: string | undefined) => g.nodes.filter((n) => n.parent === parent);
+  const ancestors = (id: string): string[] => {
+    const list: string[] = [];
+    for (let p = byId.get(id)?.parent; p !== undefined; p = byId.get(p)?.parent) list.push(p);
+    return list;
+  };
+  /** The innermost composite state holding both ends (undefined: the top level). */
+  const home = (e: GraphEdge): string | undefined => {
+    const a = ancestors(e.source);
+    return ancestors(e.target).find((p) => a.includes(p));
+  };
+  const edgeLine = (e: GraphEdge, indent: string): string => {
+    const label = mermaidText(edgeText(e) + (e.internal ? ' (internal)' : ''));
+    return `${indent}${mermaidId(e.source)} --> ${mermaidId(e.target)} : ${label}`;
+  };
   const emit = (n: GraphNode, indent: string): void => {
     const id = mermaidId(n.id);
     const kids = children(n.id);
@@ -205,6 +224,7 @@ export function toMermaid(g: MachineGraph): string {
       out.push(`${indent}state "${n.label}" as ${id} {`);
       if (n.initial) out.push(`${indent}  [*] --> ${mermaidId(n.initial)}`);
       for (const k of kids) emit(k, indent + '  ');
+      for (const e of g.edges) if (home(e) === n.id) out.push(edgeLine(e, indent + '  '));
       out.push(`${indent}}`);
     } else {
       out.push(`${indent}state "${n.label}" as ${id}`);
@@ -215,10 +235,7 @@ export function toMermaid(g: MachineGraph): string {
   };
   out.push(`  [*] --> ${mermaidId(g.initial)}`);
   for (const n of children(undefined)) emit(n, '  ');
-  for (const e of g.edges) {
-    const label = mermaidText(edgeText(e) + (e.internal ? ' (internal)' : ''));
-    out.push(`  ${mermaidId(e.source)} --> ${mermaidId(e.target)} : ${label}`);
-  }
+  for (const e of g.edges) if (home(e) === undefined) out.push(edgeLine(e, '  '));
   return out.join('\n') + '\n';
 }
 

@@ -56,11 +56,10 @@ export async function machinesOutput(format: string, which: MachineName | 'all')
     );
   }
   const render = format === 'dot' ? toDot : toMermaid;
-  return graphs
-    .map(
-      (g) => (format === 'mermaid' ? `%% ${g.id} machine\n` : `// ${g.id} machine\n`) + render(g),
-    )
-    .join('\n');
+  if (graphs.length === 1) return render(graphs[0]!);
+  // Two diagrams: each under a comment naming it (mermaid %%, dot //).
+  const comment = format === 'mermaid' ? '%%' : '//';
+  return graphs.map((g) => `${comment} ${g.id} machine\n${render(g)}`).join('\n');
 }
 
 function combine(svgs: string[]): string {
