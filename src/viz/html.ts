@@ -221,7 +221,7 @@ ${warnings.length ? `<section class="box warn-box" id="warnings" data-warnings="
     '<span><span class="sw" style="background:repeating-linear-gradient(45deg,#7c3aed 0 2px,#ede9fe 2px 6px)"></span>temporary process</span>',
     '<span><span class="sw" style="background:#fecaca;border-color:#b91c1c"></span>zombie (Z)</span>',
     '<span style="color:#dc2626">✕ failure</span>',
-    '<span>bands: phases (axis: each phase ≥ 90 px, labels are real times)</span>',
+    '<span>bands: phases (axis: each phase ≥ 120 px, labels are real times)</span>',
   ].join('')}</div>
 <div class="scroll">${tlSvg?.svg ?? '<p>No lanes: the trace has no state changes.</p>'}</div></section>
 <section class="charts">

@@ -16,7 +16,7 @@ const PLOT_W = TIMELINE_WIDTH - LABEL_W - 20;
 const AXIS_H = 40;
 const BAR_H = 22;
 const SUB_H = 11;
-const MIN_SPAN_PX = 90;
+const MIN_SPAN_PX = 120;
 const CHAR = 6.6;
 
 export interface Scale {
@@ -119,14 +119,18 @@ export function timelineSvg(tl: Timeline): {
   out.push(
     `<line x1="${LABEL_W}" y1="${AXIS_H}" x2="${LABEL_W + PLOT_W}" y2="${AXIS_H}" stroke="#64748b"/>`,
   );
-  let lastTick = -Infinity;
+  // Tick labels at least 60 px apart; the last one (the end) always shown.
+  const ticks: number[] = [];
   scale.ts.forEach((t, i) => {
     const x = X(t);
     const last = i === scale.ts.length - 1;
-    if (x - lastTick < 46 && !last) return;
-    lastTick = x;
+    while (last && ticks.length > 1 && x - X(ticks[ticks.length - 1]!) < 90) ticks.pop();
+    if (last || ticks.length === 0 || x - X(ticks[ticks.length - 1]!) >= 60) ticks.push(t);
+  });
+  ticks.forEach((t, i) => {
+    const x = X(t);
     // The first and last labels stay inside the plot.
-    const anchor = i === 0 ? 'start' : last ? 'end' : 'middle';
+    const anchor = i === 0 ? 'start' : i === ticks.length - 1 ? 'end' : 'middle';
     out.push(
       `<line x1="${x.toFixed(1)}" y1="${AXIS_H - 4}" x2="${x.toFixed(1)}" y2="${AXIS_H + 3}" stroke="#64748b"/><text class="tick" x="${x.toFixed(1)}" y="${AXIS_H - 26}" text-anchor="${anchor}">${esc(tickLabel(t))}</text>`,
     );
