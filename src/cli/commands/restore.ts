@@ -214,6 +214,7 @@ export async function run(argv: string[]): Promise<number> {
   const imageFile = imagePath(dir);
   if (pidMapPath !== undefined) checkOutputPath('--pid-map', pidMapPath, imageFile);
   if (traceFilePath !== undefined) checkOutputPath('--trace-file', traceFilePath, imageFile);
+  if (typeof values.viz === 'string') checkOutputPath('--viz', values.viz, imageFile);
   if (
     pidMapPath !== undefined &&
     traceFilePath !== undefined &&
