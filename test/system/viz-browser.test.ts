@@ -6,7 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import {
   existsSync,
   mkdirSync,
@@ -204,6 +204,40 @@ test(
     const failedNode = await page.getAttribute('[data-state-node="task.failed"]', 'class');
     assert.match(failedNode!, /\bcurrent\b/);
     await page.screenshot({ path: join(dir, 'failed.png') });
+    assert.deepEqual(problems, []);
+  },
+);
+
+test(
+  'demo --viz writes the page of a restore that failed (SIGTERM mid-restore)',
+  { skip, timeout: 120_000 },
+  async (t) => {
+    const dir = tempDir(t);
+    const pageFile = join(dir, 'stopped.html');
+    const child = spawn(process.execPath, [MAIN, 'demo', '--viz', pageFile], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const status = await new Promise<number | null>((resolve) => {
+      child.stdout.on('data', (d: Buffer) => {
+        stdout += d.toString();
+        // The image is printed just before the restore starts: stop it while it registers.
+        if (stdout.includes('pidfd-cr image')) setTimeout(() => child.kill('SIGTERM'), 30).unref();
+      });
+      child.on('exit', (code) => resolve(code));
+    });
+    assert.equal(status, 143, stderr);
+    assert.match(stderr, /interrupted by SIGTERM/);
+    assert.match(stderr, /wrote the restore's page to /);
+    const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+    t.after(() => browser.close());
+    const { page, problems } = await load(browser, readFileSync(pageFile, 'utf8'));
+    assert.equal(await page.getAttribute('[data-outcome]', 'data-outcome'), 'failed');
+    assert.match((await page.textContent('#failure'))!, /interrupted by SIGTERM/);
+    assert.ok(await page.isVisible('#failure'));
+    assert.ok((await page.locator('[data-lane="coordinator"]').count()) === 1);
     assert.deepEqual(problems, []);
   },
 );
