@@ -19,7 +19,7 @@ const RANKS = [
   ['src/launch'],
   ['src/actors'],
   ['src/worker', 'src/coordinator'],
-  ['src/restore'],
+  ['src/restore', 'src/viz'],
   ['src/testing'],
   ['src/cli', 'src/index.ts'],
 ];

@@ -14,6 +14,8 @@ const commands: Record<string, () => Promise<Command>> = {
   show: async () => (await import('./commands/show.js')).run,
   restore: async () => (await import('./commands/restore.js')).run,
   demo: async () => (await import('./commands/demo.js')).run,
+  trace: async () => (await import('./commands/trace.js')).run,
+  machines: async () => (await import('./commands/machines.js')).run,
 };
 
 const USAGE = `usage: pidfd-cr <command> [options]
@@ -22,9 +24,12 @@ commands:
   dump -t PID -D DIR [--leave-stopped] [--force]   checkpoint the pidfds of a tree
   show -D DIR [--json]                             print an image
   restore -D DIR [--trace] [--trace-file F] [--pid-map F] [--hold] [--timeout S]
-          [--external-dead] [--max-processes N] [--pidfile F]
+          [--external-dead] [--max-processes N] [--pidfile F] [--viz FILE]
                                                    restore the pidfds of an image
-  demo [--trace]                                   dump and restore a built-in example
+  demo [--trace] [--trace-file F] [--viz FILE]    dump and restore a built-in example
+  trace FILE [--format html|chrome|text] [-o OUT]  draw a restore's trace file
+  machines [--format mermaid|dot|json|svg] [--machine task|coordinator|all]
+                                                   the statecharts of the two machines
   version, --version, -V                           print the version of pidfd-cr
 
 'pidfd-cr <command> --help' describes one command.`;

@@ -6,34 +6,46 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { EXIT_CODES, PcrError } from '../../errors.js';
+import { EXIT_CODES, PcrError, UsageError } from '../../errors.js';
 import { parseCommandArgs } from '../args.js';
 import { buildTree, DEMO_TREE } from '../../testing/index.js';
 import { dumpToDir } from '../../dump/index.js';
 import { formatImage } from '../../image/show.js';
 import { restoreImage } from '../../restore/restore-image.js';
-import { stderrTraceSink } from '../../restore/trace-sinks.js';
+import { stderrTraceSink, fileTraceSink, teeSinks } from '../../restore/trace-sinks.js';
+import { vizWriter } from '../../viz/collect.js';
 import { formatPidMap, formatVerification, interruptedStatus, stopOnSignals } from './restore.js';
 import { count } from '../../text.js';
 
-const HELP = `usage: pidfd-cr demo [--trace]
+const HELP = `usage: pidfd-cr demo [--trace] [--trace-file F] [--viz FILE]
 
 Builds a small tree of real processes holding pidfds of every common kind (to a live
 task, to a process that exited with 7 and was reaped, to a zombie, shared over
 SCM_RIGHTS, O_NONBLOCK, close-on-exec cleared), dumps it, restores it into new
 processes, verifies the result from /proc, prints all of it and cleans up.
-      --trace   print every state change of the restore on stderr
+      --trace         print every state change of the restore on stderr
+      --trace-file F  write the restore's trace as NDJSON to F (docs/trace.md)
+      --viz FILE      write the restore as one offline HTML page to FILE (docs/viz.md),
+                      also when the restore fails
 `;
 
 export async function run(argv: string[]): Promise<number> {
   const values = parseCommandArgs('demo', argv, {
     trace: { type: 'boolean' },
+    'trace-file': { type: 'string' },
+    viz: { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help) {
     process.stdout.write(HELP);
     return 0;
   }
+  const viz = vizWriter('demo', values.viz);
+  const traceFile = traceFileSink('demo', values['trace-file']);
+  const trace =
+    values.trace || traceFile || viz
+      ? teeSinks(values.trace ? stderrTraceSink() : undefined, traceFile?.sink, viz?.sink)
+      : undefined;
   const controller = new AbortController();
   let dir: string | undefined;
   const removeDir = (): void => {
@@ -60,7 +72,7 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(formatImage(image) + '\n');
     const t0 = performance.now();
     const result = await restoreImage(image, {
-      ...(values.trace ? { trace: stderrTraceSink() } : {}),
+      ...(trace ? { trace } : {}),
       signal: controller.signal,
       // Orphans of the restored tree (if a worker dies) come back to us, not to init
       // (buildTree made us a subreaper for the demo tree's already).
@@ -81,8 +93,30 @@ export async function run(argv: string[]): Promise<number> {
     if (signals.received) return interruptedStatus(signals.received, err);
     throw err;
   } finally {
+    traceFile?.close();
+    await viz?.write();
     await tree?.destroy();
     removeDir();
     signals.unhook();
+  }
+}
+
+/** `--trace-file F`, opened (truncated) before anything runs; a bad path is a usage error. */
+function traceFileSink(
+  command: string,
+  path: string | boolean | (string | boolean)[] | undefined,
+): ReturnType<typeof fileTraceSink> | undefined {
+  if (typeof path !== 'string') return undefined;
+  if (path === '') throw new UsageError(`${command}: --trace-file needs a file name, got ''`);
+  try {
+    return fileTraceSink(path);
+  } catch (err) {
+    throw new PcrError(
+      'PCR_ERR_USAGE',
+      `${command}: --trace-file ${path}: ${(err as Error).message}`,
+      {
+        cause: err,
+      },
+    );
   }
 }

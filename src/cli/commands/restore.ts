@@ -13,11 +13,13 @@ import { restoreImage, removeLiveRundirs } from '../../restore/restore-image.js'
 import { stderrTraceSink, fileTraceSink, teeSinks } from '../../restore/trace-sinks.js';
 import type { PidMap } from '../../protocol/messages.js';
 import type { Difference } from '../../verify/compare.js';
+import { vizWriter } from '../../viz/collect.js';
 import { count, printable } from '../../text.js';
 import { restoredRoot, writePidFile } from '../pidfile.js';
 
 const HELP = `usage: pidfd-cr restore -D DIR [--trace] [--trace-file F] [--pid-map FILE] [--hold]
                         [--timeout S] [--external-dead] [--max-processes N] [--pidfile F]
+                        [--viz FILE]
 
 Restores the pidfds of the image DIR/pidfd-cr.img: one worker process per dumped task,
 in the dumped tree shape, each holding the dumped pidfds at the dumped fd numbers (alive,
@@ -33,6 +35,8 @@ every restored fd from /proc against the image and tears the tree down.
       --max-processes N  refuse an image that needs more processes (workers, zombies,
                          temporary processes; default 1024)
       --pidfile F        write the restored root's pid to F once verified
+      --viz FILE         write the restore as one offline HTML page to FILE (docs/viz.md),
+                         also when the restore fails
 Exit statuses: 0 restored and verified; 1 restored but different from the image (the
 differences are printed); 2 bad command line or output path; 5 a worker exited during
 the restore; 6 no usable image directory; 8 damaged or invalid image; 9 the image holds
@@ -188,6 +192,7 @@ export async function run(argv: string[]): Promise<number> {
     'external-dead': { type: 'boolean' },
     'max-processes': { type: 'string' },
     pidfile: { type: 'string' },
+    viz: { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help) {
@@ -212,6 +217,7 @@ export async function run(argv: string[]): Promise<number> {
   const imageFile = imagePath(dir);
   if (pidMapPath !== undefined) checkOutputPath('--pid-map', pidMapPath, imageFile);
   if (traceFilePath !== undefined) checkOutputPath('--trace-file', traceFilePath, imageFile);
+  if (typeof values.viz === 'string') checkOutputPath('--viz', values.viz, imageFile);
   if (
     pidMapPath !== undefined &&
     traceFilePath !== undefined &&
@@ -233,9 +239,10 @@ export async function run(argv: string[]): Promise<number> {
   if (pidMapPath !== undefined) checkPidMapPath(pidMapPath);
   if (pidfile !== undefined) checkPidMapPath(pidfile, '--pidfile');
   const traceFile = traceFilePath !== undefined ? openTraceFile(traceFilePath) : undefined;
+  const viz = vizWriter('restore', values.viz);
   const trace =
-    values.trace || traceFile
-      ? teeSinks(values.trace ? stderrTraceSink() : undefined, traceFile?.sink)
+    values.trace || traceFile || viz
+      ? teeSinks(values.trace ? stderrTraceSink() : undefined, traceFile?.sink, viz?.sink)
       : undefined;
   const controller = new AbortController();
   const signals = stopOnSignals(controller);
@@ -276,6 +283,7 @@ export async function run(argv: string[]): Promise<number> {
   } finally {
     signals.unhook();
     traceFile?.close();
+    await viz?.write();
   }
   // A trace write that failed late (teardown, after verification) fails the command too.
   if (traceFile?.error) throw traceFile.error;
