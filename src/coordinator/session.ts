@@ -33,11 +33,15 @@ import { textOf } from '../text.js';
 import type { PcrError } from '../errors.js';
 import type { SessionSettings } from './settings.js';
 import { RestoredTree } from './tree.js';
+import { TraceRecorder } from './trace-recorder.js';
 import { ExitOrder, EXIT_WINDOW_MS } from './exit-order.js';
 import { CallerGuard } from './caller-guard.js';
 import { FinalTraces } from './final-traces.js';
 import { ReportGate } from './report-gate.js';
 import { routeFrame } from './frames.js';
+
+/** How long an abort waits for the workers' last TRACE frames. */
+const ABORT_FINAL_TRACE_MS = 100;
 
 type CoordinatorEvent = Parameters<
   ReturnType<typeof createActor<typeof coordinatorMachine>>['send']
@@ -55,7 +59,12 @@ export class Session {
   private readonly reports: ReportGate;
   private readonly workers: ReadonlySet<number>;
   /** The settings' sink behind the guard (a sink that throws stops the restore). */
+  private readonly recorder: TraceRecorder | undefined;
   private readonly trace: TraceSink | undefined;
+  /** Frames from peers that are not registered workers: ignored, counted. */
+  private ignoredFrames = 0;
+  /** Restored pid -> its parent's restored pid, for process events. */
+  private readonly parentPid = new Map<number, number>();
   private unlisten: () => void = () => {};
 
   private constructor(
@@ -67,6 +76,7 @@ export class Session {
     this.tree = new RestoredTree(
       (dumped, status) => {
         this.finalTraces.exited(dumped, status);
+        this.noteExit(dumped, status);
         this.exits.add(dumped, status);
       },
       (dumped) => this.registry.isAccepted(dumped),
@@ -78,11 +88,12 @@ export class Session {
     );
     this.guard = new CallerGuard(
       () => this.actor?.getSnapshot().context.failure !== undefined,
-      (reason) => this.deliver({ type: 'STOP', reason }),
+      (reason) => this.deliver({ type: 'FAIL', reason }),
     );
     this.reports = new ReportGate(plan.tasks.length, (d) => this.registry.restoredOf(d));
     this.workers = new Set(plan.tasks.map((t) => t.pid));
-    this.trace = settings.trace && this.guard.guardSink(settings.trace);
+    this.recorder = settings.trace && new TraceRecorder(this.guard.guardSink(settings.trace));
+    this.trace = this.recorder?.state;
   }
 
   /** The first failure of a caller's callback (trace sink, onVerified), if any. */
@@ -105,7 +116,7 @@ export class Session {
     try {
       s.router = await ControlRouter.bind(rundir, {
         onFrame: (id, frame) => s.onFrame(id, frame),
-        onError: (err) => s.deliver({ type: 'STOP', reason: `control link: ${err.message}` }),
+        onError: (err) => s.deliver({ type: 'FAIL', reason: `control link: ${err.message}` }),
         onUnreachable: (id) => s.onUnreachable(Number(id)),
       });
     } catch (err) {
@@ -141,10 +152,10 @@ export class Session {
       const w = this.tree.monitor.get(dumped);
       if (w === undefined) {
         // Not watched (it was gone before its pidfd could be opened): no exit will come.
-        this.deliver({ type: 'STOP', reason: `task ${dumped} left the control link` });
+        this.deliver({ type: 'FAIL', reason: `task ${dumped} left the control link` });
       } else if (!w.exited) {
         this.deliver({
-          type: 'STOP',
+          type: 'FAIL',
           reason: `task ${dumped} (pid ${w.pid}) is alive but not connected to the control link`,
         });
       }
@@ -152,12 +163,13 @@ export class Session {
   }
 
   private onFrame(routingId: string, frame: Buffer): void {
-    const r = routeFrame(routingId, frame, (d) => this.registry.isAccepted(d));
+    const registering = this.actor?.getSnapshot().matches('registering') ?? true;
+    const r = routeFrame(routingId, frame, (d) => this.registry.isAccepted(d), registering);
     switch (r.route) {
       case 'stop':
-        return this.deliver({ type: 'STOP', reason: r.reason });
+        return this.deliver({ type: 'FAIL', reason: r.reason });
       case 'ignore':
-        return;
+        return this.frameIgnored(r.reason);
       case 'hello': {
         const hello = r.message;
         return this.admit(() => this.registry.hello(hello));
@@ -171,6 +183,45 @@ export class Session {
       case 'machine':
         return this.deliver(r.message);
     }
+  }
+
+  /** Traced one by one up to a bound, then every 1000th: a flood must not flood the trace. */
+  private frameIgnored(reason: string | undefined): void {
+    const n = ++this.ignoredFrames;
+    if (reason === undefined || (n > 100 && n % 1000 !== 0)) return;
+    this.recorder?.note('coordinator', 'frame-ignored', {
+      ignored: { reason: `${reason} (${n} ignored so far)` },
+    });
+  }
+
+  private noteSpawn(task: number, pid: number, ppid: number, role: 'worker' | 'zombie'): void {
+    this.parentPid.set(pid, ppid);
+    this.recorder?.note(
+      `task:${task}`,
+      'process',
+      { process: { action: 'spawn', role, pid, ppid, task, startTime: Date.now() } },
+      pid,
+    );
+  }
+
+  private noteExit(task: number, status: number): void {
+    const pid = this.tree.monitor.get(task)?.pid ?? 0;
+    this.recorder?.note(
+      `task:${task}`,
+      'process',
+      {
+        process: {
+          action: 'exit',
+          role: 'worker',
+          pid,
+          ppid: this.parentPid.get(pid) ?? 0,
+          task,
+          exitTime: Date.now(),
+          waitStatus: status,
+        },
+      },
+      pid,
+    );
   }
 
   private traceWorker(message: Extract<WorkerMessage, { type: 'TRACE' }>): void {
@@ -199,15 +250,18 @@ export class Session {
     try {
       classified = this.reports.add(message);
     } catch (err) {
-      return this.deliver({ type: 'STOP', reason: `verification: ${(err as Error).message}` });
+      return this.deliver({ type: 'FAIL', reason: `verification: ${(err as Error).message}` });
     }
     for (const m of classified) this.deliver(m);
   }
 
   private childrenSpawned(message: Extract<WorkerMessage, { type: 'CHILDREN_SPAWNED' }>): void {
+    const parent = this.registry.restoredOf(message.pid) ?? 0;
     for (const c of message.children) {
       this.tree.remember(c.restored);
-      if (this.workers.has(c.dumped)) this.tree.watch(c.dumped, c.restored);
+      const worker = this.workers.has(c.dumped);
+      if (worker) this.tree.watch(c.dumped, c.restored);
+      this.noteSpawn(c.dumped, c.restored, parent, worker ? 'worker' : 'zombie');
     }
     this.deliver(message);
     this.admit(() => this.registry.expect(message.children));
@@ -219,10 +273,15 @@ export class Session {
     try {
       admitted = judge();
     } catch (err) {
-      return this.deliver({ type: 'STOP', reason: (err as Error).message });
+      return this.deliver({ type: 'FAIL', reason: (err as Error).message });
     }
     for (const m of admitted) {
-      if (m.type === 'WORKER_HELLO') this.tree.remember(m.restoredPid);
+      if (m.type === 'WORKER_HELLO') {
+        this.tree.remember(m.restoredPid);
+        this.recorder?.note('coordinator', 'register', {
+          register: { task: m.pid, pid: m.restoredPid },
+        });
+      }
       this.deliver(m);
     }
   }
@@ -237,6 +296,7 @@ export class Session {
       trace: settings.traceWorkers,
       ...(settings.fault ? { fault: settings.fault } : {}),
     });
+    this.noteSpawn(root.pid, restoredPid, process.pid, 'worker');
     this.admit(() => this.registry.expect([{ dumped: root.pid, restored: restoredPid }]));
     return { restoredPid };
   };
@@ -245,10 +305,14 @@ export class Session {
     void this.router.send(String(to), frame);
   }
 
-  /** Every worker gone (grace, then SIGKILL), and their last TRACE frames read. */
-  private async takeDown(): Promise<void> {
+  /**
+   * Every worker gone (grace, then SIGKILL), and their last TRACE frames read. An abort
+   * waits for those frames only briefly: a worker torn down mid-step may never send its
+   * `done`, and an abort must end within 0.5 s of the signal.
+   */
+  private async takeDown(aborting = false): Promise<void> {
     await this.tree.takeDown(this.settings.teardownGraceMs);
-    await this.finalTraces.wait();
+    await this.finalTraces.wait(aborting ? ABORT_FINAL_TRACE_MS : undefined);
   }
 
   private machine() {
@@ -259,7 +323,7 @@ export class Session {
         ),
         abortTree: fromPromise<void, AbortTreeInput>(async () => {
           this.tree.abort();
-          await this.takeDown();
+          await this.takeDown(true);
         }),
         tearDownTree: fromPromise<void, TearDownTreeInput>(() => this.takeDown()),
       },
@@ -296,6 +360,20 @@ export class Session {
         error: reject,
       });
       this.listenForAbort();
+      this.recorder?.note(
+        'coordinator',
+        'process',
+        {
+          process: {
+            action: 'spawn',
+            role: 'coordinator',
+            pid: process.pid,
+            ppid: process.ppid,
+            startTime: performance.timeOrigin,
+          },
+        },
+        process.pid,
+      );
       actor.start();
       if (this.settings.signal?.aborted) this.stopForSignal();
     });

@@ -43,6 +43,8 @@ export interface AbortReason {
   phase: Phase;
   pid?: number;
   message: string;
+  /** It happened while the verified tree was held. */
+  held?: true;
 }
 
 export interface CoordinatorContext {
@@ -72,8 +74,15 @@ export interface WorkerExited {
   status: number;
 }
 
+/** The caller stops the restore, or ends a held tree (its signal). */
 export interface StopEvent {
   type: 'STOP';
+  reason: string;
+}
+
+/** The runtime found a failure (control link, a caller callback, verification input). */
+export interface FailEvent {
+  type: 'FAIL';
   reason: string;
 }
 
@@ -84,7 +93,8 @@ export type CoordinatorEvent =
   | WorkerFailed
   | FdReportMessage
   | WorkerExited
-  | StopEvent;
+  | StopEvent
+  | FailEvent;
 
 export interface CoordinatorOutput {
   /** Restored, and no difference found. */
@@ -363,8 +373,37 @@ export const coordinatorMachine = setup({
       failure: ({ context, event }) =>
         abortReason(
           context,
-          `stopped during phase ${context.phase}${event.type === 'STOP' ? `: ${event.reason}` : ''}`,
+          `stopped during phase ${context.phase}${event.type === 'STOP' || event.type === 'FAIL' ? `: ${event.reason}` : ''}`,
         ),
+    }),
+    /** A task of the verified tree died, or the runtime failed, while the tree was held. */
+    recordLostInHold: assign({
+      failure: ({ context, event }): AbortReason => {
+        const base = {
+          code: 'PCR_ERR_TASK_EXITED' as const,
+          phase: context.phase,
+          held: true as const,
+        };
+        if (event.type === 'WORKER_EXITED') {
+          const restored = context.pidMap.pids.find((p) => p.dumped === event.pid)?.restored;
+          return {
+            ...base,
+            pid: event.pid,
+            message: `task ${event.pid}${restored === undefined ? '' : ` (pid ${restored})`} exited (${describeWaitStatus(event.status)})`,
+          };
+        }
+        if (event.type === 'WORKER_FAILED')
+          return {
+            ...base,
+            pid: event.pid,
+            message: `task ${event.pid} failed: ${event.failure.message}`,
+          };
+        return {
+          ...base,
+          code: 'PCR_ERR_RESTORE',
+          message: event.type === 'FAIL' ? event.reason : 'failed',
+        };
+      },
     }),
     recordTeardownError: assign({
       failure: ({ context, event }) =>
@@ -411,6 +450,7 @@ export const coordinatorMachine = setup({
     WORKER_FAILED: { target: '.aborting', actions: 'recordWorkerFailed' },
     WORKER_EXITED: { target: '.aborting', actions: 'recordWorkerExited' },
     STOP: { target: '.aborting', actions: 'recordStop' },
+    FAIL: { target: '.aborting', actions: 'recordStop' },
     FD_REPORT: { actions: 'recordReport' },
   },
   states: {
@@ -494,15 +534,21 @@ export const coordinatorMachine = setup({
       ],
       always: [{ guard: 'shouldHold', target: 'holding' }, { target: 'tearing-down' }],
     },
+    /** Verified: the tree lives until the caller's STOP; losing a task fails the restore. */
     holding: {
-      on: { STOP: 'tearing-down' },
+      on: {
+        STOP: 'tearing-down',
+        WORKER_EXITED: { target: 'aborting', actions: 'recordLostInHold' },
+        WORKER_FAILED: { target: 'aborting', actions: 'recordLostInHold' },
+        FAIL: { target: 'aborting', actions: 'recordLostInHold' },
+      },
     },
     'tearing-down': {
       entry: {
         type: 'broadcast',
         params: { message: { type: 'TEARDOWN', reason: 'restore finished' } },
       },
-      on: { WORKER_EXITED: {}, WORKER_FAILED: {}, STOP: {} },
+      on: { WORKER_EXITED: {}, WORKER_FAILED: {}, STOP: {}, FAIL: {} },
       invoke: {
         id: 'tearDownTree',
         src: 'tearDownTree',
@@ -518,7 +564,7 @@ export const coordinatorMachine = setup({
           message: { type: 'TEARDOWN', reason: context.failure?.message ?? 'aborted' },
         }),
       },
-      on: { WORKER_EXITED: {}, WORKER_FAILED: {}, STOP: {} },
+      on: { WORKER_EXITED: {}, WORKER_FAILED: {}, STOP: {}, FAIL: {} },
       invoke: {
         id: 'abortTree',
         src: 'abortTree',

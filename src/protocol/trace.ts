@@ -21,6 +21,46 @@ export interface TraceDetails {
   peer?: number[];
   /** A failure, an abort reason. */
   error?: string;
+  /** The same failure, typed (when it came from a PcrError or an abort reason). */
+  failure?: TraceFailure;
+}
+
+export interface TraceFailure {
+  code: string;
+  message: string;
+  syscall?: string;
+  /** Symbolic errno name, e.g. "ESRCH". */
+  errno?: string;
+}
+
+/** What an event records: a state change (the default), or one of the added kinds. */
+export type TraceKind = 'state' | 'process' | 'fd-transfer' | 'register' | 'frame-ignored';
+
+export interface TraceProcess {
+  action: 'spawn' | 'exit';
+  role: 'coordinator' | 'worker' | 'temp' | 'zombie';
+  pid: number;
+  ppid: number;
+  /** Dumped pid of the task (worker, zombie). */
+  task?: number;
+  /** temp: the dead target's dumped pidfs ino, decimal. */
+  ino?: string;
+  /** temp: dumped pid of its creator. */
+  creator?: number;
+  startTime?: number;
+  exitTime?: number;
+  /** The raw wait status word. */
+  waitStatus?: number;
+}
+
+export interface TraceTransfer {
+  /** One id per SCM_RIGHTS message, the same on both sides. */
+  id: string;
+  side: 'send' | 'recv';
+  sender: number;
+  receiver: number;
+  files: number[];
+  fds: number[];
 }
 
 export interface TraceEvent {
@@ -36,6 +76,16 @@ export interface TraceEvent {
   /** The event that caused the change (XState event type). */
   event: string;
   details: TraceDetails;
+  /** One id per restore run (added by the coordinator; absent in older files). */
+  run?: string;
+  /** 0, 1, 2, … per run in emission order. */
+  seq?: number;
+  /** Absent means "state". Other kinds keep from = to (no change) and event "pcr.<kind>". */
+  kind?: TraceKind;
+  process?: TraceProcess;
+  transfer?: TraceTransfer;
+  register?: { task: number; pid: number };
+  ignored?: { reason: string };
 }
 
 export type TraceSink = (event: TraceEvent) => void;
@@ -60,6 +110,19 @@ const nums = (list: unknown, key: string): number[] | undefined => {
   return out.length > 0 ? out : undefined;
 };
 
+/** A typed failure from a PcrError, a SyscallError or a protocol Failure. */
+function failureOf(v: unknown): TraceFailure | undefined {
+  const f = asObj(v);
+  if (typeof f?.code !== 'string' || typeof f.message !== 'string') return undefined;
+  const errno = f.errnoName;
+  return {
+    code: f.code,
+    message: f.message,
+    ...(typeof f.syscall === 'string' ? { syscall: f.syscall } : {}),
+    ...(typeof errno === 'string' ? { errno } : {}),
+  };
+}
+
 /** Small, stable details from an event: phase, fds, files, peers, error. */
 export function detailsOf(event: Obj, context: Obj | undefined): TraceDetails {
   const d: TraceDetails = {};
@@ -81,6 +144,8 @@ export function detailsOf(event: Obj, context: Obj | undefined): TraceDetails {
   if (peer) d.peer = peer;
   const err = event.error ?? asObj(event.failure)?.message ?? asObj(context?.failure)?.message;
   if (err !== undefined) d.error = err instanceof Error ? err.message : String(err);
+  const failure = failureOf(event.error) ?? failureOf(event.failure) ?? failureOf(context?.failure);
+  if (failure) d.failure = failure;
   return d;
 }
 
@@ -116,9 +181,26 @@ export function traceInspector(
 
 const pad = (s: string, n: number): string => (s.length >= n ? s : s + ' '.repeat(n - s.length));
 
+/** The added kinds, as one readable phrase ("spawn worker pid=123 ppid=100 task=42"). */
+function noteText(e: TraceEvent): string {
+  const kv = (o: object): string =>
+    Object.entries(o)
+      .filter(([k, v]) => v !== undefined && k !== 'action' && k !== 'role' && k !== 'side')
+      .map(([k, v]) => `${k}=${Array.isArray(v) ? v.join(',') : String(v)}`)
+      .join(' ');
+  if (e.process) return `${e.process.action} ${e.process.role} ${kv(e.process)}`;
+  if (e.transfer) return `fds ${e.transfer.side} ${kv(e.transfer)}`;
+  if (e.register) return `registered ${kv(e.register)}`;
+  if (e.ignored) return `frame ignored: ${e.ignored.reason}`;
+  return e.event;
+}
+
 /** One readable line: "+  12.3 ms  task:42       ready -> open-alive  PHASE  phase=open-alive". */
 export function formatTraceLine(e: TraceEvent, t0: number): string {
   const dt = (e.time - t0).toFixed(1).padStart(8);
+  if (e.kind !== undefined && e.kind !== 'state') {
+    return `+${dt} ms  ${pad(e.source, 14)} * ${noteText(e)}`.trimEnd();
+  }
   const d = Object.entries(e.details)
     .map(([k, v]) => `${k}=${Array.isArray(v) ? v.join(',') : v}`)
     .join(' ');

@@ -2,12 +2,13 @@
  * The coordinator is SIGKILLed while a creator holds its temporary processes (the root
  * worker hangs in kill-temp through the test hook): the workers die by PR_SET_PDEATHSIG,
  * the temporaries see EOF on their stdin and die; nothing is left (we are the subreaper
- * that adopts and reaps the orphans). Only the run directory remains (docs/restore.md).
+ * that adopts and reaps the orphans), and the run directory is removed by its guard
+ * (docs/restore.md "Nothing left behind").
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readFileSync, existsSync } from 'node:fs';
+import { readFileSync, existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -39,4 +40,7 @@ test('coordinator SIGKILLed during kill-temp: workers and temps die, nothing lef
   child.kill('SIGKILL');
   await exited;
   assert.deepEqual(await waitGone(everyone), []);
+  const rundirs = (): string[] => readdirSync(dir).filter((n) => n.startsWith('pcr-'));
+  for (let i = 0; i < 200 && rundirs().length > 0; i++) await sleep(10);
+  assert.deepEqual(rundirs(), [], 'the run directory is gone too');
 });
