@@ -309,8 +309,11 @@ export function buildTimeline(input: readonly VizEvent[], warningsIn: string[] =
     }
   }
 
-  // v1 traces: fd transfers and temporary processes from the state events' details.
-  if (!completed) inferFromDetails(events, transfers, processes);
+  // What the trace does not record as its own events (a v1 trace; or a runtime that
+  // records processes but not yet fd transfers or temps) is inferred from the details.
+  const hasTransfers = events.some((e) => kindOf(e) === 'fd-transfer');
+  const hasTemps = events.some((e) => e.process?.role === 'temp');
+  inferFromDetails(events, hasTransfers ? undefined : transfers, hasTemps ? undefined : processes);
 
   const transferList = [...transfers.values()].filter((t) => {
     const unknown = [t.sender, t.receiver].filter((p) => !taskLanes.has(p));
@@ -377,14 +380,14 @@ function knownNonWorkers(events: readonly VizEvent[]): Set<number> {
 /** v1: fd transfers from `wait-for-fd → …` (details.peer = senders) and `sending → …`. */
 function inferFromDetails(
   events: readonly VizEvent[],
-  transfers: Map<string, Transfer>,
-  processes: ProcessBar[],
+  transfers: Map<string, Transfer> | undefined,
+  processes: ProcessBar[] | undefined,
 ): void {
   let n = 0;
   for (const e of events) {
     const receiver = taskOf(e.source);
     if (receiver === undefined || kindOf(e) !== 'state') continue;
-    if (e.from === 'wait-for-fd' && e.details.peer && !e.details.error) {
+    if (transfers && e.from === 'wait-for-fd' && e.details.peer && !e.details.error) {
       for (const sender of e.details.peer) {
         const send = events.find(
           (s) =>
@@ -406,7 +409,7 @@ function inferFromDetails(
         });
       }
     }
-    if (e.details.ino && e.details.ino.length > 0) {
+    if (processes && e.details.ino && e.details.ino.length > 0) {
       // spawnTemp done: the temporaries live until the creator's kill-temp ends.
       const end = events.find(
         (k) => k.source === e.source && k.from === 'kill-temp' && k.time >= e.time,
