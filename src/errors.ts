@@ -18,6 +18,7 @@ export type PcrErrorCode =
   | 'PCR_ERR_VERIFY'
   | 'PCR_ERR_TIMEOUT'
   | 'PCR_ERR_LIMIT'
+  | 'PCR_ERR_OUTPUT_CLOSED'
   | 'PCR_ERR_INTERNAL';
 
 export class PcrError extends Error {
@@ -79,6 +80,7 @@ export const EXIT_CODES: Record<PcrErrorCode, number> = {
   PCR_ERR_TIMEOUT: 11,
   PCR_ERR_SYSCALL: 12,
   PCR_ERR_LIMIT: 13,
+  PCR_ERR_OUTPUT_CLOSED: 14,
   PCR_ERR_INTERNAL: 70,
 };
 

@@ -17,6 +17,7 @@ import { formatPidMap, formatVerification, interruptedStatus, stopOnSignals } fr
 import { prctl, PR_SET_CHILD_SUBREAPER } from '../../../native/index.js';
 import { reapOrphansUntilNone, ORPHAN_DEADLINE_MS } from '../../worker/children.js';
 import { count } from '../../text.js';
+import { abortOnOutputFailure } from '../output.js';
 
 const HELP = `usage: pidfd-cr demo [--trace]
 
@@ -45,6 +46,7 @@ export async function run(argv: string[]): Promise<number> {
   // second one removes the directories and exits at once. The demo tree leads its own
   // session (buildTree), like the restored one: a terminal's Ctrl-C reaches only us.
   const signals = stopOnSignals(controller, removeDir);
+  const outputGuard = abortOnOutputFailure(controller);
   const stopped = (step: string): void => {
     if (controller.signal.aborted)
       throw new PcrError('PCR_ERR_RESTORE', `demo ${String(controller.signal.reason)} ${step}`);
@@ -85,6 +87,7 @@ export async function run(argv: string[]): Promise<number> {
     await tree?.destroy();
     removeDir();
     signals.unhook();
+    outputGuard();
     // We are a subreaper with no other children: reap until none is left (ECHILD).
     await reapOrphansUntilNone(ORPHAN_DEADLINE_MS);
   }
