@@ -57,8 +57,67 @@ export function validateImage(image: Image, limits: ValidationLimits): void {
   const files = checkFiles(image);
   image.tasks.forEach((t, i) => checkFds(t, `tasks[${i}]`, files, limits));
   checkFilesUsed(image);
+  checkZombieParents(image);
   const inos = checkTargets(image, tasks);
+  checkOneTargetPerProcess(image);
   checkFileTargets(image, inos);
+}
+
+/** A zombie has no children in the tree: the kernel reparents them as it exits. */
+function checkZombieParents(image: Image): void {
+  const zombies = new Map(
+    image.tasks.flatMap((t, i) => (t.state === 'zombie' ? [[t.pid, i] as const] : [])),
+  );
+  image.tasks.forEach((task, i) => {
+    const parent = zombies.get(task.ppid);
+    if (parent !== undefined) {
+      fail(
+        `tasks[${i}].ppid`,
+        `parent ${task.ppid} (tasks[${parent}]) is a zombie: its children were reparented when it exited`,
+      );
+    }
+  });
+}
+
+/**
+ * One process (or thread) has one pidfs inode: two targets with different inos cannot
+ * name the same live task, thread or external process at one dump (a reaped one is `dead`
+ * with pid -1, so pid reuse cannot make two). An external target cannot be a thread of
+ * a task of the tree either: that is a thread target. An external zombie is a process: a
+ * thread other than the leader is reaped by the kernel as it exits, never a zombie.
+ */
+function checkOneTargetPerProcess(image: Image): void {
+  const tids = new Map<number, number>();
+  image.tasks.forEach((task, i) => [task.pid, ...task.tids].forEach((tid) => tids.set(tid, i)));
+  const seen = new Map<string, number>();
+  image.targets.forEach((target, t) => {
+    const where = `targets[${t}]`;
+    let key: string;
+    if (target.kind === 'in-tree-alive' || target.kind === 'in-tree-zombie') {
+      key = `process ${target.taskPid}`;
+    } else if (target.kind === 'thread') {
+      key = `thread ${target.tid}`;
+    } else if (target.kind === 'external') {
+      const task = tids.get(target.pid);
+      if (task !== undefined) {
+        fail(`${where}.pid`, `${target.pid} is a thread of tasks[${task}]: not external`);
+      }
+      if (target.zombie && target.tgid !== 0) {
+        fail(
+          `${where}.zombie`,
+          `set on a thread (tgid ${target.tgid}): only a process is a zombie`,
+        );
+      }
+      key = target.tid !== 0 ? `thread ${target.tid}` : `process ${target.pid}`;
+    } else {
+      return;
+    }
+    const other = seen.get(key);
+    if (other !== undefined) {
+      fail(where, `${key} is also targets[${other}]: one process has one pidfs inode`);
+    }
+    seen.set(key, t);
+  });
 }
 
 function checkHost(image: Image): void {
