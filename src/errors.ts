@@ -19,6 +19,7 @@ export type PcrErrorCode =
   | 'PCR_ERR_TIMEOUT'
   | 'PCR_ERR_LIMIT'
   | 'PCR_ERR_TRACE_INVALID'
+  | 'PCR_ERR_OUTPUT_CLOSED'
   | 'PCR_ERR_INTERNAL';
 
 export class PcrError extends Error {
@@ -81,6 +82,7 @@ export const EXIT_CODES: Record<PcrErrorCode, number> = {
   PCR_ERR_SYSCALL: 12,
   PCR_ERR_LIMIT: 13,
   PCR_ERR_TRACE_INVALID: 14,
+  PCR_ERR_OUTPUT_CLOSED: 15,
   PCR_ERR_INTERNAL: 70,
 };
 

@@ -6,6 +6,7 @@
  */
 import { PcrError, exitCodeFor } from '../errors.js';
 import { printable } from '../text.js';
+import { guardOutput, outputFailure } from './output.js';
 
 type Command = (argv: string[]) => Promise<number>;
 
@@ -58,11 +59,16 @@ async function main(argv: string[]): Promise<number> {
   return (await load())(rest);
 }
 
+// stdout/stderr that cannot be written end the command with their own status (output.ts).
+guardOutput(exitCodeFor);
+
 main(process.argv.slice(2)).then(
   (code) => {
-    process.exitCode = code;
+    process.exitCode = outputFailure() ? process.exitCode : code;
   },
   (err: unknown) => {
+    // The output failure already ended the command (and aborted what it ran): say nothing more.
+    if (outputFailure()) return;
     if (err instanceof PcrError) {
       // One line, whatever a name taken from the kernel or the image holds.
       process.stderr.write(`pidfd-cr: ${printable(err.message)}\n`);

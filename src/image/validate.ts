@@ -57,8 +57,44 @@ export function validateImage(image: Image, limits: ValidationLimits): void {
   const files = checkFiles(image);
   image.tasks.forEach((t, i) => checkFds(t, `tasks[${i}]`, files, limits));
   checkFilesUsed(image);
+  checkZombieParents(image);
   const inos = checkTargets(image, tasks);
+  checkOneTargetPerProcess(image);
   checkFileTargets(image, inos);
+}
+
+/** A zombie has no children in the tree: the kernel reparents them as it exits. */
+function checkZombieParents(image: Image): void {
+  const zombies = new Map(
+    image.tasks.flatMap((t, i) => (t.state === 'zombie' ? [[t.pid, i] as const] : [])),
+  );
+  image.tasks.forEach((task, i) => {
+    const parent = zombies.get(task.ppid);
+    if (parent !== undefined) {
+      fail(
+        `tasks[${i}].ppid`,
+        `parent ${task.ppid} (tasks[${parent}]) is a zombie: its children were reparented when it exited`,
+      );
+    }
+  });
+}
+
+/**
+ * One process (or thread) has one pidfs inode: two targets with different inos cannot
+ * name the same live task, thread or external process at one dump. Each kind says what
+ * its target names (kinds/*.ts `names`).
+ */
+function checkOneTargetPerProcess(image: Image): void {
+  const seen = new Map<string, number>();
+  image.targets.forEach((target, t) => {
+    const key = kindOf(target.kind, `targets[${t}].kind`).names(target);
+    if (key === undefined) return;
+    const other = seen.get(key);
+    if (other !== undefined) {
+      fail(`targets[${t}]`, `${key} is also targets[${other}]: one process has one pidfs inode`);
+    }
+    seen.set(key, t);
+  });
 }
 
 function checkHost(image: Image): void {
@@ -206,6 +242,8 @@ function checkFilesUsed(image: Image): void {
 /** Target inos unique and every target consistent with its kind; returns the inos. */
 function checkTargets(image: Image, tasks: TaskIndex): Map<bigint, number> {
   const inos = new Map<bigint, number>();
+  const threads = new Map<number, number>();
+  image.tasks.forEach((task, i) => [task.pid, ...task.tids].forEach((tid) => threads.set(tid, i)));
   image.targets.forEach((target, t) => {
     const where = `targets[${t}]`;
     if (typeof target.ino !== 'bigint' || target.ino < 0n || target.ino > U64_MAX) {
@@ -214,12 +252,17 @@ function checkTargets(image: Image, tasks: TaskIndex): Map<bigint, number> {
     const other = inos.get(target.ino);
     if (other !== undefined) fail(`${where}.ino`, `ino ${target.ino} is also targets[${other}]`);
     inos.set(target.ino, t);
-    checkTargetKind(target, where, tasks);
+    checkTargetKind(target, where, tasks, threads);
   });
   return inos;
 }
 
-function checkTargetKind(target: Target, where: string, tasks: TaskIndex): void {
+function checkTargetKind(
+  target: Target,
+  where: string,
+  tasks: TaskIndex,
+  threads: ReadonlyMap<number, number>,
+): void {
   const kind = kindOf(target.kind, `${where}.kind`);
   if (target.exitStatus !== undefined && !kind.owns.includes('exitStatus')) {
     fail(
@@ -234,7 +277,7 @@ function checkTargetKind(target: Target, where: string, tasks: TaskIndex): void 
   if (target.tgid !== 0 && !kind.owns.includes('tgid')) {
     fail(`${where}.tgid`, `is set on a ${target.kind} target (only ${ownersOf('tgid')} threads)`);
   }
-  kind.validate(target, where, { tasks, checkPid });
+  kind.validate(target, where, { tasks, checkPid, threads });
 }
 
 function checkFileTargets(image: Image, inos: Map<bigint, number>): void {

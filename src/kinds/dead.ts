@@ -33,6 +33,8 @@ export const dead: TargetKindModule<'dead'> = {
     if (info.exitStatus !== undefined) t.exitStatus = info.exitStatus;
     return t;
   },
+  // Reaped (pid -1): it names no live process, so pid reuse cannot make two.
+  names: () => undefined,
   validate: (target, where) => {
     checkNoTaskPid(target, where);
     if (target.pid !== -1) fail(`${where}.pid`, `${target.pid}: a reaped target has pid -1`);

@@ -36,7 +36,14 @@ export const external: TargetKindModule<'external'> = {
     ctx.checkPid(target.pid, `${where}.pid`);
     const task = ctx.tasks.get(target.pid);
     if (task) fail(`${where}.pid`, `${target.pid} is tasks[${task.index}]: not external`);
+    const owner = ctx.threads.get(target.pid);
+    if (owner !== undefined)
+      fail(`${where}.pid`, `${target.pid} is a thread of tasks[${owner}]: not external`);
+    // A thread other than the leader is reaped by the kernel as it exits, never a zombie.
+    if (target.zombie && target.tgid !== 0)
+      fail(`${where}.zombie`, `set on a thread (tgid ${target.tgid}): only a process is a zombie`);
   },
+  names: (target) => (target.tid !== 0 ? `thread ${target.tid}` : `process ${target.pid}`),
   plan: (target, _file, ctx) => {
     const what = `external target pid ${target.pid} (${target.comm || '?'}, ino ${target.ino})`;
     if (ctx.externalDead)

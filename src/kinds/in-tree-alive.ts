@@ -9,6 +9,7 @@ export const inTreeAlive: TargetKindModule<'in-tree-alive'> = {
   strategies: [pidfdOpen],
   recognise: (s) => recogniseInTree(s, false),
   validate: (target, where, ctx) => validateInTree(target, where, ctx, false),
+  names: (target) => `process ${target.taskPid}`,
   plan: (target, _file, ctx) => planInTree(target, ctx, false),
   expect: (target, ctx) => ({ alive: true, pid: ctx.restoredPid(target.taskPid), running: true }),
   describe: (target, ctx) => `process ${target.pid}${ctx.commOf(target.taskPid)}`,

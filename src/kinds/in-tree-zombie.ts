@@ -9,6 +9,7 @@ export const inTreeZombie: TargetKindModule<'in-tree-zombie'> = {
   strategies: [],
   recognise: (s) => recogniseInTree(s, true),
   validate: (target, where, ctx) => validateInTree(target, where, ctx, true),
+  names: (target) => `process ${target.taskPid}`,
   plan: (target, _file, ctx) => planInTree(target, ctx, true),
   expect: (target, ctx) => {
     const exitStatus = ctx.task(target.taskPid)?.exitStatus;

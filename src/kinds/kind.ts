@@ -64,6 +64,8 @@ export interface ValidateContext {
   tasks: ReadonlyMap<number, { task: Task; index: number }>;
   /** Fails (ImageError at `where`) unless `v` is a pid. */
   checkPid(v: unknown, where: string): void;
+  /** Every thread id of the tree (leaders too) -> the index of its task. */
+  threads: ReadonlyMap<number, number>;
 }
 
 // ---- planning --------------------------------------------------------------------------
@@ -186,6 +188,11 @@ export interface TargetKindModule<K extends TargetKind = TargetKind> {
   recognise(s: Sighting): Target | undefined;
   /** Image validation beyond the owned fields; throws ImageError at `where`.<field>. */
   validate(target: Target, where: string, ctx: ValidateContext): void;
+  /**
+   * The live process or thread the target names ("process 42", "thread 43"), if any:
+   * one process has one pidfs inode, so two targets of an image may not name the same.
+   */
+  names(target: Target): string | undefined;
   /** How a file of this target comes back (see Planned). */
   plan(target: Target, file: PidfdFile, ctx: PlanContext): Planned | string;
   /** What verification expects the restored target to be. */

@@ -33,6 +33,7 @@ export const thread: TargetKindModule<'thread'> = {
     if (owner === undefined) return undefined;
     return sightedTarget(s, 'thread', { taskPid: owner, tid: s.pidfd.pid });
   },
+  names: (target) => `thread ${target.tid}`,
   validate: (target, where, ctx) => {
     if (target.tid === 0) fail(`${where}.tid`, 'a thread target needs its thread id');
     const entry = ctx.tasks.get(target.taskPid);

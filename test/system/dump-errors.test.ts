@@ -6,16 +6,23 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import {
   accessSync,
+  chmodSync,
   constants,
+  cpSync,
   existsSync,
   mkdirSync,
+  mkdtempSync,
   readdirSync,
   readFileSync,
+  rmSync,
   writeFileSync,
 } from 'node:fs';
-import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import {
   __WALL,
   closeFd,
@@ -41,6 +48,7 @@ import { dumpToDir, dumpTree } from '../../src/dump/index.js';
 import { imagePath, readImage } from '../../src/image/store.js';
 import { alive } from '../fixtures/scenarios.js';
 import {
+  CLI,
   cli,
   filesIn,
   liveTasks,
@@ -233,6 +241,31 @@ test('dump of a tree with a task already traced: exit 4 naming it and its tracer
   assertRunningUntraced(built);
 });
 
+/**
+ * What the CLI needs to run, copied to a world-readable directory: the checkout may sit
+ * in a directory other users cannot enter (root cloning into /root or a `mktemp -d`), and
+ * uid 65534 must still load the CLI. dist/, package.json and the runtime packages of
+ * package-lock.json (those not marked dev), so the copy runs as the installed package.
+ */
+function worldReadableCopy(): { cli: string; remove: () => void } {
+  const root = fileURLToPath(new URL('../../../', import.meta.url));
+  const lock = JSON.parse(readFileSync(join(root, 'package-lock.json'), 'utf8')) as {
+    packages: Record<string, { dev?: boolean; link?: boolean }>;
+  };
+  const copy = mkdtempSync(join(tmpdir(), 'pcr-nobody-cli-'));
+  chmodSync(copy, 0o755);
+  cpSync(join(root, 'dist'), join(copy, 'dist'), { recursive: true });
+  cpSync(join(root, 'package.json'), join(copy, 'package.json'));
+  for (const [path, info] of Object.entries(lock.packages)) {
+    // Optional packages for other platforms are in the lock but not installed.
+    if (path === '' || info.dev === true || info.link === true) continue;
+    if (!existsSync(join(root, path))) continue;
+    cpSync(join(root, path), join(copy, path), { recursive: true, dereference: true });
+  }
+  const cli = join(copy, relative(root, CLI));
+  return { cli, remove: () => rmSync(copy, { recursive: true, force: true }) };
+}
+
 test('dump without ptrace access (run as nobody): exit 4 explaining the rule', async (t) => {
   if (process.getuid?.() !== 0 || !existsSync('/usr/bin/setpriv')) {
     t.skip('needs root to drop to another uid with setpriv');
@@ -242,10 +275,9 @@ test('dump without ptrace access (run as nobody): exit 4 explaining the rule', a
   t.after(() => built.destroy());
   const { dir, remove } = tempDir();
   t.after(remove);
-  const { chmodSync } = await import('node:fs');
   chmodSync(dir, 0o777);
-  const { spawnSync } = await import('node:child_process');
-  const { CLI } = await import('../fixtures/dump-helpers.js');
+  const { cli, remove: removeCopy } = worldReadableCopy();
+  t.after(removeCopy);
   const r = spawnSync(
     '/usr/bin/setpriv',
     [
@@ -253,14 +285,14 @@ test('dump without ptrace access (run as nobody): exit 4 explaining the rule', a
       '--regid=65534',
       '--clear-groups',
       process.execPath,
-      CLI,
+      cli,
       'dump',
       '-t',
       String(built.rootPid),
       '-D',
       dir,
     ],
-    { encoding: 'utf8' },
+    { encoding: 'utf8', cwd: '/' },
   );
   assert.equal(r.status, 4, r.stderr);
   assert.equal(

@@ -22,6 +22,13 @@ type Case = [name: string, where: string, breakIt: (img: Image) => void, text?: 
 const t = (img: Image, i: number) => img.tasks[i]!;
 const extraTarget = (ino: bigint): Target => makeTarget({ ino, kind: 'external', pid: 77 });
 
+/** A ninth target (ino 6000) with its own file (id 10), held by the root at fd 20. */
+function withTarget(img: Image, fields: Partial<Target> & Pick<Target, 'kind' | 'pid'>): void {
+  img.targets.push(makeTarget({ ino: 6000n, ...fields }));
+  img.files.push({ id: 10, flags: fields.kind === 'thread' ? 0o202 : 0o2, ino: 6000n });
+  img.tasks[0]!.fds.push({ fd: 20, fileId: 10, cloexec: false });
+}
+
 const CASES: Case[] = [
   ['format version in the model', 'format_version', (i) => (i.formatVersion = 2)],
   ['empty boot id', 'host.boot_id', (i) => (i.host.bootId = '')],
@@ -136,6 +143,66 @@ const CASES: Case[] = [
   ['external target inside the tree', 'targets[4].pid', (i) => (i.targets[4]!.pid = 400)],
   ['zombie flag on a dead target', 'targets[2].zombie', (i) => (i.targets[2]!.zombie = true)],
   ['tgid on an in-tree target', 'targets[0].tgid', (i) => (i.targets[0]!.tgid = 5)],
+  [
+    'two targets naming one live task',
+    'targets[8]',
+    (i) => withTarget(i, { kind: 'in-tree-alive', pid: 200, taskPid: 200 }),
+    /process 200 is also targets\[0\]: one process has one pidfs inode/,
+  ],
+  [
+    'two targets naming one zombie task',
+    'targets[8]',
+    (i) => withTarget(i, { kind: 'in-tree-zombie', pid: 300, taskPid: 300 }),
+    /process 300 is also targets\[5\]/,
+  ],
+  [
+    'two targets naming one thread',
+    'targets[8]',
+    (i) => withTarget(i, { kind: 'thread', pid: 101, taskPid: 100, tid: 101 }),
+    /thread 101 is also targets\[1\]/,
+  ],
+  [
+    'two external targets naming one process',
+    'targets[8]',
+    (i) => withTarget(i, { kind: 'external', pid: 1 }),
+    /process 1 is also targets\[4\]/,
+  ],
+  [
+    'two external targets naming one thread',
+    'targets[8]',
+    (i) => withTarget(i, { kind: 'external', pid: 555, tid: 555, tgid: 554 }),
+    /thread 555 is also targets\[6\]/,
+  ],
+  [
+    'an external target that is a thread of a task',
+    'targets[4].pid',
+    (i) => (i.targets[4]!.pid = 101),
+    /101 is a thread of tasks\[0\]: not external/,
+  ],
+  [
+    'an external zombie thread',
+    'targets[6].zombie',
+    (i) => (i.targets[6]!.zombie = true),
+    /only a process is a zombie/,
+  ],
+  [
+    'a zombie task with a child',
+    'tasks[4].ppid',
+    (i) =>
+      i.tasks.push({
+        pid: 500,
+        ppid: 300,
+        tgid: 500,
+        tids: [500],
+        comm: 'orphan',
+        argv: [],
+        state: 'running',
+        procState: 'S',
+        nsPids: [500],
+        fds: [],
+      }),
+    /parent 300 \(tasks\[2\]\) is a zombie/,
+  ],
 ];
 
 function whereOf(fn: () => unknown): string {

@@ -16,6 +16,7 @@ import { stderrTraceSink, fileTraceSink, teeSinks } from '../../restore/trace-si
 import { vizWriter } from '../../viz/collect.js';
 import { formatPidMap, formatVerification, interruptedStatus, stopOnSignals } from './restore.js';
 import { count } from '../../text.js';
+import { abortOnOutputFailure } from '../output.js';
 
 const HELP = `usage: pidfd-cr demo [--trace] [--trace-file F] [--viz FILE]
 
@@ -55,6 +56,7 @@ export async function run(argv: string[]): Promise<number> {
   // second one removes the directories and exits at once. The demo tree leads its own
   // session (buildTree), like the restored one: a terminal's Ctrl-C reaches only us.
   const signals = stopOnSignals(controller, removeDir);
+  const outputGuard = abortOnOutputFailure(controller);
   const stopped = (step: string): void => {
     if (controller.signal.aborted)
       throw new PcrError('PCR_ERR_RESTORE', `demo ${String(controller.signal.reason)} ${step}`);
@@ -98,6 +100,7 @@ export async function run(argv: string[]): Promise<number> {
     await tree?.destroy();
     removeDir();
     signals.unhook();
+    outputGuard();
   }
 }
 

@@ -16,6 +16,7 @@ import type { Difference } from '../../verify/compare.js';
 import { vizWriter } from '../../viz/collect.js';
 import { count, printable } from '../../text.js';
 import { restoredRoot, writePidFile } from '../pidfile.js';
+import { abortOnOutputFailure } from '../output.js';
 
 const HELP = `usage: pidfd-cr restore -D DIR [--trace] [--trace-file F] [--pid-map FILE] [--hold]
                         [--timeout S] [--external-dead] [--max-processes N] [--pidfile F]
@@ -42,7 +43,8 @@ differences are printed); 2 bad command line or output path; 5 a worker exited d
 the restore; 6 no usable image directory; 8 damaged or invalid image; 9 the image holds
 something that cannot be restored faithfully (named); 10 the restore failed (task, phase
 and cause are named); 11 registration or a phase timed out; 12 a system call failed
-(e.g. a write to the trace file); 13 the image needs more than the limits allow;
+(e.g. a write to the trace file or to a full stdout); 13 the image needs more than the
+limits allow; 14 the trace file is not a v1 trace (trace); 15 stdout or stderr closed by its reader (quietly, the tree is taken down);
 130/143 interrupted by SIGINT/SIGTERM (the tree is taken down; during --hold the signal
 ends the hold instead). See docs/cli.md.
 `;
@@ -246,6 +248,7 @@ export async function run(argv: string[]): Promise<number> {
       : undefined;
   const controller = new AbortController();
   const signals = stopOnSignals(controller);
+  const outputGuard = abortOnOutputFailure(controller);
   const t0 = performance.now();
   let status: number;
   try {
@@ -282,6 +285,7 @@ export async function run(argv: string[]): Promise<number> {
     throw err;
   } finally {
     signals.unhook();
+    outputGuard();
     traceFile?.close();
     await viz?.write();
   }
