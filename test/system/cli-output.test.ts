@@ -204,7 +204,7 @@ test('restore --trace 2> closed pipe: quiet, exit 15, nothing left', async (t) =
       ['ignore', 'pipe', fd],
       s.env,
     );
-    assert.equal(r.code, 14);
+    assert.equal(r.code, EXIT_CODES.PCR_ERR_OUTPUT_CLOSED, r.stderr);
     assert.equal(r.stdout, '', 'aborted at the first trace line, before verification');
   } finally {
     closeSync(fd);
