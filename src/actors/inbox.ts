@@ -20,6 +20,8 @@ export interface Batch {
   transfer: FdTransfer;
   fds: number[];
   peerPid: number;
+  /** When it came off the socket (epoch ms, fractional), for the trace. */
+  at: number;
 }
 
 interface Waiter {
@@ -81,7 +83,7 @@ export class FdInbox {
         ),
       );
     }
-    this.batches.push({ transfer, fds, peerPid });
+    this.batches.push({ transfer, fds, peerPid, at: performance.timeOrigin + performance.now() });
     this.check();
   }
 

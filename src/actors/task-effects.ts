@@ -9,7 +9,7 @@
 import { bootId } from '../procfs/host.js';
 import { fdSocketPath } from '../protocol/paths.js';
 import { fromPromise } from 'xstate';
-import { closeQuiet } from '../../native/index.js';
+import { closeQuiet, kernelRandom } from '../../native/index.js';
 import { PcrError } from '../errors.js';
 import { sendFdMessages } from '../sys/fd-channel.js';
 import {
@@ -56,6 +56,10 @@ import type {
 import { FdInbox } from './inbox.js';
 import { Children } from './children.js';
 import { injectFault, type Fault } from './fault.js';
+import type { NoteSink, TraceTransfer } from '../protocol/trace.js';
+import type { TempStep } from '../plan/types.js';
+
+const now = (): number => performance.timeOrigin + performance.now();
 
 export interface WorkerEffectsOptions {
   dumpedPid: number;
@@ -65,6 +69,11 @@ export interface WorkerEffectsOptions {
   fault?: Fault;
   /** Child workers send TRACE messages. */
   trace: boolean;
+  /**
+   * Where this worker's own trace events go (its temporary processes, the fds it sends
+   * and receives; docs/trace.md): given only when tracing.
+   */
+  note?: NoteSink;
   /** Child workers spawned before the plan came: dumped pid -> pid. */
   prespawned?: ReadonlyMap<number, number>;
   /** How long teardown waits for child workers before SIGKILL. */
@@ -75,6 +84,8 @@ export class WorkerEffects {
   readonly inbox: FdInbox;
   private readonly children: Children;
   private readonly temps = new Map<number, XProcess>();
+  /** Group id -> the dead target's dumped ino, for the temps' trace events. */
+  private readonly tempInos = new Map<number, string>();
   private tornDown = false;
   /**
    * spawnTemp ran: the temps belong to the dead phase now, prestartTemps must not add
@@ -123,7 +134,7 @@ export class WorkerEffects {
       if (this.tornDown || this.tempsClaimed) return;
       if (this.temps.has(step.groupId)) continue;
       try {
-        this.temps.set(step.groupId, startTemp(step.exitStatus));
+        this.temps.set(step.groupId, this.startTraced(step));
       } catch {
         return;
       }
@@ -133,11 +144,54 @@ export class WorkerEffects {
   async spawnTemp(input: SpawnTempInput): Promise<SpawnTempOutput> {
     this.tempsClaimed = true;
     const temps = input.temps.map((step) => {
-      const x = this.temps.get(step.groupId) ?? startTemp(step.exitStatus);
+      const x = this.temps.get(step.groupId) ?? this.startTraced(step);
       this.temps.set(step.groupId, x);
       return { ...step, pid: x.pid };
     });
     return { temps, helperFds: [] };
+  }
+
+  /** startTemp, and its `process` trace event (role temp). */
+  private startTraced(step: TempStep): XProcess {
+    const x = startTemp(step.exitStatus);
+    this.tempInos.set(step.groupId, step.ino);
+    const time = now();
+    this.opts.note?.({
+      kind: 'process',
+      time,
+      process: {
+        action: 'spawn',
+        role: 'temp',
+        pid: x.pid,
+        ppid: process.pid,
+        ino: step.ino,
+        creator: this.opts.dumpedPid,
+        startTime: time,
+      },
+      details: { phase: 'dead' },
+    });
+    return x;
+  }
+
+  /** The exit event of temp `x` of group `groupId`, reaped with `status` (if known). */
+  private noteTempExit(groupId: number, x: XProcess, status: number | undefined): void {
+    const time = now();
+    const ino = this.tempInos.get(groupId);
+    this.opts.note?.({
+      kind: 'process',
+      time,
+      process: {
+        action: 'exit',
+        role: 'temp',
+        pid: x.pid,
+        ppid: process.pid,
+        ...(ino === undefined ? {} : { ino }),
+        creator: this.opts.dumpedPid,
+        exitTime: time,
+        ...(status === undefined ? {} : { waitStatus: status }),
+      },
+      details: { phase: 'kill-temp' },
+    });
   }
 
   private openOne(step: OpenStep, pidMap: PidMap): number {
@@ -179,6 +233,9 @@ export class WorkerEffects {
   }
 
   async sendFds(input: SendFdsInput): Promise<SendFdsOutput> {
+    // Tracing: let the machine's own `… -> sending` trace go first (it is sent once this
+    // synchronous start of the actor returns), so the send events come after it.
+    if (this.opts.note) await Promise.resolve();
     const byId = new Map(input.files.map((f) => [f.fileId, f.fd]));
     for (const send of input.sends) {
       const fds = send.fileIds.map((id) => {
@@ -190,14 +247,31 @@ export class WorkerEffects {
           );
         return fd;
       });
+      // One id per message, inside it: the receiver traces the same one.
+      const messageId = this.opts.note ? kernelRandom(8).toString('hex') : undefined;
       const payload = Buffer.from(
-        encodeFdTransfer({ from: input.pid, phase: input.phase, fileIds: send.fileIds }),
+        encodeFdTransfer({
+          from: input.pid,
+          phase: input.phase,
+          fileIds: send.fileIds,
+          ...(messageId ? { messageId } : {}),
+        }),
       );
+      const time = now();
       sendFdMessages(
         fdSocketPath(this.opts.rundir, send.to),
         [{ payload, fds }],
         restoredPid(input.pidMap, send.to),
       );
+      if (messageId)
+        this.noteTransfer(time, input.phase, {
+          id: messageId,
+          side: 'send',
+          sender: input.pid,
+          receiver: send.to,
+          files: send.fileIds,
+          fds,
+        });
     }
     return { messages: input.sends.length, peers: input.sends.map((x) => x.to) };
   }
@@ -214,14 +288,29 @@ export class WorkerEffects {
     const files: FileFd[] = [];
     batches.forEach((b, i) => {
       const step = input.receives[i]!;
-      step.files.forEach((f, j) => {
+      const installed = step.files.map((f, j) => {
         const fd = b.fds[j]!;
         const at = f.installAt.map((x) => x.fd);
         installFile(fd, at);
         files.push({ fileId: f.fileId, fd: at[0] ?? fd });
+        return at[0] ?? fd;
       });
+      // At the time it came off the socket, with the fds it is installed at now.
+      if (b.transfer.messageId)
+        this.noteTransfer(b.at, input.phase, {
+          id: b.transfer.messageId,
+          side: 'recv',
+          sender: b.transfer.from,
+          receiver: this.opts.dumpedPid,
+          files: b.transfer.fileIds,
+          fds: installed,
+        });
     });
     return { files, helperFds: [], peers: input.receives.map((r) => r.from) };
+  }
+
+  private noteTransfer(time: number, phase: string, transfer: TraceTransfer): void {
+    this.opts.note?.({ kind: 'fd-transfer', time, transfer, details: { phase } });
   }
 
   /** Finishes this task's temps; tearDown's abortTemp ends a wait of a stopped actor. */
@@ -234,6 +323,7 @@ export class WorkerEffects {
           throw new PcrError('PCR_ERR_INTERNAL', `no temporary process for group ${t.groupId}`);
         const status = await reapTemp(x);
         this.temps.delete(t.groupId);
+        this.noteTempExit(t.groupId, x, status);
         return { groupId: t.groupId, status };
       }),
     );
@@ -270,7 +360,7 @@ export class WorkerEffects {
   async tearDown(_input: TearDownInput): Promise<void> {
     this.tornDown = true;
     this.inbox.close();
-    for (const x of this.temps.values()) abortTemp(x);
+    for (const [groupId, x] of this.temps) this.noteTempExit(groupId, x, abortTemp(x));
     this.temps.clear();
     const grace = this.childrenReported ? (this.opts.teardownGraceMs ?? WORKER_CHILD_GRACE_MS) : 0;
     await this.children.reapAll(grace);

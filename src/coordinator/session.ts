@@ -22,6 +22,7 @@ import {
 } from '../machines/coordinator.js';
 import { ControlRouter } from '../protocol/zmq-link.js';
 import {
+  parseWorkerNote,
   traceInspector,
   TRACE_VERSION,
   type TraceDetails,
@@ -226,6 +227,7 @@ export class Session {
 
   private traceWorker(message: Extract<WorkerMessage, { type: 'TRACE' }>): void {
     const t = message.trace;
+    if (t.kind !== undefined && t.kind !== 'state') return this.workerNote(message);
     this.finalTraces.traced(message.pid, t.to);
     let details: TraceDetails = {};
     try {
@@ -243,6 +245,24 @@ export class Session {
       event: t.event,
       details,
     });
+  }
+
+  /** A worker's own added event (temp process, fd transfer), at the worker's time. */
+  private workerNote(message: Extract<WorkerMessage, { type: 'TRACE' }>): void {
+    const t = message.trace;
+    const note = parseWorkerNote(t.kind ?? '', t.data ?? '', t.timeMs);
+    if (typeof note === 'string') return this.frameIgnored(`task ${message.pid}: ${note}`);
+    const added = note.kind === 'process' ? { process: note.process } : { transfer: note.transfer };
+    this.recorder?.note(
+      `task:${message.pid}`,
+      note.kind,
+      added,
+      this.registry.restoredOf(message.pid),
+      {
+        time: note.time,
+        ...(note.details ? { details: note.details } : {}),
+      },
+    );
   }
 
   private classifyReport(message: Extract<WorkerMessage, { type: 'FD_REPORT' }>): void {

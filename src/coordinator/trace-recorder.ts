@@ -3,11 +3,14 @@
  * run id and its sequence number; state changes keep their v1 fields, and the events
  * only the coordinator can see (processes, registrations, ignored frames) are added
  * with the source machine's current state as `from` and `to` (no change), so a reader
- * of the first v1 files sees a harmless non-change.
+ * of the first v1 files sees a harmless non-change. Workers record their own added
+ * events (temporary processes, fd transfers) and send them in TRACE messages; those keep
+ * the worker's time.
  */
 import { kernelRandom } from '../../native/index.js';
 import {
   TRACE_VERSION,
+  type TraceDetails,
   type TraceEvent,
   type TraceKind,
   type TraceSink,
@@ -33,18 +36,27 @@ export class TraceRecorder {
     this.emit({ ...e, kind: 'state' });
   };
 
-  /** An event of one of the added kinds, attributed to machine `source`. */
-  note(source: string, kind: Exclude<TraceKind, 'state'>, added: Added, pid?: number): void {
+  /**
+   * An event of one of the added kinds, attributed to machine `source`: seen now by the
+   * coordinator, or recorded by a worker at `at.time` (with its `at.details`).
+   */
+  note(
+    source: string,
+    kind: Exclude<TraceKind, 'state'>,
+    added: Added,
+    pid?: number,
+    at: { time?: number; details?: TraceDetails } = {},
+  ): void {
     const now = this.states.get(source) ?? '(start)';
     this.emit({
       v: TRACE_VERSION,
-      time: performance.timeOrigin + performance.now(),
+      time: at.time ?? performance.timeOrigin + performance.now(),
       source,
       pid: pid ?? this.pids.get(source) ?? 0,
       from: now,
       to: now,
       event: `pcr.${kind}`,
-      details: {},
+      details: at.details ?? {},
       kind,
       ...added,
     });

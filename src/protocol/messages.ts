@@ -76,6 +76,12 @@ export interface TraceEntry {
   /** JSON, free form. */
   details: string;
   timeMs: number;
+  /**
+   * Absent or "state": a state change. Otherwise an added kind the worker records itself
+   * ("process", "fd-transfer"; docs/trace.md) with its payload as JSON in `data`.
+   */
+  kind?: string;
+  data?: string;
 }
 
 // Worker -> coordinator (the type is the coordinator machine's event type).
@@ -156,4 +162,6 @@ export interface FdTransfer {
   from: number;
   phase: BroadcastPhase;
   fileIds: number[];
+  /** The sender's id of this message, traced on both sides ("" when not given). */
+  messageId?: string;
 }

@@ -9,6 +9,10 @@ import type { InspectionEvent } from 'xstate';
 
 export const TRACE_VERSION = 1;
 
+type Obj = Record<string, unknown>;
+const asObj = (v: unknown): Obj | undefined =>
+  v && typeof v === 'object' ? (v as Obj) : undefined;
+
 export interface TraceDetails {
   phase?: string;
   /** fd numbers concerned (installed, received, closed). */
@@ -33,8 +37,18 @@ export interface TraceFailure {
   errno?: string;
 }
 
-/** What an event records: a state change (the default), or one of the added kinds. */
-export type TraceKind = 'state' | 'process' | 'fd-transfer' | 'register' | 'frame-ignored';
+/**
+ * What an event records: a state change (the default), or one of the added kinds. Every
+ * kind is listed in docs/trace.md (a test keeps the two equal).
+ */
+export const TRACE_KINDS = [
+  'state',
+  'process',
+  'fd-transfer',
+  'register',
+  'frame-ignored',
+] as const;
+export type TraceKind = (typeof TRACE_KINDS)[number];
 
 export interface TraceProcess {
   action: 'spawn' | 'exit';
@@ -54,13 +68,60 @@ export interface TraceProcess {
 }
 
 export interface TraceTransfer {
-  /** One id per SCM_RIGHTS message, the same on both sides. */
+  /** One id per SCM_RIGHTS message, the same on both sides (it travels in the message). */
   id: string;
   side: 'send' | 'recv';
+  /** Dumped pids of the sending and the receiving task. */
   sender: number;
   receiver: number;
+  /** File ids (image `PidfdFile.id`), in the message's fd order. */
   files: number[];
+  /** One per file: the sender's fd it sent; the receiver's fd it installed the file at. */
   fds: number[];
+}
+
+/**
+ * An added-kind event a worker records itself and sends as a TRACE message with `kind`
+ * and `data` (the payload as JSON); the coordinator adds source, pid, from/to, run, seq.
+ */
+export type WorkerNote =
+  | { kind: 'process'; time: number; process: TraceProcess; details?: TraceDetails }
+  | { kind: 'fd-transfer'; time: number; transfer: TraceTransfer; details?: TraceDetails };
+export type NoteSink = (note: WorkerNote) => void;
+
+const isInt = (v: unknown): v is number => Number.isSafeInteger(v);
+const isIntList = (v: unknown): v is number[] => Array.isArray(v) && v.every(isInt);
+
+/**
+ * A worker's note from the `kind` and `data` of its TRACE message, or a string saying
+ * why it is not one (a worker records only its temporary processes and its transfers).
+ */
+export function parseWorkerNote(kind: string, data: string, time: number): WorkerNote | string {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(data);
+  } catch {
+    return `a ${kind} note whose data is not JSON`;
+  }
+  const o = asObj(raw);
+  const details = asObj(o?.details) as TraceDetails | undefined;
+  const extra = details ? { details } : {};
+  if (kind === 'process') {
+    const p = asObj(o?.process);
+    if (!p || (p.action !== 'spawn' && p.action !== 'exit') || p.role !== 'temp')
+      return 'a process note that is not a temp spawn or exit';
+    if (!isInt(p.pid) || !isInt(p.ppid)) return 'a process note without pid/ppid';
+    return { kind, time, process: p as unknown as TraceProcess, ...extra };
+  }
+  if (kind === 'fd-transfer') {
+    const t = asObj(o?.transfer);
+    if (!t || typeof t.id !== 'string' || (t.side !== 'send' && t.side !== 'recv'))
+      return 'an fd-transfer note without id/side';
+    if (!isInt(t.sender) || !isInt(t.receiver) || !isIntList(t.files) || !isIntList(t.fds))
+      return 'an fd-transfer note without sender/receiver/files/fds';
+    return { kind, time, transfer: t as unknown as TraceTransfer, ...extra };
+  }
+  return `a note of kind ${JSON.stringify(kind)}, which workers do not record`;
 }
 
 export interface TraceEvent {
@@ -101,9 +162,6 @@ export function stateName(value: unknown): string {
   return String(value);
 }
 
-type Obj = Record<string, unknown>;
-const asObj = (v: unknown): Obj | undefined =>
-  v && typeof v === 'object' ? (v as Obj) : undefined;
 const nums = (list: unknown, key: string): number[] | undefined => {
   if (!Array.isArray(list)) return undefined;
   const out = list.map((x) => asObj(x)?.[key]).filter((x): x is number => typeof x === 'number');

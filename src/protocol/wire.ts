@@ -390,6 +390,8 @@ export function decodeToCoordinator(bytes: Uint8Array): WorkerMessage {
           event: t.event ?? '',
           details: t.details ?? '',
           timeMs: t.timeMs ?? 0,
+          ...(t.kind ? { kind: t.kind } : {}),
+          ...(t.data ? { data: t.data } : {}),
         },
       };
     }
@@ -435,10 +437,16 @@ export function encodeFdTransfer(t: FdTransfer): Uint8Array {
     from: t.from,
     phase: PHASE_TO_PB[t.phase],
     fileIds: t.fileIds,
+    messageId: t.messageId ?? '',
   }).finish();
 }
 
 export function decodeFdTransfer(bytes: Uint8Array): FdTransfer {
   const m = pb.FdTransfer.decode(bytes);
-  return { from: m.from, phase: broadcastPhaseFromPb(m.phase), fileIds: [...m.fileIds] };
+  return {
+    from: m.from,
+    phase: broadcastPhaseFromPb(m.phase),
+    fileIds: [...m.fileIds],
+    ...(m.messageId ? { messageId: m.messageId } : {}),
+  };
 }

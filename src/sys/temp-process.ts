@@ -168,20 +168,25 @@ export async function finishTemp(temp: TempProcess, signal?: AbortSignal): Promi
   }
 }
 
-/** Cleanup path: kill x, reap it (blocking: SIGKILL is prompt), close everything. */
-export function abortTemp(temp: TempProcess): void {
+/**
+ * Cleanup path: kill x, reap it (blocking: SIGKILL is prompt), close everything. Returns
+ * the wait status if this call reaped x (undefined: it was reaped already).
+ */
+export function abortTemp(temp: TempProcess): number | undefined {
   temp.stopWaiting?.(new PcrError('PCR_ERR_RESTORE', `temp ${temp.pid} aborted`));
   release(temp, 'control');
-  if (temp.pidfd < 0) return;
+  if (temp.pidfd < 0) return undefined;
   try {
     pidfdSendSignal(temp.pidfd, SIGKILL);
   } catch {
     // already dead
   }
+  let status: number | undefined;
   try {
-    waitPidfd(temp.pidfd, WEXITED);
+    status = waitPidfd(temp.pidfd, WEXITED)?.status;
   } catch {
     // already reaped
   }
   release(temp, 'pidfd');
+  return status;
 }

@@ -14,7 +14,7 @@ import { taskMachine } from '../machines/task.js';
 import { ControlDealer } from '../protocol/zmq-link.js';
 import { encodeToCoordinator, decodeToWorker } from '../protocol/wire.js';
 import type { CoordinatorMessage, WorkerMessage } from '../protocol/messages.js';
-import { traceInspector, type TraceEvent } from '../protocol/trace.js';
+import { traceInspector, type TraceEvent, type WorkerNote } from '../protocol/trace.js';
 import { failureFromError } from '../machines/failure.js';
 import { WorkerEffects } from '../actors/task-effects.js';
 import { parseFault, injectStartupFault } from '../actors/fault.js';
@@ -33,6 +33,7 @@ const effects = new WorkerEffects({
   stderrFd: identity.stderrUsable ? 2 : null,
   ...(fault ? { fault } : {}),
   trace: identity.trace,
+  ...(identity.trace ? { note: (n: WorkerNote) => forwardNote(n) } : {}),
   prespawned,
 });
 injectStartupFault(fault, pid, identity.rundir, 'connect');
@@ -78,6 +79,25 @@ function forwardTrace(trace: TraceEvent): void {
       event: trace.event,
       details: JSON.stringify(trace.details),
       timeMs: trace.time,
+    },
+  });
+}
+
+/** A temp process or fd-transfer event of ours: a TRACE with `kind` and `data`. */
+function forwardNote(note: WorkerNote): void {
+  const { kind, time, ...data } = note;
+  send({
+    type: 'TRACE',
+    pid,
+    trace: {
+      machine: `task:${pid}`,
+      from: '',
+      to: '',
+      event: `pcr.${kind}`,
+      details: '{}',
+      timeMs: time,
+      kind,
+      data: JSON.stringify(data),
     },
   });
 }
