@@ -1,0 +1,210 @@
+/**
+ * The completed trace of a real restore (issue 10, docs/trace.md): every temporary
+ * process of a dead target group has a spawn and an exit event from the creator that made
+ * it, with its pid and parent checked in /proc while it lives and the wait status the
+ * image recorded; every SCM_RIGHTS message of the plan has a send and a receive event
+ * with one id, and the receiver's fds are pidfds of the same open file as the sender's.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync, readlinkSync } from 'node:fs';
+import { restoreImage } from '../../src/restore/restore-image.js';
+import { planRestore } from '../../src/plan/planner.js';
+import type { PidMap } from '../../src/protocol/messages.js';
+import type { TraceEvent, TraceProcess, TraceTransfer } from '../../src/protocol/trace.js';
+import { kcmpFile } from '../../native/index.js';
+import { exited, signaled, type TreeSpec } from '../../src/testing/spec.js';
+import { buildAndDump, waitGone } from '../helpers/restore-run.js';
+import { descendantsOf } from '../helpers/proc-view.js';
+
+/**
+ * root holds a live child, two dead targets (exit 7, SIGTERM) and sends one of them and
+ * its pidfd of a to a over SCM_RIGHTS; a holds a dead target of its own (exit 3) and
+ * shares root's pidfd of b; b is a plain leaf.
+ */
+const spec: TreeSpec = {
+  root: {
+    name: 'root',
+    pidfds: [
+      { fd: 3, target: { task: 'b' } },
+      { fd: 4, target: { dead: { status: exited(7) } } },
+      { fd: 5, target: { dead: { status: signaled(15) } } },
+    ],
+    children: [
+      {
+        name: 'a',
+        pidfds: [
+          { fd: 5, sameFileAs: { task: 'root', fd: 4 }, via: 'scm-rights' },
+          { fd: 6, sameFileAs: { task: 'root', fd: 3 }, via: 'scm-rights' },
+          { fd: 7, target: { dead: { status: exited(3) } } },
+        ],
+      },
+      { name: 'b', pidfds: [{ fd: 3, target: { task: 'a' } }] },
+    ],
+  },
+};
+
+/** Field 4 (ppid) of /proc/P/stat, or undefined when P is gone. */
+function ppidOf(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  } catch {
+    return undefined;
+  }
+}
+
+test('a real restore traces every temp process and both sides of every fd transfer', async (t) => {
+  const { image, dir } = await buildAndDump(t, spec);
+  const plan = planRestore(image);
+  const events: TraceEvent[] = [];
+  /** What /proc showed of each temp when the coordinator got its spawn event. */
+  const seenAlive = new Map<number, { ppid: number | undefined; cmd: string }>();
+  const goneAtExit = new Map<number, boolean>();
+  let pidMap: PidMap | undefined;
+  /** At verification: each recv event's fd in the receiver, same file as the sender's? */
+  const sameFile = new Map<string, boolean>();
+  const before = new Set(descendantsOf(process.pid));
+  const restoredOf = (dumped: number): number =>
+    pidMap!.pids.find((p) => p.dumped === dumped)!.restored;
+
+  const result = await restoreImage(image, {
+    runDirParent: dir,
+    trace: (e) => {
+      events.push(e);
+      const p = e.process;
+      if (p?.role === 'temp' && p.action === 'spawn') {
+        // The spawn event comes before its creator's PHASE_DONE of `dead`, and x lives
+        // until `kill-temp`: it must be there now.
+        let cmd = '';
+        try {
+          cmd = readFileSync(`/proc/${p.pid}/cmdline`, 'utf8');
+        } catch {
+          // gone: recorded as such
+        }
+        seenAlive.set(p.pid, { ppid: ppidOf(p.pid), cmd });
+      }
+      if (p?.role === 'temp' && p.action === 'exit')
+        goneAtExit.set(p.pid, !existsSync(`/proc/${p.pid}`));
+    },
+    onVerified: (r) => {
+      pidMap = r.pidMap;
+      for (const e of events) {
+        const x = e.transfer;
+        if (x?.side !== 'recv') continue;
+        const send = events.find((s) => s.transfer?.side === 'send' && s.transfer.id === x.id);
+        const sender = plan.tasks.find((tp) => tp.pid === x.sender)!;
+        x.fds.forEach((fd, i) => {
+          const link = readlinkSync(`/proc/${restoredOf(x.receiver)}/fd/${fd}`);
+          assert.equal(link, 'anon_inode:[pidfd]', `${x.id}: fd ${fd} of ${x.receiver}`);
+          // The sender's fd, if it is in its final table (else it was closed in finalize).
+          const sent = send?.transfer?.fds[i];
+          if (sent !== undefined && sender.fds.some((f) => f.fd === sent))
+            sameFile.set(
+              `${x.id}/${i}`,
+              kcmpFile(restoredOf(x.sender), sent, restoredOf(x.receiver), fd) === 0,
+            );
+        });
+      }
+    },
+  });
+  assert.equal(result.ok, true, JSON.stringify(result.differences));
+  assert.ok(pidMap);
+  const left = descendantsOf(process.pid).filter((p) => !before.has(p));
+  assert.deepEqual(await waitGone(left), [], 'nothing of the restore is left');
+
+  // One run, seq 0, 1, 2, … in emission order.
+  assert.equal(new Set(events.map((e) => e.run)).size, 1);
+  assert.deepEqual(
+    events.map((e) => e.seq),
+    events.map((_, i) => i),
+  );
+
+  // ---- temporary processes: one per dead group, made by its creator ----
+  const temps = (action: TraceProcess['action']): TraceEvent[] =>
+    events.filter((e) => e.process?.role === 'temp' && e.process.action === action);
+  const spawns = temps('spawn');
+  const exits = temps('exit');
+  assert.equal(plan.deadGroups.length, 3, 'the spec has three dead targets');
+  assert.deepEqual(
+    spawns.map((e) => `${e.process!.creator}:${e.process!.ino}`).sort(),
+    plan.deadGroups.map((g) => `${g.creator}:${g.ino}`).sort(),
+    'one temp per dead group, spawned by its creator',
+  );
+  for (const g of plan.deadGroups) {
+    const spawn = spawns.find((e) => e.process!.ino === g.ino)!;
+    const exit = exits.filter((e) => e.process!.ino === g.ino);
+    assert.equal(exit.length, 1, `one exit of the temp of ino ${g.ino}`);
+    const sp = spawn.process!;
+    const ex = exit[0]!.process!;
+    const creatorPid = restoredOf(g.creator);
+    // Attributed to the creator's machine and process.
+    assert.equal(spawn.source, `task:${g.creator}`);
+    assert.equal(spawn.pid, creatorPid);
+    assert.equal(sp.ppid, creatorPid);
+    assert.equal(ex.pid, sp.pid);
+    assert.equal(ex.ppid, creatorPid);
+    // What /proc showed: x alive, a child of the creator, the shell that waits.
+    const seen = seenAlive.get(sp.pid)!;
+    assert.equal(seen.ppid, creatorPid, `temp ${sp.pid}: /proc/${sp.pid}/stat ppid`);
+    assert.match(seen.cmd, /^sh\0-c\0/, `temp ${sp.pid}: its cmdline`);
+    assert.equal(goneAtExit.get(sp.pid), true, `temp ${sp.pid} was reaped at its exit event`);
+    // Died with the status the image recorded for this target.
+    const target = image.targets.find((x) => String(x.ino) === g.ino)!;
+    assert.equal(ex.waitStatus, target.exitStatus, `temp of ino ${g.ino}`);
+    assert.ok(sp.startTime! <= ex.exitTime!, 'started before it exited');
+    assert.ok(spawn.time <= exit[0]!.time);
+    // The creator reaped it in kill-temp.
+    assert.equal(exit[0]!.from, 'kill-temp');
+  }
+  // The statuses themselves, from the spec: exit 7, SIGTERM, exit 3.
+  assert.deepEqual(exits.map((e) => e.process!.waitStatus).sort(), [7 << 8, 15, 3 << 8].sort());
+
+  // ---- fd transfers: one send and one receive per planned message, one id ----
+  const planned = plan.tasks.flatMap((tp) =>
+    (['open-alive', 'dead'] as const).flatMap((phase) =>
+      tp.steps[phase].sends.map((s) => ({ phase, sender: tp.pid, ...s })),
+    ),
+  );
+  assert.ok(planned.length >= 2, 'the spec sends in both open phases');
+  const sends = events.filter((e) => e.transfer?.side === 'send');
+  const recvs = events.filter((e) => e.transfer?.side === 'recv');
+  assert.equal(sends.length, planned.length);
+  assert.equal(recvs.length, planned.length);
+  assert.equal(new Set(sends.map((e) => e.transfer!.id)).size, sends.length, 'ids are unique');
+  for (const p of planned) {
+    const send = sends.filter(
+      (e) =>
+        e.transfer!.sender === p.sender &&
+        e.transfer!.receiver === p.to &&
+        e.details.phase === p.phase,
+    );
+    assert.equal(send.length, 1, `${p.phase}: ${p.sender} -> ${p.to}`);
+    const s: TraceTransfer = send[0]!.transfer!;
+    assert.deepEqual(s.files, p.fileIds);
+    assert.equal(send[0]!.source, `task:${p.sender}`);
+    assert.equal(send[0]!.from, 'sending');
+    const recv = recvs.filter((e) => e.transfer!.id === s.id);
+    assert.equal(recv.length, 1, `the receive of message ${s.id}`);
+    const r = recv[0]!;
+    assert.equal(r.source, `task:${p.to}`);
+    assert.equal(r.pid, restoredOf(p.to));
+    assert.equal(r.from, 'wait-for-fd');
+    assert.deepEqual(
+      { sender: r.transfer!.sender, receiver: r.transfer!.receiver, files: r.transfer!.files },
+      { sender: p.sender, receiver: p.to, files: p.fileIds },
+    );
+    // The receiver's fds are where its plan installs each file.
+    const step = plan.tasks
+      .find((tp) => tp.pid === p.to)!
+      .steps[p.phase].receives.find((x) => x.from === p.sender)!;
+    assert.deepEqual(
+      r.transfer!.fds,
+      step.files.map((f) => f.installAt[0]!.fd),
+    );
+    assert.ok(s.fds.every((fd) => fd >= 0));
+  }
+  // Checked in the restored tree at verification: the same open file on both sides.
+  assert.ok(sameFile.size > 0, 'at least one sent fd stays in its sender');
+  for (const [k, same] of sameFile) assert.ok(same, `kcmp: ${k}`);
+});
