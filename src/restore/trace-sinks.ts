@@ -1,5 +1,5 @@
 /**
- * Where trace events go: a readable timeline on stderr (`--trace`) and NDJSON through
+ * Where trace events go: a readable timeline on stderr (`--trace`, in time order) and NDJSON through
  * pino's synchronous destination (`--trace-file F`): asynchronous destinations lost
  * everything on process.exit() here, transports lost everything on SIGTERM (shared
  * notes/node-stack.md).
@@ -9,14 +9,78 @@ import { pino } from 'pino';
 import { SyscallError } from '../errors.js';
 import { formatTraceLine, type TraceEvent, type TraceSink } from '../protocol/trace.js';
 
+/**
+ * How long a `--trace` line is held back so that the lines of every process come out in
+ * time order: a worker's event reaches the coordinator after it happened (its TRACE frame
+ * travels over ZeroMQ; a received fd is traced once it is installed).
+ */
+export const TRACE_HOLD_MS = 100;
+
+/** A trace sink that prints in time order; `flush()` prints what it still holds. */
+export interface OrderedTraceSink extends TraceSink {
+  flush(): void;
+}
+
+export interface StderrTraceOptions {
+  /** How long a line is held back (default TRACE_HOLD_MS). */
+  holdMs?: number;
+  /** The clock (epoch ms, the events' clock); for tests. */
+  now?: () => number;
+}
+
+/**
+ * The readable timeline (`--trace`): one line per event, in time order. Each event is
+ * held until it is `holdMs` old, then printed with every held event older than it, sorted
+ * by time (and seq); a timer prints what is due when no event comes. An event that
+ * arrives later than that (a heavily loaded machine) is printed at once with its own
+ * time, out of order. Call `flush()` at the end: it prints everything still held.
+ */
 export function stderrTraceSink(
   write: (line: string) => void = (l) => process.stderr.write(l),
-): TraceSink {
+  opts: StderrTraceOptions = {},
+): OrderedTraceSink {
+  const holdMs = opts.holdMs ?? TRACE_HOLD_MS;
+  const now = opts.now ?? ((): number => performance.timeOrigin + performance.now());
   let t0: number | undefined;
-  return (e) => {
+  let printedUpTo = -Infinity;
+  let held: TraceEvent[] = [];
+  let timer: NodeJS.Timeout | undefined;
+  const print = (e: TraceEvent): void => {
     t0 ??= e.time;
+    printedUpTo = Math.max(printedUpTo, e.time);
     write(formatTraceLine(e, t0) + '\n');
   };
+  const byTime = (a: TraceEvent, b: TraceEvent): number =>
+    a.time - b.time || (a.seq ?? 0) - (b.seq ?? 0);
+  const release = (cutoff: number): void => {
+    const due = held.filter((e) => e.time <= cutoff);
+    if (due.length === 0) return;
+    held = held.filter((e) => e.time > cutoff);
+    due.sort(byTime).forEach(print);
+  };
+  const schedule = (): void => {
+    if (timer || held.length === 0) return;
+    const oldest = Math.min(...held.map((e) => e.time));
+    const wait = Math.max(1, oldest + holdMs - now());
+    timer = setTimeout(() => {
+      timer = undefined;
+      release(now() - holdMs);
+      schedule();
+    }, wait);
+    timer.unref();
+  };
+  const sink = ((e: TraceEvent) => {
+    if (e.time < printedUpTo) return print(e);
+    held.push(e);
+    release(now() - holdMs);
+    schedule();
+  }) as OrderedTraceSink;
+  sink.flush = () => {
+    if (timer) clearTimeout(timer);
+    timer = undefined;
+    release(Infinity);
+  };
+  return sink;
 }
 
 export interface FileTraceSink {

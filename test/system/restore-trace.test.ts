@@ -4,11 +4,16 @@
  * it, with its pid and parent checked in /proc while it lives and the wait status the
  * image recorded; every SCM_RIGHTS message of the plan has a send and a receive event
  * with one id, and the receiver's fds are pidfds of the same open file as the sender's.
+ * `--trace` prints all of it in time order.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, readlinkSync } from 'node:fs';
 import { restoreImage } from '../../src/restore/restore-image.js';
+import { stderrTraceSink } from '../../src/restore/trace-sinks.js';
+import { writeImage } from '../../src/image/store.js';
+import { CLI } from '../fixtures/dump-helpers.js';
 import { planRestore } from '../../src/plan/planner.js';
 import type { PidMap } from '../../src/protocol/messages.js';
 import type { TraceEvent, TraceProcess, TraceTransfer } from '../../src/protocol/trace.js';
@@ -207,4 +212,69 @@ test('a real restore traces every temp process and both sides of every fd transf
   // Checked in the restored tree at verification: the same open file on both sides.
   assert.ok(sameFile.size > 0, 'at least one sent fd stays in its sender');
   for (const [k, same] of sameFile) assert.ok(same, `kcmp: ${k}`);
+});
+
+/** "+   12.3 ms" of a `--trace` line. */
+const lineTime = (l: string): number => Number(/^\+\s*(-?[0-9.]+) ms/.exec(l)![1]);
+
+test('--trace lines of a real restore come in time order, temp and fd notes included', async (t) => {
+  const { image, dir } = await buildAndDump(t, spec);
+  // The library's sink with a hold far above any frame's delay on a loaded machine.
+  const lines: string[] = [];
+  const sink = stderrTraceSink((l) => lines.push(l), { holdMs: 2000 });
+  const events: TraceEvent[] = [];
+  const result = await restoreImage(image, {
+    runDirParent: dir,
+    trace: (e) => {
+      events.push(e);
+      sink(e);
+    },
+  });
+  sink.flush();
+  assert.equal(result.ok, true);
+  assert.equal(lines.length, events.length, 'one line per event');
+  const times = lines.map(lineTime);
+  assert.deepEqual(
+    times,
+    [...times].sort((a, b) => a - b),
+    'time order',
+  );
+  // How often an event arrived before an earlier one (workers' events come late).
+  const late = events.filter((e, i) => events.slice(0, i).some((p) => p.time > e.time)).length;
+  t.diagnostic(`${late} of ${events.length} events arrived after a later one`);
+  const text = lines.join('');
+  assert.equal((text.match(/\* spawn temp pid=\d+ ppid=\d+ ino=\d+ creator=\d+/g) ?? []).length, 3);
+  assert.deepEqual(
+    [...text.matchAll(/\* exit temp .*waitStatus=(\d+)/g)].map((m) => Number(m[1])).sort(),
+    [7 << 8, 15, 3 << 8].sort(),
+  );
+  const ids = (side: string): string[] =>
+    [...text.matchAll(new RegExp(`\\* fds ${side} id=([0-9a-f]+) `, 'g'))].map((m) => m[1]!).sort();
+  assert.ok(ids('send').length >= 2);
+  assert.deepEqual(ids('recv'), ids('send'), 'each message id on both sides');
+  // A send line comes before the receive line of the same message.
+  for (const id of ids('send'))
+    assert.ok(text.indexOf(`fds send id=${id}`) < text.indexOf(`fds recv id=${id}`), id);
+});
+
+test('restore --trace (CLI): the notes are on stderr, every line before the command ends', async (t) => {
+  const { image, dir } = await buildAndDump(t, spec);
+  writeImage(dir, image);
+  const r = spawnSync(process.execPath, [CLI, 'restore', '-D', dir, '--trace'], {
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
+  assert.equal(r.status, 0, r.stderr);
+  const lines = r.stderr.split('\n').filter((l) => l !== '');
+  assert.ok(
+    lines.every((l) => /^\+\s*-?[0-9.]+ ms  /.test(l)),
+    r.stderr,
+  );
+  assert.equal((r.stderr.match(/\* spawn temp /g) ?? []).length, 3);
+  assert.equal((r.stderr.match(/\* exit temp /g) ?? []).length, 3);
+  const send = r.stderr.match(/\* fds send /g) ?? [];
+  assert.ok(send.length >= 2);
+  assert.equal((r.stderr.match(/\* fds recv /g) ?? []).length, send.length);
+  // The last event of a clean run: the coordinator's done (flushed before exit).
+  assert.match(lines.filter((l) => l.includes('coordinator ')).pop()!, /-> done/);
 });

@@ -24,7 +24,7 @@ Builds a small tree of real processes holding pidfds of every common kind (to a 
 task, to a process that exited with 7 and was reaped, to a zombie, shared over
 SCM_RIGHTS, O_NONBLOCK, close-on-exec cleared), dumps it, restores it into new
 processes, verifies the result from /proc, prints all of it and cleans up.
-      --trace         print every state change of the restore on stderr
+      --trace         print every event of the restore on stderr, in time order
       --trace-file F  write the restore's trace as NDJSON to F (docs/trace.md)
       --viz FILE      write the restore as one offline HTML page to FILE (docs/viz.md),
                       also when the restore fails
@@ -43,9 +43,10 @@ export async function run(argv: string[]): Promise<number> {
   }
   const viz = vizWriter('demo', values.viz);
   const traceFile = traceFileSink('demo', values['trace-file']);
+  const stderrTrace = values.trace ? stderrTraceSink() : undefined;
   const trace =
     values.trace || traceFile || viz
-      ? teeSinks(values.trace ? stderrTraceSink() : undefined, traceFile?.sink, viz?.sink)
+      ? teeSinks(stderrTrace, traceFile?.sink, viz?.sink)
       : undefined;
   const controller = new AbortController();
   let dir: string | undefined;
@@ -85,7 +86,7 @@ export async function run(argv: string[]): Promise<number> {
         process.stdout.write(formatPidMap(image, pidMap));
         process.stdout.write(formatVerification(image, differences));
       },
-    });
+    }).finally(() => stderrTrace?.flush()); // the trace before any error line
     process.stdout.write('restored tree taken down\n');
     await tree.destroy();
     tree = undefined;

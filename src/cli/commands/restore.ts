@@ -27,7 +27,7 @@ in the dumped tree shape, each holding the dumped pidfds at the dumped fd number
 zombie, dead with the recorded exit status, thread and external targets), then checks
 every restored fd from /proc against the image and tears the tree down.
   -D, --dir DIR          the image directory
-      --trace            print every state change of every machine on stderr
+      --trace            print every event of the restore on stderr, in time order
       --trace-file F     write the trace as NDJSON to F (schema: docs/trace.md)
       --pid-map FILE     write {"<dumped pid>": restored pid} as JSON once verified
       --hold             keep the restored tree until SIGTERM or SIGINT, then take it down
@@ -242,9 +242,10 @@ export async function run(argv: string[]): Promise<number> {
   if (pidfile !== undefined) checkPidMapPath(pidfile, '--pidfile');
   const traceFile = traceFilePath !== undefined ? openTraceFile(traceFilePath) : undefined;
   const viz = vizWriter('restore', values.viz);
+  const stderrTrace = values.trace ? stderrTraceSink() : undefined;
   const trace =
     values.trace || traceFile || viz
-      ? teeSinks(values.trace ? stderrTraceSink() : undefined, traceFile?.sink, viz?.sink)
+      ? teeSinks(stderrTrace, traceFile?.sink, viz?.sink)
       : undefined;
   const controller = new AbortController();
   const signals = stopOnSignals(controller);
@@ -276,7 +277,7 @@ export async function run(argv: string[]): Promise<number> {
             `holding the restored tree (pid ${process.pid}): SIGTERM or SIGINT takes it down\n`,
           );
       },
-    });
+    }).finally(() => stderrTrace?.flush()); // the trace before any error line
     status = result.ok ? 0 : EXIT_CODES.PCR_ERR_VERIFY;
   } catch (err) {
     // A signal that ended a held tree is not an interruption: restoreImage returned.
