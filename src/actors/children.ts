@@ -30,6 +30,8 @@ export class Children {
     private readonly rundir: string,
     private readonly stderrFd: number | null,
     private readonly trace: boolean,
+    /** A zombie child was reaped at teardown (dumped pid, pid, its wait status): traced. */
+    private readonly onZombieReaped?: (dumped: number, pid: number, status: number) => void,
   ) {}
 
   /** Takes over child workers spawned before the plan came (prespawn.ts). */
@@ -72,7 +74,10 @@ export class Children {
    */
   async reapAll(graceMs: number): Promise<void> {
     await Promise.all([...this.workers.values()].map((pid) => reapWorker(pid, graceMs)));
-    for (const pid of this.zombies.values()) reapQuietly(pid);
+    for (const [dumped, pid] of this.zombies) {
+      const status = reapQuietly(pid);
+      if (status !== undefined) this.onZombieReaped?.(dumped, pid, status);
+    }
     this.workers.clear();
     this.zombies.clear();
     await reapOrphansUntilNone(ORPHAN_DEADLINE_MS);
@@ -84,7 +89,8 @@ async function reapWorker(pid: number, graceMs: number): Promise<void> {
   try {
     fd = pidfdOpen(pid);
   } catch {
-    return reapQuietly(pid);
+    reapQuietly(pid);
+    return;
   }
   try {
     // SIGKILL after the grace; a timer, not an AbortSignal (the first listener costs a
@@ -111,11 +117,13 @@ function killQuiet(pidfd: number): void {
   }
 }
 
-function reapQuietly(pid: number): void {
+/** Reaps `pid`; its wait status, or undefined if it was not ours to reap. */
+function reapQuietly(pid: number): number | undefined {
   try {
-    waitpid(pid, 0);
+    return waitpid(pid, 0)[1];
   } catch {
     // not ours any more, or already reaped
+    return undefined;
   }
 }
 

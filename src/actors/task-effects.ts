@@ -97,7 +97,22 @@ export class WorkerEffects {
 
   constructor(private readonly opts: WorkerEffectsOptions) {
     this.inbox = new FdInbox(opts.rundir, opts.dumpedPid);
-    this.children = new Children(opts.rundir, opts.stderrFd, opts.trace);
+    this.children = new Children(opts.rundir, opts.stderrFd, opts.trace, (task, pid, status) => {
+      const time = now();
+      opts.note?.({
+        kind: 'process',
+        time,
+        process: {
+          action: 'exit',
+          role: 'zombie',
+          pid,
+          ppid: process.pid,
+          task,
+          exitTime: time,
+          waitStatus: status,
+        },
+      });
+    });
     if (opts.prespawned) this.children.adopt(opts.prespawned);
   }
 

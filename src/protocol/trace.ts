@@ -94,7 +94,8 @@ const isIntList = (v: unknown): v is number[] => Array.isArray(v) && v.every(isI
 
 /**
  * A worker's note from the `kind` and `data` of its TRACE message, or a string saying
- * why it is not one (a worker records only its temporary processes and its transfers).
+ * why it is not one (a worker records only its temporary processes, the reaping of its
+ * zombie children and its transfers).
  */
 export function parseWorkerNote(kind: string, data: string, time: number): WorkerNote | string {
   let raw: unknown;
@@ -108,8 +109,10 @@ export function parseWorkerNote(kind: string, data: string, time: number): Worke
   const extra = details ? { details } : {};
   if (kind === 'process') {
     const p = asObj(o?.process);
-    if (!p || (p.action !== 'spawn' && p.action !== 'exit') || p.role !== 'temp')
-      return 'a process note that is not a temp spawn or exit';
+    const temp = p?.role === 'temp' && (p.action === 'spawn' || p.action === 'exit');
+    // Zombies: the coordinator sees them spawned, their parent worker reaps them.
+    if (!p || !(temp || (p.role === 'zombie' && p.action === 'exit')))
+      return 'a process note that is not a temp spawn or exit, or a zombie exit';
     if (!isInt(p.pid) || !isInt(p.ppid)) return 'a process note without pid/ppid';
     return { kind, time, process: p as unknown as TraceProcess, ...extra };
   }

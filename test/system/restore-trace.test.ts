@@ -25,7 +25,7 @@ import { descendantsOf } from '../helpers/proc-view.js';
 /**
  * root holds a live child, two dead targets (exit 7, SIGTERM) and sends one of them and
  * its pidfd of a to a over SCM_RIGHTS; a holds a dead target of its own (exit 3) and
- * shares root's pidfd of b; b is a plain leaf.
+ * shares root's pidfd of b; b is a plain leaf; z is a zombie child of root.
  */
 const spec: TreeSpec = {
   root: {
@@ -45,6 +45,7 @@ const spec: TreeSpec = {
         ],
       },
       { name: 'b', pidfds: [{ fd: 3, target: { task: 'a' } }] },
+      { name: 'z', zombie: { status: exited(5) } },
     ],
   },
 };
@@ -164,6 +165,23 @@ test('a real restore traces every temp process and both sides of every fd transf
   }
   // The statuses themselves, from the spec: exit 7, SIGTERM, exit 3.
   assert.deepEqual(exits.map((e) => e.process!.waitStatus).sort(), [7 << 8, 15, 3 << 8].sort());
+
+  // ---- zombies: spawned (seen by the coordinator), reaped by their parent at teardown ----
+  const zombieTasks = image.tasks.filter((task) => task.state === 'zombie');
+  assert.equal(zombieTasks.length, 1);
+  for (const z of zombieTasks) {
+    const zs = events.filter((e) => e.process?.role === 'zombie' && e.process.task === z.pid);
+    assert.deepEqual(
+      zs.map((e) => e.process!.action),
+      ['spawn', 'exit'],
+    );
+    const [spawn, exit] = zs.map((e) => e.process!);
+    assert.equal(spawn!.pid, restoredOf(z.pid));
+    assert.equal(exit!.pid, spawn!.pid);
+    assert.equal(exit!.ppid, restoredOf(z.ppid), 'reaped by its parent worker');
+    assert.equal(exit!.waitStatus, z.exitStatus, 'the status the image recorded');
+    assert.equal(zs[1]!.source, `task:${z.ppid}`);
+  }
 
   // ---- fd transfers: one send and one receive per planned message, one id ----
   const planned = plan.tasks.flatMap((tp) =>
