@@ -20,11 +20,21 @@ export { restoreImage, type RestoreResult } from './restore/restore-image.js';
 export type { RestoreOptions } from './restore/options.js';
 export {
   TRACE_VERSION,
+  TRACE_KINDS,
   formatTraceLine,
   type TraceEvent,
+  type TraceKind,
+  type TraceProcess,
+  type TraceTransfer,
   type TraceSink,
 } from './protocol/trace.js';
-export { stderrTraceSink, fileTraceSink, teeSinks } from './restore/trace-sinks.js';
+export {
+  stderrTraceSink,
+  fileTraceSink,
+  teeSinks,
+  TRACE_HOLD_MS,
+  type OrderedTraceSink,
+} from './restore/trace-sinks.js';
 
 // The pure core, for tools that run their own processes.
 export { planRestore } from './plan/planner.js';
