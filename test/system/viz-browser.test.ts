@@ -127,15 +127,26 @@ test('the page of a real demo restore, in Chromium', { skip, timeout: 240_000 },
     els.map((e) => e.getAttribute('data-lane')!),
   );
   assert.deepEqual(lanes.sort(), tasks);
-  // One arrow per fd transfer: one message id (completed v1) or, in a v1 trace, one
-  // sender named by each receive (wait-for-fd → …, details.peer).
-  const ids = new Set(events.filter((e) => e.kind === 'fd-transfer').map((e) => e.transfer!.id));
-  const expected =
-    ids.size > 0
-      ? ids.size
-      : events.filter((e) => e.from === 'wait-for-fd').flatMap((e) => e.details.peer ?? []).length;
-  assert.ok(expected > 0, 'the demo transfers fds');
-  assert.equal(await page.locator('[data-transfer-arrow]').count(), expected);
+  // One arrow per fd transfer of the trace: its real fd-transfer events (a send and a
+  // receive per SCM_RIGHTS message, one id), not inferred from state details.
+  const transfers = events.filter((e) => e.kind === 'fd-transfer');
+  const ids = [...new Set(transfers.map((e) => e.transfer!.id))].sort();
+  assert.ok(ids.length > 0, 'the demo transfers fds');
+  assert.equal(transfers.length, 2 * ids.length, 'a send and a receive per message');
+  const arrows = await page.$$eval('[data-transfer-arrow]', (els) =>
+    els.map((e) => e.getAttribute('data-transfer-arrow')!),
+  );
+  assert.deepEqual(arrows.sort(), ids);
+  // Solid arrows: both sides are in the trace.
+  assert.equal(await page.locator('[data-transfer-arrow] path[stroke-dasharray]').count(), 0);
+  // One bar per temporary process and per zombie, from their process events.
+  const spawned = (role: string): number =>
+    events.filter((e) => e.process?.role === role && e.process.action === 'spawn').length;
+  assert.ok(spawned('temp') > 0 && spawned('zombie') > 0, 'the demo has a temp and a zombie');
+  for (const role of ['temp', 'zombie'])
+    assert.equal(await page.locator(`[data-process="${role}"]`).count(), spawned(role), role);
+  const tempTitle = await page.locator('[data-process="temp"] title').first().textContent();
+  assert.match(tempTitle!, /temp \d+ ino \d+: .* → .*, wait status \d+/);
   // Visited states are marked: every state a task entered.
   const visited = await page.$$eval('[data-chart="task"] .visited[data-state-node]', (els) =>
     els.map((e) => e.getAttribute('data-state')!),
