@@ -195,13 +195,21 @@ export class Session {
     });
   }
 
-  private noteSpawn(task: number, pid: number, ppid: number, role: 'worker' | 'zombie'): void {
+  /** A worker is its own machine; a zombie runs none: its event goes to its parent's. */
+  private noteSpawn(
+    task: number,
+    pid: number,
+    ppid: number,
+    role: 'worker' | 'zombie',
+    parent?: number,
+  ): void {
     this.parentPid.set(pid, ppid);
+    const zombie = role === 'zombie' && parent !== undefined;
     this.recorder?.note(
-      `task:${task}`,
+      `task:${zombie ? parent : task}`,
       'process',
       { process: { action: 'spawn', role, pid, ppid, task, startTime: Date.now() } },
-      pid,
+      zombie ? ppid : pid,
     );
   }
 
@@ -281,7 +289,7 @@ export class Session {
       this.tree.remember(c.restored);
       const worker = this.workers.has(c.dumped);
       if (worker) this.tree.watch(c.dumped, c.restored);
-      this.noteSpawn(c.dumped, c.restored, parent, worker ? 'worker' : 'zombie');
+      this.noteSpawn(c.dumped, c.restored, parent, worker ? 'worker' : 'zombie', message.pid);
     }
     this.deliver(message);
     this.admit(() => this.registry.expect(message.children));
