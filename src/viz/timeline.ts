@@ -166,12 +166,16 @@ export function timelineSvg(tl: Timeline): {
       const x1 = Math.max(X(p.end ?? tl.duration), x0 + 3);
       const fill = p.role === 'temp' ? 'url(#hatch)' : '#fecaca';
       const label = `${p.role === 'temp' ? 'temp' : 'zombie'}${p.pid ? ` ${p.pid}` : ''} ${p.label}`;
+      // After the bar, or inside its end when that would leave the picture (a zombie is
+      // reaped at teardown, at the right edge).
+      const inside = x1 + 4 + textW(label) > TIMELINE_WIDTH;
+      const lx = inside ? x1 - 4 : x1 + 4;
       out.push(
         `<g class="proc" data-process="${p.role}"><rect x="${x0.toFixed(1)}" y="${by.toFixed(1)}" width="${(x1 - x0).toFixed(1)}" height="${SUB_H - 3}" fill="${fill}" stroke="${p.role === 'temp' ? '#7c3aed' : '#b91c1c'}" stroke-width="0.8"${p.end === undefined ? ' stroke-dasharray="3 2"' : ''}/>` +
           (p.role === 'zombie'
             ? `<text class="zmark" x="${(x0 - 2).toFixed(1)}" y="${(by + 8).toFixed(1)}" text-anchor="end">Z</text>`
             : '') +
-          `<text class="proc-label" x="${(x1 + 4).toFixed(1)}" y="${(by + 8).toFixed(1)}">${esc(label)}</text><title>${esc(`${label}: ${fmtMs(p.start)} → ${p.end !== undefined ? fmtMs(p.end) : 'no exit in the trace'}${p.waitStatus !== undefined ? `, wait status ${p.waitStatus}` : ''}`)}</title></g>`,
+          `<text class="proc-label" x="${lx.toFixed(1)}" y="${(by + 8).toFixed(1)}"${inside ? ' text-anchor="end"' : ''}>${esc(label)}</text><title>${esc(`${label}: ${fmtMs(p.start)} → ${p.end !== undefined ? fmtMs(p.end) : 'no exit in the trace'}${p.waitStatus !== undefined ? `, wait status ${p.waitStatus}` : ''}`)}</title></g>`,
       );
     });
     if (lane.exit)
