@@ -298,3 +298,44 @@ test('restore --trace (CLI): the notes are on stderr, every line before the comm
   // The last event of a clean run: the coordinator's done (flushed before exit).
   assert.match(lines.filter((l) => l.includes('coordinator ')).pop()!, /-> done/);
 });
+
+test('a restore that fails in kill-temp: the aborted temps are traced as killed at teardown', async (t) => {
+  const { image, dir } = await buildAndDump(t, spec);
+  const plan = planRestore(image);
+  // root creates two of the three groups; it fails before reaping them.
+  const creator = image.rootPid;
+  const mine = plan.deadGroups.filter((g) => g.creator === creator);
+  assert.ok(mine.length > 0, 'root is a creator');
+  const events: TraceEvent[] = [];
+  const before = new Set(descendantsOf(process.pid));
+  const err = await restoreImage(image, {
+    runDirParent: dir,
+    fault: `fail@${creator}:kill-temp`,
+    workerStderr: null,
+    trace: (e) => events.push(e),
+  }).then(
+    () => assert.fail('the restore succeeded'),
+    (e: unknown) => e as Error,
+  );
+  assert.match(err.message, /kill-temp/);
+  const left = descendantsOf(process.pid).filter((p) => !before.has(p));
+  assert.deepEqual(await waitGone(left), [], 'nothing of the restore is left');
+  for (const g of plan.deadGroups) {
+    const temp = events.filter((e) => e.process?.role === 'temp' && e.process.ino === g.ino);
+    assert.deepEqual(
+      temp.map((e) => e.process!.action),
+      ['spawn', 'exit'],
+      `ino ${g.ino}: spawned and reaped once`,
+    );
+    const exit = temp[1]!;
+    const recorded = image.targets.find((x) => String(x.ino) === g.ino)!.exitStatus;
+    if (g.creator === creator) {
+      // Never told to die: killed by the creator's teardown (SIGKILL, status 9).
+      assert.equal(exit.process!.waitStatus, 9, `ino ${g.ino}`);
+      assert.equal(exit.from, 'failed', 'the creator had failed');
+    } else {
+      // Another creator may have finished its own in kill-temp, or been torn down first.
+      assert.ok([recorded, 9].includes(exit.process!.waitStatus), `ino ${g.ino}`);
+    }
+  }
+});
