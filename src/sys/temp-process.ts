@@ -174,13 +174,17 @@ export async function finishTemp(temp: TempProcess, signal?: AbortSignal): Promi
  */
 export function abortTemp(temp: TempProcess): number | undefined {
   temp.stopWaiting?.(new PcrError('PCR_ERR_RESTORE', `temp ${temp.pid} aborted`));
+  // SIGKILL before closing its stdin: x must not die its recorded death on EOF first, so
+  // that an aborted temp is told apart (status 9) in the trace.
+  if (temp.pidfd >= 0) {
+    try {
+      pidfdSendSignal(temp.pidfd, SIGKILL);
+    } catch {
+      // already dead
+    }
+  }
   release(temp, 'control');
   if (temp.pidfd < 0) return undefined;
-  try {
-    pidfdSendSignal(temp.pidfd, SIGKILL);
-  } catch {
-    // already dead
-  }
   let status: number | undefined;
   try {
     status = waitPidfd(temp.pidfd, WEXITED)?.status;
