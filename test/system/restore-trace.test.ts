@@ -71,6 +71,10 @@ test('a real restore traces every temp process and both sides of every fd transf
   let pidMap: PidMap | undefined;
   /** At verification: each recv event's fd in the receiver, same file as the sender's? */
   const sameFile = new Map<string, boolean>();
+  const procSeen = new Map<
+    number,
+    Partial<{ state: string; ppid: number }> & { restored: number }
+  >();
   const before = new Set(descendantsOf(process.pid));
   const restoredOf = (dumped: number): number =>
     pidMap!.pids.find((p) => p.dumped === dumped)!.restored;
@@ -91,6 +95,12 @@ test('a real restore traces every temp process and both sides of every fd transf
     },
     onVerified: (r) => {
       pidMap = r.pidMap;
+      // Workers and zombies as /proc shows them in the verified tree.
+      for (const e of events) {
+        const p = e.process;
+        if (p?.action !== 'spawn' || (p.role !== 'worker' && p.role !== 'zombie')) continue;
+        procSeen.set(p.pid, { ...statOf(p.pid), restored: restoredOf(p.task!) });
+      }
       for (const e of events) {
         const x = e.transfer;
         if (x?.side !== 'recv') continue;
@@ -121,6 +131,20 @@ test('a real restore traces every temp process and both sides of every fd transf
     events.map((e) => e.seq),
     events.map((_, i) => i),
   );
+
+  // ---- workers and zombies: the pids and parents /proc showed at verification ----
+  const spawned = events.filter((e) => e.process?.action === 'spawn');
+  assert.equal(
+    spawned.filter((e) => e.process!.role === 'worker' || e.process!.role === 'zombie').length,
+    image.tasks.length,
+    'one spawn per task',
+  );
+  for (const [pid, seen] of procSeen) {
+    const p = spawned.find((e) => e.process!.pid === pid)!.process!;
+    assert.equal(pid, seen.restored, `task ${p.task}: the pid map's pid`);
+    assert.equal(seen.ppid, p.ppid, `task ${p.task}: /proc/${pid}/stat ppid`);
+    assert.equal(seen.state === 'Z', p.role === 'zombie', `task ${p.task}: state ${seen.state}`);
+  }
 
   // ---- temporary processes: one per dead group, made by its creator ----
   const temps = (action: TraceProcess['action']): TraceEvent[] =>
