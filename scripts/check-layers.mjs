@@ -14,6 +14,7 @@ const RANKS = [
   ['src/image'],
   ['src/dump', 'src/plan'],
   ['src/protocol'],
+  ['src/check'],
   ['src/verify'],
   ['src/machines'],
   ['src/launch'],

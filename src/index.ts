@@ -25,6 +25,8 @@ export {
   type TraceSink,
 } from './protocol/trace.js';
 export { stderrTraceSink, fileTraceSink, teeSinks } from './restore/trace-sinks.js';
+// What this machine allows (`pidfd-cr check`).
+export { runCheck, type CheckReport, type ProbeResult, type FeatureResult } from './check/index.js';
 
 // The pure core, for tools that run their own processes.
 export { planRestore } from './plan/planner.js';
