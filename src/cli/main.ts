@@ -35,6 +35,8 @@ commands:
   check [--json]                                   what dump and restore can do here
   version, --version, -V                           print the version of pidfd-cr
 
+dump, restore and demo also take -v (repeatable), --log-level LEVEL and --log-file F:
+a log of what they do at each step (docs/cli.md "Logs").
 'pidfd-cr <command> --help' describes one command.`;
 
 async function main(argv: string[]): Promise<number> {

@@ -9,7 +9,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -216,4 +217,20 @@ test('library: an embedder passes its own pino as `logger` and gets the steps', 
   assert.equal(result.ok, true);
   const msgs = lines.map((l) => (JSON.parse(l) as { msg: string }).msg);
   assertInOrder(msgs, [...RESTORE_STEPS, /^teardown: done$/, /^restore done$/]);
+});
+
+test('demo --log-file F: the log of its dump and of its restore', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'pcr-log-demo-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const log = join(dir, 'demo.log');
+  const r = cli(['demo', '--log-file', log], { ...process.env, TMPDIR: dir });
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stderr, '');
+  const recs = records(log);
+  assert.ok(recs.every((x) => x.cmd === 'demo' && x.level === 30));
+  assertInOrder(
+    recs.map((x) => x.msg),
+    [/^freeze: /, /^classify: /, /^write: /, ...RESTORE_STEPS, /^restore done$/],
+  );
+  assert.deepEqual(readdirSync(dir), ['demo.log']);
 });
