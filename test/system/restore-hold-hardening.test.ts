@@ -239,9 +239,11 @@ async function restoreHeldAt(
   dir: string,
   stop: Stop,
   tracePath: string,
+  logPath?: string,
 ): Promise<Running> {
   const env: NodeJS.ProcessEnv = { ...process.env, TMPDIR: dir };
   const args = ['restore', '-D', dir, '--trace-file', tracePath];
+  if (logPath !== undefined) args.push('--log-file', logPath);
   if (stop === 'hold') args.push('--hold');
   else env.PCR_FAULT = `hang@${image.rootPid}:${stop}`;
   const r = startCli(args, env);
@@ -282,7 +284,8 @@ test('SIGTERM in every phase ends the restore within 0.5 s (bound 1.5 s), nothin
   const figures: string[] = [];
   for (const stop of STOPS) {
     const tracePath = join(dir, `term-${stop}.ndjson`);
-    const r = await restoreHeldAt(image, dir, stop, tracePath);
+    const logPath = join(dir, `term-${stop}.log`);
+    const r = await restoreHeldAt(image, dir, stop, tracePath, logPath);
     const seen = descendantsOf(r.child.pid!);
     const t0 = performance.now();
     r.child.kill('SIGTERM');
@@ -300,6 +303,23 @@ test('SIGTERM in every phase ends the restore within 0.5 s (bound 1.5 s), nothin
       );
     }
     assert.ok(ms < 1500, `${stop}: exited ${ms.toFixed(0)} ms after SIGTERM`);
+    // The log (synchronous) has every step up to the end, although the command exited.
+    const msgs = readFileSync(logPath, 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => (JSON.parse(l) as { msg: string }).msg);
+    if (stop === 'hold') {
+      assert.ok(msgs.includes('hold: done') && msgs.includes('teardown: done'), msgs.join('\n'));
+      assert.equal(msgs.at(-1), 'restore done', msgs.join('\n'));
+    } else {
+      const phase = stop === 'spawn' ? 'spawn' : `phase ${stop}`;
+      assert.ok(msgs.includes(`${phase}: start`), msgs.join('\n'));
+      assert.ok(
+        msgs.some((m) => m.startsWith('abort: ') && m.endsWith('interrupted by SIGTERM')),
+        msgs.join('\n'),
+      );
+      assert.equal(msgs.at(-1), 'restore failed', msgs.join('\n'));
+    }
     await assertNothingLeft(dir, seen);
   }
   // The figures (the issue's goal is 0.5 s; the bound leaves room for a loaded machine).
