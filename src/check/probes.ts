@@ -373,7 +373,13 @@ export async function runProbes(): Promise<ProbeReport> {
   await add('ns-last-pid', () => {
     // Writing back the value just read changes nothing (pids are allocated above it).
     const last = readFileSync(NS_LAST_PID, 'utf8').trim();
-    writeFileSync(NS_LAST_PID, last);
+    try {
+      writeFileSync(NS_LAST_PID, last);
+    } catch (err) {
+      // node:fs names the path of a failed open, not of a failed write.
+      (err as NodeJS.ErrnoException).path ??= NS_LAST_PID;
+      throw err;
+    }
     return { detail: `${NS_LAST_PID} is writable (wrote back ${last})`, value: Number(last) };
   });
   await add('clone3-set-tid', () => {

@@ -8,12 +8,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CLI } from '../fixtures/dump-helpers.js';
 import { PROBE_IDS, type CheckReport } from '../../src/check/index.js';
 import { EXIT_CODES } from '../../src/errors.js';
+import { worldReadableCopy } from '../helpers/world-readable.js';
 
 function runCheck(env: NodeJS.ProcessEnv, args: string[] = ['--json']) {
   return spawnSync(process.execPath, [CLI, 'check', ...args], { encoding: 'utf8', env });
@@ -130,4 +131,48 @@ test('check --bogus is a usage error', () => {
   const r = runCheck(process.env, ['--bogus']);
   assert.equal(r.status, 2);
   assert.match(r.stderr, /^pidfd-cr: check: /);
+});
+
+test('check as nobody (no capabilities): pid choice refused with EPERM, dump and restore still work', (t) => {
+  if (process.getuid?.() !== 0 || !existsSync('/usr/bin/setpriv')) {
+    t.skip('needs root to drop to another uid with setpriv');
+    return;
+  }
+  const { cli, remove } = worldReadableCopy();
+  t.after(remove);
+  const tmp = mkdtempSync(join(tmpdir(), 'pcr-check-nobody-'));
+  chmodSync(tmp, 0o777);
+  t.after(() => rmSync(tmp, { recursive: true, force: true }));
+  const r = spawnSync(
+    '/usr/bin/setpriv',
+    [
+      '--reuid=65534',
+      '--regid=65534',
+      '--clear-groups',
+      '--inh-caps=-all',
+      process.execPath,
+      cli,
+      'check',
+      '--json',
+    ],
+    { encoding: 'utf8', cwd: '/', env: { ...process.env, TMPDIR: tmp } },
+  );
+  const report = JSON.parse(r.stdout) as CheckReport;
+  assert.equal(report.uid, 65534);
+  assert.deepEqual(report.capabilities, []);
+  const probe = (id: string) => report.probes.find((p) => p.id === id)!;
+  assert.equal(probe('clone3-set-tid').ok, false);
+  assert.equal(probe('clone3-set-tid').error?.syscall, 'clone3');
+  assert.equal(probe('clone3-set-tid').error?.errnoName, 'EPERM');
+  assert.equal(probe('ns-last-pid').ok, false);
+  assert.equal(probe('ns-last-pid').error?.errnoName, 'EPERM');
+  assert.match(probe('ns-last-pid').detail, /\/proc\/sys\/kernel\/ns_last_pid/);
+  const samePids = report.features.find((f) => f.id === 'same-pids')!;
+  assert.equal(samePids.works, false);
+  assert.equal(samePids.needed, false);
+  // What an unprivileged user needs works without privilege (notes: linux-pidfd.md).
+  for (const id of ['pidfd-open', 'pidfs-handles', 'kcmp', 'scm-rights', 'ptrace', 'zeromq-ipc'])
+    assert.equal(probe(id).ok, true, `${id}: ${probe(id).detail}`);
+  assert.equal(r.status, report.ok ? 0 : 17, r.stderr);
+  assert.deepEqual(readdirSync(tmp), []);
 });
