@@ -72,9 +72,9 @@ function startCli(args: string[], env: NodeJS.ProcessEnv): Running {
   return { child, exited, out: () => stdout, err: () => stderr, done: () => done };
 }
 
-/** Polls (bounded, 30 s) until `probe` holds; fails naming `what` otherwise. */
+/** Polls (bounded, ≥ 30 s) until `probe` holds; fails naming `what` otherwise. */
 async function until(what: string, probe: () => boolean, r?: Running): Promise<void> {
-  for (let i = 0; i < 1000; i++) {
+  for (let i = 0; i < 3000; i++) {
     if (probe()) return;
     if (r?.done()) assert.fail(`exited before: ${what}\n${r.out()}\n${r.err()}`);
     await sleep(10);
