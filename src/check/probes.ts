@@ -291,7 +291,13 @@ export async function runProbes(): Promise<ProbeReport> {
           throw wrong('kcmp(KCMP_FILE) says a dup is another file');
         if (kcmpFile(process.pid, pidfd, process.pid, other) === 0)
           throw wrong('kcmp(KCMP_FILE) says two pidfd_open calls are one file');
-        return { detail: 'kcmp(KCMP_FILE): a dup is the same file, a second pidfd_open is not' };
+        // Across processes, as dump and verification compare (needs ptrace access).
+        if (kcmpFile(process.pid, pidfd, child.pid, 0) === 0)
+          throw wrong("kcmp(KCMP_FILE) says our pidfd is the child's stdin");
+        return {
+          detail:
+            'kcmp(KCMP_FILE): a dup is the same file, a second pidfd_open is not; works across processes',
+        };
       });
       await add('scm-rights', () => {
         const [a, b] = seqpacketPair().map((fd) => fds.add(fd)) as [number, number];
