@@ -1,5 +1,6 @@
 /** Processes: posix_spawn, waitid(P_PIDFD), prctl, ptrace seize/interrupt/detach, kill. */
-import { libc, check, checkReturned, fail } from './libc.js';
+import { libc, check, checkReturned, fail, addressOf } from './libc.js';
+import { SyscallError } from '../src/errors.js';
 import koffi from 'koffi';
 
 const POSIX_SPAWN_SETSIGDEF = 0x04;
@@ -170,4 +171,46 @@ export function setCoreLimit(bytes: bigint): void {
 
 export function lastErrno(): number {
   return koffi.errno();
+}
+
+const PR_GET_CHILD_SUBREAPER = 37;
+
+/** prctl(PR_GET_CHILD_SUBREAPER): whether this process is a child subreaper. */
+export function getChildSubreaper(): boolean {
+  const out = Buffer.alloc(4);
+  check(
+    libc.prctl(PR_GET_CHILD_SUBREAPER, 'void *', out, 'ulong', 0, 'ulong', 0, 'ulong', 0),
+    'prctl(PR_GET_CHILD_SUBREAPER)',
+  );
+  return out.readInt32LE(0) !== 0;
+}
+
+const SYS_CLONE3 = 435;
+const SYS_EXIT_GROUP = 231;
+const SIGCHLD = 17;
+/** struct clone_args up to set_tid_size (CLONE_ARGS_SIZE_VER1). */
+const CLONE_ARGS_SIZE_VER1 = 80;
+
+/**
+ * clone3 asking for pid `tid` (set_tid, one namespace level), for probing only: with a
+ * `tid` that is in use no process is created, and the kernel's answer tells whether
+ * this process may choose pids: EEXIST (it may, CAP_CHECKPOINT_RESTORE or
+ * CAP_SYS_ADMIN over the pid namespace: the pid is just taken) or EPERM (it may not).
+ * Always throws the SyscallError of clone3; should a process be created all the same,
+ * the child exits at once and is reaped, and EEXIST is reported for it.
+ */
+export function clone3SetTidProbe(tid: number): never {
+  const setTid = Buffer.alloc(4);
+  setTid.writeInt32LE(tid, 0);
+  const args = Buffer.alloc(CLONE_ARGS_SIZE_VER1);
+  args.writeBigUInt64LE(BigInt(SIGCHLD), 32); // exit_signal
+  args.writeBigUInt64LE(addressOf(setTid), 64); // set_tid
+  args.writeBigUInt64LE(1n, 72); // set_tid_size
+  const r = Number(libc.syscall(SYS_CLONE3, 'void *', args, 'ulong', CLONE_ARGS_SIZE_VER1));
+  if (r === 0) libc.syscall(SYS_EXIT_GROUP, 'int', 0); // the child: never runs JavaScript
+  if (r > 0) {
+    waitpid(r, 0);
+    throw new SyscallError('clone3', 17, 'EEXIST', `set_tid ${tid}: a process was created`);
+  }
+  fail('clone3', `set_tid ${tid}`);
 }

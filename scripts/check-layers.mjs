@@ -5,7 +5,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 
 /** Low to high: a room may import its own files and rooms of a lower rank only. */
 const RANKS = [
-  ['src/errors.ts', 'src/text.ts'],
+  ['src/errors.ts', 'src/text.ts', 'src/log.ts'],
   ['native'],
   ['src/model'],
   ['src/procfs'],
@@ -14,6 +14,7 @@ const RANKS = [
   ['src/image'],
   ['src/dump', 'src/plan'],
   ['src/protocol'],
+  ['src/check'],
   ['src/verify'],
   ['src/machines'],
   ['src/launch'],

@@ -35,6 +35,8 @@ export {
   TRACE_HOLD_MS,
   type OrderedTraceSink,
 } from './restore/trace-sinks.js';
+// What this machine allows (`pidfd-cr check`).
+export { runCheck, type CheckReport, type ProbeResult, type FeatureResult } from './check/index.js';
 
 // The pure core, for tools that run their own processes.
 export { planRestore } from './plan/planner.js';

@@ -17,6 +17,7 @@ const commands: Record<string, () => Promise<Command>> = {
   demo: async () => (await import('./commands/demo.js')).run,
   trace: async () => (await import('./commands/trace.js')).run,
   machines: async () => (await import('./commands/machines.js')).run,
+  check: async () => (await import('./commands/check.js')).run,
 };
 
 const USAGE = `usage: pidfd-cr <command> [options]
@@ -31,8 +32,11 @@ commands:
   trace FILE [--format html|chrome|text] [-o OUT]  draw a restore's trace file
   machines [--format mermaid|dot|json|svg] [--machine task|coordinator|all]
                                                    the statecharts of the two machines
+  check [--json]                                   what dump and restore can do here
   version, --version, -V                           print the version of pidfd-cr
 
+dump, restore and demo also take -v (repeatable), --log-level LEVEL and --log-file F:
+a log of what they do at each step (docs/cli.md "Logs").
 'pidfd-cr <command> --help' describes one command.`;
 
 async function main(argv: string[]): Promise<number> {

@@ -40,6 +40,7 @@ import { CallerGuard } from './caller-guard.js';
 import { FinalTraces } from './final-traces.js';
 import { ReportGate } from './report-gate.js';
 import { routeFrame } from './frames.js';
+import { stepLogger } from './step-log.js';
 
 /** How long an abort waits for the workers' last TRACE frames. */
 const ABORT_FINAL_TRACE_MS = 100;
@@ -189,6 +190,7 @@ export class Session {
   /** Traced one by one up to a bound, then every 1000th: a flood must not flood the trace. */
   private frameIgnored(reason: string | undefined): void {
     const n = ++this.ignoredFrames;
+    if (n <= 100) this.settings.logger.warn({ reason }, 'control link: frame ignored');
     if (reason === undefined || (n > 100 && n % 1000 !== 0)) return;
     this.recorder?.note('coordinator', 'frame-ignored', {
       ignored: { reason: `${reason} (${n} ignored so far)` },
@@ -309,6 +311,10 @@ export class Session {
         this.recorder?.note('coordinator', 'register', {
           register: { task: m.pid, pid: m.restoredPid },
         });
+        this.settings.logger.debug(
+          { step: 'spawn', task: m.pid, worker: m.restoredPid },
+          `spawn: task ${m.pid} registered (pid ${m.restoredPid})`,
+        );
       }
       this.deliver(m);
     }
@@ -325,6 +331,10 @@ export class Session {
       ...(settings.fault ? { fault: settings.fault } : {}),
     });
     this.noteSpawn(root.pid, restoredPid, process.pid, 'worker');
+    settings.logger.info(
+      { step: 'spawn', task: root.pid, worker: restoredPid },
+      `spawn: root worker, pid ${restoredPid}`,
+    );
     this.admit(() => this.registry.expect([{ dumped: root.pid, restored: restoredPid }]));
     return { restoredPid };
   };
@@ -383,7 +393,10 @@ export class Session {
         ...(this.trace ? { inspect: traceInspector('coordinator', this.trace) } : {}),
       });
       this.actor = actor;
+      const steps = stepLogger(this.settings.logger);
+      steps(actor.getSnapshot());
       actor.subscribe({
+        next: steps,
         complete: () => resolve(actor.getSnapshot().output!),
         error: reject,
       });

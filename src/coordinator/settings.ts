@@ -6,6 +6,7 @@
 import type { PidMap } from '../protocol/messages.js';
 import type { TraceSink } from '../protocol/trace.js';
 import type { Difference } from '../verify/compare.js';
+import type { Logger } from '../log.js';
 
 export interface VerifiedResult {
   pidMap: PidMap;
@@ -29,4 +30,6 @@ export interface SessionSettings {
   fault: string | undefined;
   /** How long teardown waits for workers to leave before SIGKILL. */
   teardownGraceMs: number;
+  /** Told what the restore does at each step (silentLogger by default). */
+  logger: Logger;
 }

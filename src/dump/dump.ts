@@ -22,12 +22,19 @@ import { checkImageDir } from './preflight.js';
 import { frozenKcmp, kernelProbes, readTask, taskIno, type TaskRead } from './read.js';
 import type { WalkedTask } from './walk.js';
 import { readStatus } from '../procfs/read.js';
+import { silentLogger, type Logger } from '../log.js';
+import { count } from '../text.js';
 
 export interface DumpOptions extends FreezeOptions {
   /** Leave every live task stopped (group-stop) after the dump. Not on failure. */
   leaveStopped?: boolean;
   /** Called while the tree is frozen, before it is read (for tests and tools). */
   onFrozen?: (tasks: readonly WalkedTask[]) => void | Promise<void>;
+  /**
+   * Told what the dump does at each step: freeze (and walk), read, classify, thaw, write
+   * (a pino Logger fits; default: says nothing).
+   */
+  logger?: Logger;
 }
 
 export interface DumpToDirOptions extends DumpOptions {
@@ -59,16 +66,28 @@ export async function dumpTree(rootPid: number, opts: DumpOptions = {}): Promise
     throw new UsageError(`dump: ${rootPid} is not a pid`);
   }
   refuseThread(rootPid);
+  const log = opts.logger ?? silentLogger;
+  log.info({ step: 'freeze', root: rootPid }, `freeze: seizing the tree of ${rootPid} (ptrace)`);
+  const t0 = performance.now();
   const frozen = await freezeTree(rootPid, opts);
+  log.info(
+    { step: 'walk', tasks: frozen.tasks.length, ms: Math.round(performance.now() - t0) },
+    `walk: ${count(frozen.tasks.length, 'task')} frozen`,
+  );
   let ok = false;
   try {
     await opts.onFrozen?.(frozen.tasks);
-    const image = readFrozenTree(rootPid, frozen.tasks, kernelProbes, frozenKcmp);
+    const image = readFrozenTree(rootPid, frozen.tasks, kernelProbes, frozenKcmp, log);
     frozen.checkStillFrozen();
     ok = true;
     return image;
   } finally {
-    frozen.release({ leaveStopped: ok && (opts.leaveStopped ?? false) });
+    const leaveStopped = ok && (opts.leaveStopped ?? false);
+    frozen.release({ leaveStopped });
+    log.info(
+      { step: 'thaw', leaveStopped },
+      leaveStopped ? 'thaw: left stopped' : 'thaw: tree released',
+    );
   }
 }
 
@@ -81,6 +100,7 @@ export async function dumpToDir(
   checkImageDir(dir, opts.force ?? false);
   const image = await dumpTree(rootPid, opts);
   const path = writeImage(dir, image, { force: opts.force ?? false });
+  opts.logger?.info({ step: 'write', path }, `write: ${path}`);
   return { image, path };
 }
 
@@ -90,8 +110,21 @@ export function readFrozenTree(
   walked: readonly WalkedTask[],
   probes: TargetProbes,
   cmp: FileCompare,
+  log: Logger = silentLogger,
 ): Image {
   const reads = walked.map(readTask);
+  for (const r of reads)
+    log.debug(
+      { step: 'read', task: r.task.pid, state: r.task.state, pidfds: r.pidfds.length },
+      `read: task ${r.task.pid}: ${count(r.pidfds.length, 'pidfd')}`,
+    );
+  log.info(
+    { step: 'read', tasks: reads.length, pidfds: reads.reduce((n, r) => n + r.pidfds.length, 0) },
+    `read: ${count(reads.length, 'task')}, ${count(
+      reads.reduce((n, r) => n + r.pidfds.length, 0),
+      'pidfd',
+    )}`,
+  );
   if (reads[0]?.task.state === 'zombie') {
     throw new PcrError('PCR_ERR_TASK_EXITED', `task ${rootPid} has exited (it is a zombie)`);
   }
@@ -116,6 +149,12 @@ export function readFrozenTree(
     });
     return { ...r.task, fds };
   });
+  const kinds: Record<string, number> = {};
+  for (const t of targets.values()) kinds[t.kind] = (kinds[t.kind] ?? 0) + 1;
+  log.info(
+    { step: 'classify', files: files.length, targets: targets.size, kinds },
+    `classify: ${count(files.length, 'open file')}, ${count(targets.size, 'target')}`,
+  );
   return {
     formatVersion: FORMAT_VERSION,
     host: hostContext(),

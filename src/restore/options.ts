@@ -12,6 +12,7 @@ import { COORDINATOR_GRACE_MS, type PidMap } from '../protocol/messages.js';
 import type { TraceSink } from '../protocol/trace.js';
 import type { Difference } from '../verify/compare.js';
 import type { SessionSettings } from '../coordinator/settings.js';
+import { silentLogger, type Logger } from '../log.js';
 
 export interface RestoreOptions {
   /** Keep the restored tree until `signal` aborts, instead of tearing it down at once. */
@@ -50,6 +51,11 @@ export interface RestoreOptions {
    * false). The CLI sets it; a host that reaps its own children may too.
    */
   adoptOrphans?: boolean;
+  /**
+   * Told what the restore does at each step: plan, spawn, each phase's start and end,
+   * verify, hold, teardown (a pino Logger fits; default: says nothing). Not the trace.
+   */
+  logger?: Logger;
 }
 
 /** Every option resolved: what restoreImage runs with. */
@@ -79,6 +85,7 @@ export function resolveRestoreOptions(o: RestoreOptions): ResolvedRestoreOptions
       fault: o.fault,
       // Never shorter than a worker's grace for its children (see COORDINATOR_GRACE_MS).
       teardownGraceMs: Math.max(o.teardownGraceMs ?? 0, COORDINATOR_GRACE_MS),
+      logger: o.logger ?? silentLogger,
     },
     limits,
     externalDead: o.externalDead ?? false,

@@ -11,7 +11,7 @@ import { planRestore } from '../plan/planner.js';
 import type { RestorePlan } from '../plan/types.js';
 import { checkPlanLimits } from '../plan/limits.js';
 import { checkImage } from '../image/codec.js';
-import { textOf } from '../text.js';
+import { count, textOf } from '../text.js';
 import { resolveRestoreOptions, type RestoreOptions } from './options.js';
 import type { PidMap } from '../protocol/messages.js';
 import type { Difference } from '../verify/compare.js';
@@ -52,9 +52,20 @@ export async function restoreImage(
     unprivileged: !hasDacOverride(),
   });
   checkPlanLimits(plan, resolved.limits);
+  const log = resolved.session.logger;
+  log.info(
+    {
+      step: 'plan',
+      tasks: plan.tasks.length,
+      files: image.files.length,
+      targets: image.targets.length,
+    },
+    `plan: ${count(plan.tasks.length, 'task')}, ${count(image.files.length, 'open file')}, ${count(image.targets.length, 'target')}`,
+  );
   if (resolved.adoptOrphans) prctl(PR_SET_CHILD_SUBREAPER, 1);
   const pidMap = pidMapWriter(resolved.pidMapPath);
   const rundir = makeRundir(resolved.runDirParent);
+  log.debug({ step: 'spawn', rundir }, `spawn: run directory ${rundir}`);
   let session: Session | undefined;
   try {
     writeSpawnPlan(rundir, plan);
@@ -72,6 +83,7 @@ export async function restoreImage(
   } finally {
     await session?.close();
     removeRundir(rundir);
+    log.debug({ step: 'end', rundir }, 'end: run directory removed');
   }
 }
 

@@ -17,8 +17,10 @@ import { vizWriter } from '../../viz/collect.js';
 import { formatPidMap, formatVerification, interruptedStatus, stopOnSignals } from './restore.js';
 import { count } from '../../text.js';
 import { abortOnOutputFailure } from '../output.js';
+import { LOG_HELP, LOG_OPTIONS, cliLogger } from '../log.js';
 
-const HELP = `usage: pidfd-cr demo [--trace] [--trace-file F] [--viz FILE]
+const HELP = `usage: pidfd-cr demo [--trace] [--trace-file F] [--viz FILE] [-v] [--log-level LEVEL]
+                     [--log-file F]
 
 Builds a small tree of real processes holding pidfds of every common kind (to a live
 task, to a process that exited with 7 and was reaped, to a zombie, shared over
@@ -28,6 +30,7 @@ processes, verifies the result from /proc, prints all of it and cleans up.
       --trace-file F  write the restore's trace as NDJSON to F (docs/trace.md)
       --viz FILE      write the restore as one offline HTML page to FILE (docs/viz.md),
                       also when the restore fails
+${LOG_HELP}
 `;
 
 export async function run(argv: string[]): Promise<number> {
@@ -35,12 +38,15 @@ export async function run(argv: string[]): Promise<number> {
     trace: { type: 'boolean' },
     'trace-file': { type: 'string' },
     viz: { type: 'string' },
+    ...LOG_OPTIONS,
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help) {
     process.stdout.write(HELP);
     return 0;
   }
+  const log = cliLogger('demo', values);
+  const logger = log.logger ? { logger: log.logger } : {};
   const viz = vizWriter('demo', values.viz);
   const traceFile = traceFileSink('demo', values['trace-file']);
   const stderrTrace = values.trace ? stderrTraceSink() : undefined;
@@ -67,7 +73,7 @@ export async function run(argv: string[]): Promise<number> {
     dir = mkdtempSync(join(tmpdir(), 'pidfd-cr-demo-'));
     tree = await buildTree(DEMO_TREE, { signal: controller.signal });
     stopped('after building the demo tree');
-    const { image, path } = await dumpToDir(tree.rootPid, dir);
+    const { image, path } = await dumpToDir(tree.rootPid, dir, logger);
     stopped('after dumping the demo tree');
     process.stdout.write(
       `built the demo tree (root pid ${tree.rootPid}) and dumped it to ${path}\n\n`,
@@ -76,6 +82,7 @@ export async function run(argv: string[]): Promise<number> {
     const t0 = performance.now();
     const result = await restoreImage(image, {
       ...(trace ? { trace } : {}),
+      ...logger,
       signal: controller.signal,
       // Orphans of the restored tree (if a worker dies) come back to us, not to init
       // (buildTree made us a subreaper for the demo tree's already).
@@ -102,6 +109,7 @@ export async function run(argv: string[]): Promise<number> {
     removeDir();
     signals.unhook();
     outputGuard();
+    log.close();
   }
 }
 

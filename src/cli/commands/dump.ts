@@ -3,8 +3,10 @@ import { UsageError } from '../../errors.js';
 import { intOption, parseCommandArgs } from '../args.js';
 import { dumpToDir } from '../../dump/index.js';
 import { count } from '../../text.js';
+import { LOG_HELP, LOG_OPTIONS, cliLogger } from '../log.js';
 
-const HELP = `usage: pidfd-cr dump -t PID -D DIR [--leave-stopped] [--force]
+const HELP = `usage: pidfd-cr dump -t PID -D DIR [--leave-stopped] [--force] [-v] [--log-level LEVEL]
+                     [--log-file F]
 
 Freezes the process tree rooted at PID (ptrace, invisible to the tasks' parents), reads
 every pidfd of every task, and writes the image DIR/pidfd-cr.img. The tree runs on
@@ -13,6 +15,7 @@ afterwards.
   -D, --dir DIR       image directory (must exist and be writable)
       --leave-stopped leave every live task stopped (SIGSTOP) after the dump
       --force         replace an image already in DIR
+${LOG_HELP}
 Exit statuses: 3 no such process, 4 permission (ptrace access), 5 a task exited while
 being dumped, 6 image directory unusable, 7 image exists (use --force); see docs/dump.md.
 `;
@@ -23,6 +26,7 @@ export async function run(argv: string[]): Promise<number> {
     dir: { type: 'string', short: 'D' },
     'leave-stopped': { type: 'boolean' },
     force: { type: 'boolean' },
+    ...LOG_OPTIONS,
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help) {
@@ -33,10 +37,18 @@ export async function run(argv: string[]): Promise<number> {
   if (pid === undefined || pid === 0) throw new UsageError('dump: -t PID (a pid > 0) is required');
   const dir = values.dir;
   if (typeof dir !== 'string' || dir === '') throw new UsageError('dump: -D DIR is required');
-  const { image, path } = await dumpToDir(pid, dir, {
-    leaveStopped: values['leave-stopped'] === true,
-    force: values.force === true,
-  });
+  const log = cliLogger('dump', values);
+  let dumped: Awaited<ReturnType<typeof dumpToDir>>;
+  try {
+    dumped = await dumpToDir(pid, dir, {
+      leaveStopped: values['leave-stopped'] === true,
+      force: values.force === true,
+      ...(log.logger ? { logger: log.logger } : {}),
+    });
+  } finally {
+    log.close();
+  }
+  const { image, path } = dumped;
   const fds = image.tasks.reduce((n, t) => n + t.fds.length, 0);
   process.stdout.write(
     `dumped ${count(image.tasks.length, 'task')}, ${count(fds, 'pidfd')} ` +

@@ -17,10 +17,11 @@ import { vizWriter } from '../../viz/collect.js';
 import { count, printable } from '../../text.js';
 import { restoredRoot, writePidFile } from '../pidfile.js';
 import { abortOnOutputFailure } from '../output.js';
+import { LOG_HELP, LOG_OPTIONS, cliLogger } from '../log.js';
 
 const HELP = `usage: pidfd-cr restore -D DIR [--trace] [--trace-file F] [--pid-map FILE] [--hold]
                         [--timeout S] [--external-dead] [--max-processes N] [--pidfile F]
-                        [--viz FILE]
+                        [--viz FILE] [-v] [--log-level LEVEL] [--log-file F]
 
 Restores the pidfds of the image DIR/pidfd-cr.img: one worker process per dumped task,
 in the dumped tree shape, each holding the dumped pidfds at the dumped fd numbers (alive,
@@ -38,6 +39,7 @@ every restored fd from /proc against the image and tears the tree down.
       --pidfile F        write the restored root's pid to F once verified
       --viz FILE         write the restore as one offline HTML page to FILE (docs/viz.md),
                          also when the restore fails
+${LOG_HELP}
 Exit statuses: 0 restored and verified; 1 restored but different from the image (the
 differences are printed); 2 bad command line or output path; 5 a worker exited during
 the restore; 6 no usable image directory; 8 damaged or invalid image; 9 the image holds
@@ -195,6 +197,7 @@ export async function run(argv: string[]): Promise<number> {
     'max-processes': { type: 'string' },
     pidfile: { type: 'string' },
     viz: { type: 'string' },
+    ...LOG_OPTIONS,
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help) {
@@ -236,6 +239,7 @@ export async function run(argv: string[]): Promise<number> {
       if (other !== undefined && samePath(pidfile, other))
         throw new UsageError(`restore: --pidfile and ${option} name the same file: ${pidfile}`);
   }
+  const log = cliLogger('restore', values);
   const image = readImage(dir);
   const hold = values.hold === true;
   if (pidMapPath !== undefined) checkPidMapPath(pidMapPath);
@@ -263,6 +267,7 @@ export async function run(argv: string[]): Promise<number> {
       signal: controller.signal,
       // Orphans of the restored tree (if a worker dies) come back to us, not to init.
       adoptOrphans: true,
+      ...(log.logger ? { logger: log.logger } : {}),
       onVerified: ({ pidMap, differences }) => {
         const ms = (performance.now() - t0).toFixed(0);
         process.stdout.write(
@@ -289,6 +294,7 @@ export async function run(argv: string[]): Promise<number> {
     outputGuard();
     traceFile?.close();
     await viz?.write();
+    log.close();
   }
   // A trace write that failed late (teardown, after verification) fails the command too.
   if (traceFile?.error) throw traceFile.error;
