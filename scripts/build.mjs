@@ -57,6 +57,7 @@ copyFileSync('gen/pb.js', 'dist/gen/pb.js');
 // Its types: dist/src/**/*.d.ts import ../../gen/pb.js (an installed package's API types).
 copyFileSync('gen/pb.d.ts', 'dist/gen/pb.d.ts');
 chmodSync('dist/src/cli/main.js', 0o755);
+chmodSync('dist/src/cli/bin.cjs', 0o755);
 
 const BUNDLE = 'dist/src/worker/bundle.cjs';
 
@@ -96,12 +97,16 @@ const joinDir = (rel) => `require('node:path').join(__dirname, ${JSON.stringify(
 const loadDirect = (rel, fallback) =>
   `let addon;\ntry { addon = require(${joinDir(rel)}); } catch {}\naddon ??= ${fallback};\n`;
 
-/** The esbuild plugin for a bundle written to `outfile`. */
-const workerBundle = (outfile) => ({
+/** The esbuild plugin for a bundle written to `outfile`; `leanProtocol`: see below. */
+const workerBundle = (outfile, leanProtocol) => ({
   name: 'worker-bundle',
   setup(b) {
     // gen/pb.js → the lean gen/pb-worker.js (same protocol messages and encode/decode).
-    b.onResolve({ filter: /[\\/]gen[\\/]pb\.js$/ }, () => ({ path: resolve('gen/pb-worker.js') }));
+    if (leanProtocol) {
+      b.onResolve({ filter: /[\\/]gen[\\/]pb\.js$/ }, () => ({
+        path: resolve('gen/pb-worker.js'),
+      }));
+    }
     if (koffiAddon) {
       // The fallback's require('koffi') (from the 'addon' namespace) is the real package.
       b.onResolve({ filter: /^koffi$/ }, (args) =>
@@ -130,8 +135,11 @@ const workerBundle = (outfile) => ({
   },
 });
 
-/** A CommonJS bundle of the compiled `entry` for a process started by pidfd-cr. */
-async function bundle(entry, outfile) {
+/**
+ * A CommonJS bundle of the compiled `entry` for a process started by pidfd-cr.
+ * `leanProtocol`: the process uses only the control protocol of gen/pb.js (a worker).
+ */
+async function bundle(entry, outfile, { leanProtocol = true } = {}) {
   try {
     await build({
       entryPoints: [entry],
@@ -143,7 +151,7 @@ async function bundle(entry, outfile) {
       // zeromq's JS is bundled only when its addon was found (its own loader looks for
       // the addon relative to its own files).
       external: zmqAddon ? ['koffi'] : ['koffi', 'zeromq'],
-      plugins: [workerBundle(outfile)],
+      plugins: [workerBundle(outfile, leanProtocol)],
       // Less to read and hash (identifiers kept: stack traces stay readable): ≈ -5 ms CPU.
       minifyWhitespace: true,
       minifySyntax: true,
@@ -162,5 +170,9 @@ async function bundle(entry, outfile) {
 }
 
 await bundle('dist/src/worker/main.js', BUNDLE);
+// The command line (src/cli/main.ts runs it through start.cts): every command in one file,
+// each command's code cache of its own. In dist/src/cli, one level below dist/src like the
+// modules it holds, so their import.meta.url-relative paths still hold.
+await bundle('dist/src/cli/cli.js', 'dist/src/cli/cli.cjs', { leanProtocol: false });
 // The benchmark's lower bound of a worker (bench/skeleton-worker.ts), bundled the same way.
 await bundle('dist/bench/skeleton-worker.js', 'dist/bench/skeleton.cjs');

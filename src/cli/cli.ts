@@ -1,8 +1,9 @@
-#!/usr/bin/env node
 /**
  * pidfd-cr command line: a thin shell. Each command parses its own argv, calls the
  * library and returns an exit status; PcrErrors become one line on stderr and the exit
  * code of their `code` (src/errors.ts). Unexpected errors keep their stack.
+ * Started by main.ts: bundled into cli.cjs and run with V8's code cache (start.cts), or
+ * as these ES modules when there is no bundle.
  */
 import { PcrError, exitCodeFor } from '../errors.js';
 import { printable } from '../text.js';
