@@ -6,7 +6,16 @@
 // Workers start from src/worker/start.cts, which runs the bundle with V8's code cache.
 import { execFileSync } from 'node:child_process';
 import { build } from 'esbuild';
-import { mkdirSync, copyFileSync, chmodSync, readdirSync, rmSync, realpathSync } from 'node:fs';
+import {
+  mkdirSync,
+  copyFileSync,
+  chmodSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  realpathSync,
+  writeFileSync,
+} from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, relative, resolve } from 'node:path';
 
@@ -170,9 +179,13 @@ async function bundle(entry, outfile, { leanProtocol = true } = {}) {
 }
 
 await bundle('dist/src/worker/main.js', BUNDLE);
-// The command line (src/cli/main.ts runs it through start.cts): every command in one file,
-// each command's code cache of its own. In dist/src/cli, one level below dist/src like the
-// modules it holds, so their import.meta.url-relative paths still hold.
-await bundle('dist/src/cli/cli.js', 'dist/src/cli/cli.cjs', { leanProtocol: false });
+// The command line (the bin, src/cli/bin.cts, runs it through start.cts): every command in
+// one file, each command's code cache of its own. In dist/src/cli, one level below
+// dist/src like the modules it holds, so their import.meta.url-relative paths still hold.
+const CLI_BUNDLE = 'dist/src/cli/cli.cjs';
+await bundle('dist/src/cli/main.js', CLI_BUNDLE, { leanProtocol: false });
+// main.ts's hashbang line, which esbuild keeps first, cannot stand inside the function
+// that code-cache.cts wraps the bundle in.
+writeFileSync(CLI_BUNDLE, readFileSync(CLI_BUNDLE, 'utf8').replace(/^#!.*\n/, ''));
 // The benchmark's lower bound of a worker (bench/skeleton-worker.ts), bundled the same way.
 await bundle('dist/bench/skeleton-worker.js', 'dist/bench/skeleton.cjs');

@@ -1,14 +1,80 @@
 #!/usr/bin/env node
 /**
- * The `pidfd-cr` executable. The command line itself is cli.ts; scripts/build.mjs bundles
- * it into one CommonJS file, `cli.cjs`, which start.cts runs with V8's code cache (one
- * cache per command): one file read and no compilation instead of ~60 ES modules
- * resolved, read and compiled, and the addons loaded directly (docs/restore.md
- * "Performance", dump start-up). Without the bundle (a tsc-only build) cli.ts runs as is.
+ * pidfd-cr command line: a thin shell. Each command parses its own argv, calls the
+ * library and returns an exit status; PcrErrors become one line on stderr and the exit
+ * code of their `code` (src/errors.ts). Unexpected errors keep their stack.
  */
-import { createRequire } from 'node:module';
+import { PcrError, exitCodeFor } from '../errors.js';
+import { printable } from '../text.js';
+import { guardOutput, outputFailure } from './output.js';
 
-const { startBundled } = createRequire(import.meta.url)('./start.cjs') as {
-  startBundled: () => boolean;
+type Command = (argv: string[]) => Promise<number>;
+
+const commands: Record<string, () => Promise<Command>> = {
+  dump: async () => (await import('./commands/dump.js')).run,
+  show: async () => (await import('./commands/show.js')).run,
+  restore: async () => (await import('./commands/restore.js')).run,
+  demo: async () => (await import('./commands/demo.js')).run,
+  trace: async () => (await import('./commands/trace.js')).run,
+  machines: async () => (await import('./commands/machines.js')).run,
 };
-if (!startBundled()) await import('./cli.js');
+
+const USAGE = `usage: pidfd-cr <command> [options]
+
+commands:
+  dump -t PID -D DIR [--leave-stopped] [--force]   checkpoint the pidfds of a tree
+  show -D DIR [--json]                             print an image
+  restore -D DIR [--trace] [--trace-file F] [--pid-map F] [--hold] [--timeout S]
+          [--external-dead] [--max-processes N] [--pidfile F] [--viz FILE]
+                                                   restore the pidfds of an image
+  demo [--trace] [--trace-file F] [--viz FILE]    dump and restore a built-in example
+  trace FILE [--format html|chrome|text] [-o OUT]  draw a restore's trace file
+  machines [--format mermaid|dot|json|svg] [--machine task|coordinator|all]
+                                                   the statecharts of the two machines
+  version, --version, -V                           print the version of pidfd-cr
+
+'pidfd-cr <command> --help' describes one command.`;
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    (name === undefined ? process.stderr : process.stdout).write(USAGE + '\n');
+    return name === undefined ? 2 : 0;
+  }
+  if (name === '--version' || name === '-V' || name === 'version') {
+    if (rest.length > 0) {
+      process.stderr.write(`pidfd-cr: ${name} takes no arguments\n`);
+      return 2;
+    }
+    // From the package.json of this installed copy, read at run time.
+    const { toolVersion } = await import('../dump/host.js');
+    process.stdout.write(`${toolVersion()}\n`);
+    return 0;
+  }
+  const load = commands[name];
+  if (!load) {
+    process.stderr.write(`pidfd-cr: unknown command '${name}'\n${USAGE}\n`);
+    return 2;
+  }
+  return (await load())(rest);
+}
+
+// stdout/stderr that cannot be written end the command with their own status (output.ts).
+guardOutput(exitCodeFor);
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = outputFailure() ? process.exitCode : code;
+  },
+  (err: unknown) => {
+    // The output failure already ended the command (and aborted what it ran): say nothing more.
+    if (outputFailure()) return;
+    if (err instanceof PcrError) {
+      // One line, whatever a name taken from the kernel or the image holds.
+      process.stderr.write(`pidfd-cr: ${printable(err.message)}\n`);
+    } else {
+      process.stderr.write(`pidfd-cr: internal error: ${(err as Error)?.stack ?? String(err)}\n`);
+    }
+    process.exitCode = exitCodeFor(err);
+  },
+);

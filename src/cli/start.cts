@@ -1,9 +1,9 @@
 /**
- * Runs the bundled command line (`cli.cjs`, made by scripts/build.mjs from cli.ts) with
+ * Runs the bundled command line (`cli.cjs`, made by scripts/build.mjs from main.ts) with
  * V8's code cache (worker/code-cache.cts). One cache per command, `cli.cjs.<command>.cache`,
  * written by the first successful run of that command: each holds the code its command
  * ran, so a `dump` does not start from a cache that a `show` wrote. A read-only install
- * runs uncached. CommonJS, so that main.ts loads it without the ES module loader.
+ * runs uncached.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
