@@ -40,7 +40,7 @@ const LIB_DIR = resolve(
 interface Lib {
   dumpTree(rootPid: number): Promise<Image>;
   restoreImage(image: Image, options: RestoreOptions): Promise<RestoreResult>;
-  buildTree(spec: TreeSpec): Promise<BuiltTree>;
+  buildTree(spec: TreeSpec, options?: { signal?: AbortSignal }): Promise<BuiltTree>;
   cli: string;
 }
 
@@ -65,6 +65,18 @@ async function loadLib(dist: string): Promise<Lib> {
 }
 
 const now = (): number => performance.timeOrigin + performance.now();
+
+/**
+ * Ctrl-C or SIGTERM: the running restore or tree build is aborted, and the bench stops
+ * before its next step; the `finally` blocks take down what it built (nothing is left).
+ */
+const interrupted = new AbortController();
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => interrupted.abort(signal));
+}
+const checkInterrupted = (): void => {
+  if (interrupted.signal.aborted) throw new Error(`interrupted (${interrupted.signal.reason})`);
+};
 
 interface RestoreRun {
   verifiedMs: number;
@@ -95,7 +107,7 @@ async function restoreOnce(lib: Lib, image: Image): Promise<RestoreRun> {
   const t0 = now();
   const result = await lib.restoreImage(image, {
     hold: true,
-    signal: stop.signal,
+    signal: AbortSignal.any([stop.signal, interrupted.signal]),
     workerStderr: 2,
     traceWorkers: false,
     timeoutMs: 600_000,
@@ -118,6 +130,7 @@ async function restoreOnce(lib: Lib, image: Image): Promise<RestoreRun> {
     },
   });
   const end = now();
+  checkInterrupted();
   if (!result.ok) throw new Error(`bench restore differs: ${JSON.stringify(result.differences)}`);
   const states: Record<string, number> = {};
   const changes = events.filter((e) => e.from !== e.to);
@@ -166,7 +179,7 @@ const log = (s: string): void => {
 };
 
 async function benchTree(lib: Lib, tasks: number, spec: TreeSpec): Promise<TreeResult> {
-  const tree = await lib.buildTree(spec);
+  const tree = await lib.buildTree(spec, { signal: interrupted.signal });
   let image: Image;
   try {
     image = await lib.dumpTree(tree.rootPid);
@@ -178,6 +191,7 @@ async function benchTree(lib: Lib, tasks: number, spec: TreeSpec): Promise<TreeR
   await restoreOnce(lib, image); // warm the page cache and write the code cache
   await skeleton(workers);
   for (let i = 0; i < RUNS; i++) {
+    checkInterrupted();
     log('.');
     runs.floor.push(await floor(workers));
     runs.floor1.push(await floor(1));
@@ -221,7 +235,7 @@ interface DumpResult {
 }
 
 async function benchDump(lib: Lib): Promise<DumpResult> {
-  const tree = await lib.buildTree(BENCH_TREES.get(DUMP_TREE)!);
+  const tree = await lib.buildTree(BENCH_TREES.get(DUMP_TREE)!, { signal: interrupted.signal });
   const dir = mkdtempSync(join(tmpdir(), 'pidfd-cr-bench-dump-'));
   const runs: DumpResult['runs'] = { cli: [], floor1: [], library: [] };
   const dump = [
@@ -238,6 +252,7 @@ async function benchDump(lib: Lib): Promise<DumpResult> {
     await runAll([dump]); // warm
     await lib.dumpTree(tree.rootPid);
     for (let i = 0; i < Math.max(RUNS, 5) * 2; i++) {
+      checkInterrupted();
       runs.floor1.push(await floor(1));
       runs.cli.push(await runAll([dump]));
       const t0 = performance.now();
@@ -320,4 +335,7 @@ async function main(): Promise<void> {
   }
 }
 
-await main();
+await main().catch((err: unknown) => {
+  process.stderr.write(`\nbench: ${(err as Error)?.stack ?? String(err)}\n`);
+  process.exitCode = interrupted.signal.aborted ? 130 : 1;
+});
