@@ -63,8 +63,12 @@ export interface AuthHandlers {
 
 /** A ToAuth message is small: a proof is ~25 bytes, a failure a few hundred. */
 const MAX_MESSAGE = 4096;
-/** How long an accepted connection may stay silent before it is closed. */
-const SILENT_CONNECTION_MS = 2000;
+/**
+ * How long an accepted connection may stay silent before it is closed. A worker sends
+ * right after connecting, but on a loaded machine it may wait seconds for a CPU in
+ * between: with 2 s, a 129-task bench restore at load 85 lost a worker's proof (EPIPE).
+ */
+const SILENT_CONNECTION_MS = 10_000;
 
 export class AuthListener {
   /** By kernel pid; a later process with that pid (another ino) replaces the proof. */

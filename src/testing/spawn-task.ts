@@ -20,7 +20,8 @@ import { ENV } from './protocol.js';
 import { statusScript } from './validate.js';
 
 /** The compiled task program that every task of an example tree runs. */
-export const TASK_MAIN = fileURLToPath(new URL('./task-main.js', import.meta.url));
+// From ../testing: this module may also run inside the CLI bundle (dist/src/cli/cli.cjs).
+export const TASK_MAIN = fileURLToPath(new URL('../testing/task-main.js', import.meta.url));
 
 const O_RDWR = 2;
 

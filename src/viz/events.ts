@@ -4,56 +4,21 @@
  * details.failure). Every added field is optional here: a v1 trace written before they
  * existed is read the same way, with `kind` taken as "state".
  */
-import type { TraceDetails, TraceEvent } from '../protocol/trace.js';
+import type {
+  TraceEvent,
+  TraceFailure,
+  TraceKind,
+  TraceProcess,
+  TraceTransfer,
+} from '../protocol/trace.js';
 
-export type EventKind = 'state' | 'process' | 'fd-transfer' | 'register' | 'frame-ignored';
-
-export interface ProcessFacts {
-  action: 'spawn' | 'exit';
-  role: 'coordinator' | 'worker' | 'temp' | 'zombie';
-  pid: number;
-  ppid: number;
-  /** Dumped pid of the task (worker, zombie). */
-  task?: number;
-  /** Temp: the dead target's dumped pidfs ino (decimal). */
-  ino?: string;
-  /** Temp: dumped pid of the creator task. */
-  creator?: number;
-  startTime?: number;
-  exitTime?: number;
-  waitStatus?: number;
-}
-
-export interface TransferFacts {
-  id: string;
-  side: 'send' | 'recv';
-  sender: number;
-  receiver: number;
-  files: number[];
-  fds: number[];
-}
-
-export interface FailureFacts {
-  code: string;
-  message: string;
-  syscall?: string;
-  errno?: string;
-}
-
-export interface VizDetails extends TraceDetails {
-  failure?: FailureFacts;
-}
-
-export interface VizEvent extends Omit<TraceEvent, 'details'> {
-  details: VizDetails;
-  run?: string;
-  seq?: number;
-  kind?: EventKind;
-  process?: ProcessFacts;
-  transfer?: TransferFacts;
-  register?: { task: number; pid: number };
-  ignored?: { reason: string };
-}
+// The runtime's own types (src/protocol/trace.ts), whose added fields are all optional:
+// one definition, so a field the runtime adds is one the visualization can read.
+export type EventKind = TraceKind;
+export type ProcessFacts = TraceProcess;
+export type TransferFacts = TraceTransfer;
+export type FailureFacts = TraceFailure;
+export type VizEvent = TraceEvent;
 
 export const KINDS: readonly EventKind[] = [
   'state',

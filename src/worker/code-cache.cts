@@ -1,8 +1,8 @@
 /**
  * Running a CommonJS bundle through `vm.Script` with V8's code cache, so a process
  * neither parses nor compiles the bundle again (Node 20 has no module.enableCompileCache).
- * The cache, `<bundle>.cache` next to the bundle, is written at exit by a process that
- * ran without a usable one, exited 0 and for which `worthCaching()` says so: by then it
+ * The cache, `<bundle>.cache` next to the bundle (or `cacheFile`), is written at exit by a
+ * process that ran without a usable one, exited 0 and for which `worthCaching()` says so: by then it
  * holds the bytecode of every function the process ran.
  * V8 checks that a cache matches the source and the V8 version and flags; a rejected or
  * missing cache only costs the compile. CommonJS on purpose: an ES module entry would pay
@@ -32,8 +32,11 @@ function writeCache(cacheFile: string, script: Script): void {
   }
 }
 
-export function runBundle(bundle: string, worthCaching: () => boolean): void {
-  const cacheFile = `${bundle}.cache`;
+export function runBundle(
+  bundle: string,
+  worthCaching: () => boolean,
+  cacheFile = `${bundle}.cache`,
+): void {
   const cachedData = readCache(cacheFile);
   const script = new Script(
     `(function (exports, require, module, __filename, __dirname) {${readFileSync(bundle, 'utf8')}\n})`,
