@@ -20,6 +20,7 @@ export type PcrErrorCode =
   | 'PCR_ERR_LIMIT'
   | 'PCR_ERR_TRACE_INVALID'
   | 'PCR_ERR_OUTPUT_CLOSED'
+  | 'PCR_ERR_HOOK_ABORTED'
   | 'PCR_ERR_INTERNAL';
 
 export class PcrError extends Error {
@@ -83,6 +84,7 @@ export const EXIT_CODES: Record<PcrErrorCode, number> = {
   PCR_ERR_LIMIT: 13,
   PCR_ERR_TRACE_INVALID: 14,
   PCR_ERR_OUTPUT_CLOSED: 15,
+  PCR_ERR_HOOK_ABORTED: 23,
   PCR_ERR_INTERNAL: 70,
 };
 
