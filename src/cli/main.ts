@@ -17,6 +17,7 @@ const commands: Record<string, () => Promise<Command>> = {
   demo: async () => (await import('./commands/demo.js')).run,
   trace: async () => (await import('./commands/trace.js')).run,
   machines: async () => (await import('./commands/machines.js')).run,
+  swrk: async () => (await import('./commands/swrk.js')).run,
 };
 
 const USAGE = `usage: pidfd-cr <command> [options]
@@ -31,6 +32,7 @@ commands:
   trace FILE [--format html|chrome|text] [-o OUT]  draw a restore's trace file
   machines [--format mermaid|dot|json|svg] [--machine task|coordinator|all]
                                                    the statecharts of the two machines
+  swrk FD                                          serve a host over its socket (criu swrk)
   version, --version, -V                           print the version of pidfd-cr
 
 'pidfd-cr <command> --help' describes one command.`;
