@@ -7,7 +7,14 @@
  * ends the service; a request that cannot be decoded gets an error response.
  * I/O: recvmsg/sendmsg through native (never net.Socket), readiness by libuv poll.
  */
-import { closeQuiet, recvFds, sendFds, pidfdOpen, pidfdGetInfo } from '../../native/index.js';
+import {
+  closeQuiet,
+  recvFds,
+  sendFds,
+  pidfdOpen,
+  pidfdGetInfo,
+  setCloexec,
+} from '../../native/index.js';
 import { pidfsHandleIno } from '../../native/index.js';
 import { pidfdcr } from '../../gen/pb.js';
 import { EXIT_CODES, PcrError, SyscallError } from '../errors.js';
@@ -123,6 +130,8 @@ export class SwrkService {
   constructor(private readonly fd: number) {}
 
   start(): void {
+    // Inherited without close-on-exec: no process we start (workers, temp processes) keeps it.
+    setCloexec(this.fd, true);
     this.watch = watchReadable(this.fd, () => this.readAll());
   }
 

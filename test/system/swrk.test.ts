@@ -195,6 +195,29 @@ test('swrk: a host that disconnects mid-restore gets the tree taken down and the
   assert.deepEqual(readdirSync(dir), ['pidfd-cr.img'], 'no run directory left');
 });
 
+test('swrk: a held tree that loses a task is taken down; an unrequested TEARDOWN response says why', async (t) => {
+  const { image, dir } = await buildAndDump(t, alive);
+  writeImage(dir, image);
+  const h = host(t);
+  const r = await h.ask({ type: T.RESTORE, restore: { imagesDir: dir, hold: true } });
+  assert.equal(r.restore?.held, true, r.error?.message);
+  const pids = r.restore!.pids.map((p) => p.restored);
+  const child = r.restore!.pids.find((p) => p.dumped !== image.rootPid)!;
+  assert.ok(pids.every(exists));
+  process.kill(child.restored, 'SIGKILL');
+  const lost = await h.next();
+  expectError(
+    lost,
+    T.TEARDOWN,
+    'PCR_ERR_TASK_EXITED',
+    new RegExp(
+      `^the held tree was taken down: task ${child.dumped} \\(pid ${child.restored}\\) exited`,
+    ),
+  );
+  assert.deepEqual(await waitGone(pids), []);
+  await endsClean(h);
+});
+
 test('swrk: a bad fd argument is a usage error', () => {
   for (const [args, message] of [
     [[], /needs exactly one argument/],
