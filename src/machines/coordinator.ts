@@ -303,8 +303,13 @@ const hookInvokeId = (hook: HookName) => `hook${hook[0]!.toUpperCase()}${hook.sl
  * Waits for one hook (the runtime's `runHook`), bounded by the phase timeout; an abort
  * or a throw fails the restore naming the hook. `next` is where the restore goes on.
  */
-function hookState<T extends readonly object[]>(hook: HookName, next: T) {
+function hookState<T extends readonly object[], O extends object = object>(
+  hook: HookName,
+  next: T,
+  on?: O,
+) {
   return {
+    ...(on === undefined ? {} : { on }),
     invoke: {
       id: hookInvokeId(hook),
       src: 'runHook',
@@ -628,13 +633,24 @@ export const coordinatorMachine = setup({
       ],
       always: { target: 'verified' },
     },
-    /** Hook verified: every pidfd restored and compared (the differences). */
-    verified: hookState('verified', [{ target: 'before-handoff' }] as const),
+    /**
+     * Hook verified: every pidfd restored and compared (the differences). From here on the
+     * caller's STOP takes the verified tree down the normal way (it ends a hold that has
+     * not quite begun), as it did when holding followed verification at once.
+     */
+    verified: hookState(
+      'verified',
+      [{ target: 'before-handoff' }] as const,
+      {
+        STOP: 'before-teardown',
+      } as const,
+    ),
     /** Hook beforeHandoff: then hold the tree, or take it down. */
-    'before-handoff': hookState('beforeHandoff', [
-      { guard: 'shouldHold', target: 'holding' },
-      { target: 'before-teardown' },
-    ] as const),
+    'before-handoff': hookState(
+      'beforeHandoff',
+      [{ guard: 'shouldHold', target: 'holding' }, { target: 'before-teardown' }] as const,
+      { STOP: 'before-teardown' } as const,
+    ),
     /** Verified: the tree lives until the caller's STOP; losing a task fails the restore. */
     holding: {
       on: {
@@ -645,7 +661,13 @@ export const coordinatorMachine = setup({
       },
     },
     /** Hook beforeTeardown: the verified tree is about to be taken down. */
-    'before-teardown': hookState('beforeTeardown', [{ target: 'tearing-down' }] as const),
+    'before-teardown': hookState(
+      'beforeTeardown',
+      [{ target: 'tearing-down' }] as const,
+      {
+        STOP: {},
+      } as const,
+    ),
     'tearing-down': {
       entry: {
         type: 'broadcast',

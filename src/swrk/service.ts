@@ -245,6 +245,8 @@ export class SwrkService {
 
   /** Sends a notification and waits for its answer (the hook's signal ends the wait). */
   private notify(hook: HookName, c: HookContext): Promise<void | { abort: string }> {
+    // No host to ask: the restore is already stopping (its tree is taken down).
+    if (this.hostGone) return Promise.resolve();
     return new Promise((resolve, reject) => {
       const stop = () => {
         this.waitingAnswer = undefined;

@@ -389,6 +389,28 @@ test('a hook that never resolves is bounded by the phase timeout; a task lost me
   assert.equal(e.snapshot.context.failure?.code, 'PCR_ERR_TASK_EXITED');
 });
 
+test('after verification a STOP takes the verified tree down the normal way, not as a failure', () => {
+  for (const at of ['verified', 'before-handoff'] as const) {
+    const d = register(new Driver({ hold: true }));
+    for (const phase of BROADCAST_PHASES) {
+      if (phase === 'verify')
+        for (const report of faithfulReportsFor(image, SAMPLE_PID_MAP))
+          d.send({ type: 'FD_REPORT', report });
+      runPhase(d, phase);
+    }
+    if (at === 'before-handoff') hookDone(d, 'verified');
+    assert.equal(d.value, at);
+    d.send({ type: 'STOP', reason: 'SIGTERM' });
+    assert.equal(d.value, 'before-teardown', `STOP in ${at}`);
+    d.send({ type: 'STOP', reason: 'SIGTERM again' });
+    assert.equal(d.value, 'before-teardown', 'a second STOP changes nothing');
+    hookDone(d, 'beforeTeardown');
+    d.send({ type: 'xstate.done.actor.tearDownTree', output: undefined });
+    assert.equal(d.snapshot.output?.ok, true);
+    assert.equal(d.snapshot.output?.failure, undefined);
+  }
+});
+
 test('toJSON lists the named actors, guards and actions', () => {
   const json = JSON.stringify(coordinatorMachine.toJSON());
   for (const name of [
