@@ -318,7 +318,7 @@ export class Session {
       signal,
     });
     if (result !== null && typeof result === 'object' && 'abort' in result)
-      return { abort: textOf(result.abort) };
+      return { abort: textOf(result.abort) || 'no reason given' };
     return {};
   };
 

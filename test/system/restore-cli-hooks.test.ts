@@ -91,7 +91,8 @@ test('a script that exits non-zero stops the restore naming it and its status; n
     join(dir, 'bad.sh'),
     `cp "$PIDFD_CR_PID_MAP" ${seen}; [ "$CRTOOLS_SCRIPT_ACTION" = post-restore ] && exit 3; exit 0`,
   );
-  const r = await run(['restore', '-D', dir, '--action-script', bad]);
+  // The run directory (with the pid-map files of the scripts) goes in `dir` too.
+  const r = await run(['restore', '-D', dir, '--action-script', bad], { TMPDIR: dir });
   assert.equal(r.status, 23, r.stderr);
   assert.equal(
     r.stderr,

@@ -87,6 +87,15 @@ test('swrk: version, check, and malformed requests get error responses, never a 
   assert.equal(missing.success, false);
   assert.equal(missing.error?.code, 'PCR_ERR_IMAGE_DIR');
   assert.equal(missing.error?.exitStatus, 6);
+  // Longer than a request may be: the error carries the system call and errno.
+  h.sendRaw(Buffer.alloc(70_000, 0x08));
+  const big = await h.next();
+  expectError(big, T.REQ_UNSET, 'PCR_ERR_SYSCALL', /MSG_TRUNC/);
+  assert.deepEqual(
+    [big.error?.syscall, big.error?.errno, big.error?.errnoName],
+    ['recvmsg', 90, 'EMSGSIZE'],
+  );
+  assert.equal(big.error?.exitStatus, 12);
   const v2 = await h.ask({ type: T.VERSION });
   assert.equal(v2.success, true, 'still serving');
   await endsClean(h);
