@@ -68,10 +68,10 @@ export function checkStatusFd(value: string, hold: boolean): number {
   return fd;
 }
 
-/** Writes the one status byte (criu writes '\0') and closes the fd. */
-function signalReady(fd: number): void {
+/** Writes the one status byte (criu writes '\0') if `ready`, and closes the fd. */
+function signalReady(fd: number, ready: boolean): void {
   try {
-    writeSync(fd, Buffer.of(0));
+    if (ready) writeSync(fd, Buffer.of(0));
   } catch (err) {
     throw new PcrError('PCR_ERR_SYSCALL', `--status-fd ${fd}: ${(err as Error).message}`, {
       cause: err,
@@ -148,8 +148,9 @@ export function cliHooks(o: CliHookOptions): RestoreHooks | undefined {
         };
         for (const script of o.scripts) await runScript(script, env, c.signal);
       }
-      if (name === 'beforeHandoff' && o.statusFd !== undefined && c.differences?.length === 0)
-        signalReady(o.statusFd);
+      // The byte only for a tree that is the image; EOF alone otherwise (criu: no byte).
+      if (name === 'beforeHandoff' && o.statusFd !== undefined)
+        signalReady(o.statusFd, c.differences?.length === 0);
     };
   }
   return hooks;

@@ -164,6 +164,31 @@ test('--status-fd: one byte once the held tree is ready, then EOF while it is st
   assert.deepEqual(await waitGone(everyone), []);
 });
 
+test('--status-fd: a held tree that differs from the image gets EOF without the byte', async (t) => {
+  const { image, dir } = await buildAndDump(t, alive);
+  writeImage(dir, image);
+  const child = spawn(process.execPath, [CLI, 'restore', '-D', dir, '--hold', '--status-fd', '3'], {
+    stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
+    // The root keeps one extra pidfd after finalize: verification reports it.
+    env: { ...process.env, TMPDIR: dir, PCR_FAULT: `leak@${image.rootPid}:finalize` },
+  });
+  t.after(() => child.kill('SIGKILL'));
+  let out = '';
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
+  const status = child.stdio[3] as Readable;
+  const bytes: Buffer[] = [];
+  status.on('data', (d: Buffer) => bytes.push(d));
+  await once(status, 'end');
+  assert.equal(Buffer.concat(bytes).length, 0, 'no status byte');
+  assert.equal(child.exitCode, null, 'the tree is held all the same');
+  assert.match(out, /^verification: FAILED/m);
+  const everyone = descendantsOf(child.pid!);
+  child.kill('SIGTERM');
+  const [code] = await once(child, 'exit');
+  assert.equal(code, 1);
+  assert.deepEqual(await waitGone(everyone), []);
+});
+
 test('bad --status-fd values are usage errors before anything starts', async (t) => {
   const { image, dir } = await buildAndDump(t, alive);
   writeImage(dir, image);
