@@ -17,7 +17,7 @@ import {
 } from '../../native/index.js';
 import { pidfsHandleIno } from '../../native/index.js';
 import { pidfdcr } from '../../gen/pb.js';
-import { EXIT_CODES, PcrError, SyscallError } from '../errors.js';
+import { EXIT_CODES, PcrError, SyscallError, isErrno } from '../errors.js';
 import { textOf } from '../text.js';
 import { watchReadable, type Watch } from '../sys/readiness.js';
 import { dumpToDir } from '../dump/index.js';
@@ -136,13 +136,14 @@ export class SwrkService {
   }
 
   private readAll(): void {
-    if (this.hostGone) return;
-    for (;;) {
+    while (!this.hostGone) {
       let msg: ReturnType<typeof recvFds>;
       try {
         msg = recvFds(this.fd, MAX_MESSAGE, 8);
       } catch (err) {
-        // A message too long or with fds we do not take: an error response, go on.
+        // A message too long or with more fds than we take was dropped by the kernel: an
+        // error response, go on. Any other failure of the socket ends the service.
+        if (!isErrno(err, 'EMSGSIZE') && !isErrno(err, 'ENOBUFS')) return this.lostHost();
         this.send(errorResponse(T.REQ_UNSET, err));
         continue;
       }

@@ -92,9 +92,10 @@ test('hooks run in order, each when its moment has come (seen from /proc), then 
   assert.deepEqual(readdirSync(dir), []);
 });
 
-/** The restore must reject with a PcrError; nothing of it is left. */
+/** The restore must reject with a PcrError; nothing of it is left, no pidfd in us either. */
 async function failsClean(dir: string, run: () => Promise<unknown>): Promise<PcrError> {
   const before = new Set(descendantsOf(process.pid));
+  const ours = pidfdsOf(process.pid).length;
   const err = await run().then(
     () => assert.fail('the restore succeeded'),
     (e: unknown) => e,
@@ -103,6 +104,7 @@ async function failsClean(dir: string, run: () => Promise<unknown>): Promise<Pcr
   const left = descendantsOf(process.pid).filter((p) => !before.has(p));
   assert.deepEqual(await waitGone(left), [], 'no process of the restore left');
   assert.deepEqual(readdirSync(dir), [], 'no run directory left');
+  assert.equal(pidfdsOf(process.pid).length, ours, 'no pidfd left in the caller');
   return err;
 }
 
