@@ -58,7 +58,7 @@ export function errorResponse(type: number, err: unknown): Resp {
       exitStatus: EXIT_CODES[e.code],
       message: e.message,
       ...(e instanceof SyscallError
-        ? { syscall: e.syscall, errno: e.errno, errnoName: e.errnoName }
+        ? { syscall: e.syscall, errnum: e.errno, errnoName: e.errnoName }
         : {}),
     },
   };

@@ -30,7 +30,7 @@ export interface Response {
     exitStatus: number;
     message: string;
     syscall: string;
-    errno: number;
+    errnum: number;
     errnoName: string;
   };
   dump?: { tasks: number; pidfds: number };

@@ -92,7 +92,7 @@ test('swrk: version, check, and malformed requests get error responses, never a 
   const big = await h.next();
   expectError(big, T.REQ_UNSET, 'PCR_ERR_SYSCALL', /MSG_TRUNC/);
   assert.deepEqual(
-    [big.error?.syscall, big.error?.errno, big.error?.errnoName],
+    [big.error?.syscall, big.error?.errnum, big.error?.errnoName],
     ['recvmsg', 90, 'EMSGSIZE'],
   );
   assert.equal(big.error?.exitStatus, 12);
