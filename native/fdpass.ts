@@ -83,6 +83,18 @@ export interface PeerCred {
   gid: number;
 }
 
+const SO_TYPE = 3;
+
+/** SO_TYPE of a socket fd (SOCK_SEQPACKET is 5); a SyscallError (ENOTSOCK, EBADF) otherwise. */
+export function socketType(fd: number): number {
+  const out = Buffer.alloc(4);
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(4, 0);
+  check(libc.getsockopt(fd, SOL_SOCKET, SO_TYPE, out, len), 'getsockopt(SO_TYPE)');
+  return out.readInt32LE(0);
+}
+export const SOCKET_SEQPACKET = SOCK_SEQPACKET;
+
 /** SO_PEERCRED: who is at the other end of a connected Unix socket. */
 export function peerCred(fd: number): PeerCred {
   const cred = Buffer.alloc(12);

@@ -21,6 +21,7 @@ const RANKS = [
   ['src/actors'],
   ['src/worker', 'src/coordinator'],
   ['src/restore', 'src/viz'],
+  ['src/swrk'],
   ['src/testing'],
   ['src/cli', 'src/index.ts'],
 ];

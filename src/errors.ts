@@ -21,6 +21,7 @@ export type PcrErrorCode =
   | 'PCR_ERR_TRACE_INVALID'
   | 'PCR_ERR_OUTPUT_CLOSED'
   | 'PCR_ERR_CHECK'
+  | 'PCR_ERR_HOOK_ABORTED'
   | 'PCR_ERR_INTERNAL';
 
 export class PcrError extends Error {
@@ -85,6 +86,7 @@ export const EXIT_CODES: Record<PcrErrorCode, number> = {
   PCR_ERR_TRACE_INVALID: 14,
   PCR_ERR_OUTPUT_CLOSED: 15,
   PCR_ERR_CHECK: 17,
+  PCR_ERR_HOOK_ABORTED: 23,
   PCR_ERR_INTERNAL: 70,
 };
 

@@ -18,6 +18,8 @@ export { formatImage, imageToJson, type ImageJson } from './image/show.js';
 // Restore: the whole restore, embeddable (no process.exit, no argv).
 export { restoreImage, type RestoreResult } from './restore/restore-image.js';
 export type { RestoreOptions } from './restore/options.js';
+export type { Hook, HookContext, RestoreHooks } from './coordinator/settings.js';
+export { HOOK_NAMES, type HookName } from './machines/coordinator.js';
 export {
   TRACE_VERSION,
   TRACE_KINDS,

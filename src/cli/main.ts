@@ -18,6 +18,7 @@ const commands: Record<string, () => Promise<Command>> = {
   trace: async () => (await import('./commands/trace.js')).run,
   machines: async () => (await import('./commands/machines.js')).run,
   check: async () => (await import('./commands/check.js')).run,
+  swrk: async () => (await import('./commands/swrk.js')).run,
 };
 
 const USAGE = `usage: pidfd-cr <command> [options]
@@ -33,6 +34,7 @@ commands:
   machines [--format mermaid|dot|json|svg] [--machine task|coordinator|all]
                                                    the statecharts of the two machines
   check [--json]                                   what dump and restore can do here
+  swrk FD                                          serve a host over its socket (criu swrk)
   version, --version, -V                           print the version of pidfd-cr
 
 dump, restore and demo also take -v (repeatable), --log-level LEVEL and --log-file F:

@@ -19,6 +19,8 @@ import {
   type SpawnRootOutput,
   type AbortTreeInput,
   type TearDownTreeInput,
+  type RunHookInput,
+  type RunHookOutput,
 } from '../machines/coordinator.js';
 import { ControlRouter } from '../protocol/zmq-link.js';
 import {
@@ -339,6 +341,25 @@ export class Session {
     return { restoredPid };
   };
 
+  /** Awaits the caller's hook, if any; `{ abort }` or a throw stops the restore. */
+  private runHook = async (input: RunHookInput, signal: AbortSignal): Promise<RunHookOutput> => {
+    const hook = this.settings.hooks[input.hook];
+    if (hook === undefined) return {};
+    const root = this.plan.rootPid;
+    const result = await hook({
+      hook: input.hook,
+      pidMap: input.pidMap,
+      rootPid: input.pidMap.pids.find((p) => p.dumped === root)?.restored ?? 0,
+      dumpedRootPid: root,
+      runDir: this.rundir,
+      differences: input.differences,
+      signal,
+    });
+    if (result !== null && typeof result === 'object' && 'abort' in result)
+      return { abort: textOf(result.abort) || 'no reason given' };
+    return {};
+  };
+
   private sendFrame(to: number, frame: Uint8Array): void {
     void this.router.send(String(to), frame);
   }
@@ -358,6 +379,9 @@ export class Session {
       actors: {
         spawnRoot: fromPromise<SpawnRootOutput, SpawnRootInput>(({ input }) =>
           this.spawnRoot(input),
+        ),
+        runHook: fromPromise<RunHookOutput, RunHookInput>(({ input, signal }) =>
+          this.runHook(input, signal),
         ),
         abortTree: fromPromise<void, AbortTreeInput>(async () => {
           this.tree.abort();

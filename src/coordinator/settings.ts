@@ -7,6 +7,30 @@ import type { PidMap } from '../protocol/messages.js';
 import type { TraceSink } from '../protocol/trace.js';
 import type { Difference } from '../verify/compare.js';
 import type { Logger } from '../log.js';
+import type { HookName } from '../machines/coordinator.js';
+
+/** What a hook is told: where the restore is (see HOOK_NAMES for when each runs). */
+export interface HookContext {
+  hook: HookName;
+  /** Dumped pid -> restored pid of every task and thread (complete from treeBuilt on). */
+  pidMap: PidMap;
+  /** The restored root task's pid (CRTOOLS_INIT_PID for criu's scripts). */
+  rootPid: number;
+  /** The dumped root task's pid. */
+  dumpedRootPid: number;
+  /** The restore's private run directory (0700, removed when the restore ends). */
+  runDir: string;
+  /** From verified on: what verification found; empty when the tree is the image. */
+  differences: Difference[] | undefined;
+  /** Aborted when the restore stops waiting for this hook (timeout, failure, signal). */
+  signal: AbortSignal;
+}
+
+/** Resolve (or return nothing) to go on; throw or return `{ abort: reason }` to stop. */
+export type Hook = (
+  context: HookContext,
+) => void | { abort: string } | Promise<void | { abort: string }>;
+export type RestoreHooks = Partial<Record<HookName, Hook>>;
 
 export interface VerifiedResult {
   pidMap: PidMap;
@@ -24,6 +48,8 @@ export interface SessionSettings {
   signal: AbortSignal | undefined;
   /** Called once verification ran (before holding); a throw stops the restore. */
   onVerified: ((result: VerifiedResult) => void) | undefined;
+  /** Awaited at the hook points; a missing one goes on at once. */
+  hooks: RestoreHooks;
   /** Our fd that workers get as stderr; null: /dev/null. */
   workerStderr: number | null;
   /** Test hook: PCR_FAULT for the workers. */

@@ -118,8 +118,32 @@ export interface TearDownTreeInput {
   pidMap: PidMap;
 }
 
+/**
+ * The points where the restore waits for its host (restoreImage's `hooks`, the CLI's
+ * action scripts, swrk notifications), in the order they come:
+ * - treeBuilt: every task registered, the pid map known, no pidfd opened yet;
+ * - verified: every pidfd restored and the reports compared (the differences);
+ * - beforeHandoff: right after verified, before the tree is held or handed off;
+ * - beforeTeardown: the verified tree is about to be taken down (after the hold ends).
+ * A failed restore runs none of the later ones: it is taken down at once.
+ */
+export const HOOK_NAMES = ['treeBuilt', 'verified', 'beforeHandoff', 'beforeTeardown'] as const;
+export type HookName = (typeof HOOK_NAMES)[number];
+
+export interface RunHookInput {
+  hook: HookName;
+  pidMap: PidMap;
+  /** From verified on: what verification found (empty: the tree is the image). */
+  differences: Difference[] | undefined;
+}
+/** A hook resolves (the restore goes on) or says why the restore must stop. */
+export interface RunHookOutput {
+  abort?: string;
+}
+
 export const coordinatorActorPlaceholders = {
   spawnRoot: fromPromise<SpawnRootOutput, SpawnRootInput>(notProvided('spawnRoot')),
+  runHook: fromPromise<RunHookOutput, RunHookInput>(notProvided('runHook')),
   abortTree: fromPromise<void, AbortTreeInput>(notProvided('abortTree')),
   tearDownTree: fromPromise<void, TearDownTreeInput>(notProvided('tearDownTree')),
 };
@@ -269,6 +293,53 @@ const errorText = (event: unknown): string => {
   return error instanceof Error ? error.message : String(error);
 };
 
+const hookAbortText = (event: unknown): string | undefined =>
+  (event as DoneActorEvent<RunHookOutput | undefined>).output?.abort;
+
+/** Invoke ids of the hook states (one per hook: visualizers and graph paths see which). */
+const hookInvokeId = (hook: HookName) => `hook${hook[0]!.toUpperCase()}${hook.slice(1)}`;
+
+/**
+ * Waits for one hook (the runtime's `runHook`), bounded by the phase timeout; an abort
+ * or a throw fails the restore naming the hook. `next` is where the restore goes on.
+ */
+function hookState<T extends readonly object[], O extends object = object>(
+  hook: HookName,
+  next: T,
+  on?: O,
+) {
+  return {
+    ...(on === undefined ? {} : { on }),
+    invoke: {
+      id: hookInvokeId(hook),
+      src: 'runHook',
+      input: ({ context }: { context: CoordinatorContext }): RunHookInput => ({
+        hook,
+        pidMap: context.pidMap,
+        differences: hook === 'treeBuilt' ? undefined : context.differences,
+      }),
+      onDone: [
+        {
+          guard: 'hookAborted',
+          target: '#coordinator.aborting',
+          actions: { type: 'recordHookAbort', params: { hook } },
+        },
+        ...next,
+      ],
+      onError: {
+        target: '#coordinator.aborting',
+        actions: { type: 'recordHookError', params: { hook } },
+      },
+    },
+    after: {
+      phaseTimeout: {
+        target: '#coordinator.aborting',
+        actions: { type: 'hookTimedOut', params: { hook } },
+      },
+    },
+  } as const;
+}
+
 export const coordinatorMachine = setup({
   types: {
     input: {} as CoordinatorInput,
@@ -405,6 +476,30 @@ export const coordinatorMachine = setup({
         };
       },
     }),
+    recordHookAbort: assign({
+      failure: ({ context, event }, params: { hook: HookName }) =>
+        abortReason(
+          context,
+          `hook ${params.hook} aborted the restore: ${hookAbortText(event) ?? ''}`,
+          'PCR_ERR_HOOK_ABORTED',
+        ),
+    }),
+    recordHookError: assign({
+      failure: ({ context, event }, params: { hook: HookName }) =>
+        abortReason(
+          context,
+          `hook ${params.hook} aborted the restore: ${errorText(event)}`,
+          'PCR_ERR_HOOK_ABORTED',
+        ),
+    }),
+    hookTimedOut: assign({
+      failure: ({ context }, params: { hook: HookName }) =>
+        abortReason(
+          context,
+          `hook ${params.hook} did not finish within ${context.phaseTimeoutMs} ms`,
+          'PCR_ERR_TIMEOUT',
+        ),
+    }),
     recordTeardownError: assign({
       failure: ({ context, event }) =>
         abortReason(context, `tearing down failed: ${errorText(event)}`),
@@ -426,6 +521,8 @@ export const coordinatorMachine = setup({
       event.phase === context.phase &&
       workerPids(context.plan).every((p) => p === event.pid || context.done.includes(p)),
     shouldHold: ({ context }) => context.hold,
+    /** Did the hook that just finished say the restore must stop? */
+    hookAborted: ({ event }) => hookAbortText(event) !== undefined,
   },
   delays: {
     phaseTimeout: ({ context }) => context.phaseTimeoutMs,
@@ -471,7 +568,7 @@ export const coordinatorMachine = setup({
             target: 'aborting',
             actions: 'recordRegistrationProblem',
           },
-          { guard: 'allRegistered', target: 'phases', actions: 'recordRegistration' },
+          { guard: 'allRegistered', target: 'tree-built', actions: 'recordRegistration' },
           { actions: 'recordRegistration' },
         ],
         onError: { target: 'aborting', actions: 'recordSpawnRootError' },
@@ -485,7 +582,7 @@ export const coordinatorMachine = setup({
           },
           {
             guard: 'allRegistered',
-            target: 'phases',
+            target: 'tree-built',
             actions: ['recordRegistration', sendAssign],
           },
           { actions: ['recordRegistration', sendAssign] },
@@ -496,12 +593,14 @@ export const coordinatorMachine = setup({
             target: 'aborting',
             actions: 'recordRegistrationProblem',
           },
-          { guard: 'allRegistered', target: 'phases', actions: 'recordRegistration' },
+          { guard: 'allRegistered', target: 'tree-built', actions: 'recordRegistration' },
           { actions: 'recordRegistration' },
         ],
       },
       after: { phaseTimeout: { target: 'aborting', actions: 'recordRegistrationTimeout' } },
     },
+    /** Hook treeBuilt: every task registered, the pid map known, no pidfd opened yet. */
+    'tree-built': hookState('treeBuilt', [{ target: 'phases' }] as const),
     /** One child state per phase: broadcast PHASE, wait for every PHASE_DONE. */
     phases: {
       initial: 'open-alive',
@@ -523,7 +622,7 @@ export const coordinatorMachine = setup({
         verify: phaseState('verify', '#coordinator.comparing'),
       },
     },
-    /** Every report is in: compare with the image, announce, then hold or tear down. */
+    /** Every report is in: compare with the image, announce, then the verified hook. */
     comparing: {
       entry: [
         'compareReports',
@@ -532,17 +631,43 @@ export const coordinatorMachine = setup({
           params: ({ context }) => ({ pidMap: context.pidMap, differences: context.differences }),
         },
       ],
-      always: [{ guard: 'shouldHold', target: 'holding' }, { target: 'tearing-down' }],
+      always: { target: 'verified' },
     },
+    /**
+     * Hook verified: every pidfd restored and compared (the differences). From here on the
+     * caller's STOP takes the verified tree down the normal way (it ends a hold that has
+     * not quite begun), as it did when holding followed verification at once.
+     */
+    verified: hookState(
+      'verified',
+      [{ target: 'before-handoff' }] as const,
+      {
+        STOP: 'before-teardown',
+      } as const,
+    ),
+    /** Hook beforeHandoff: then hold the tree, or take it down. */
+    'before-handoff': hookState(
+      'beforeHandoff',
+      [{ guard: 'shouldHold', target: 'holding' }, { target: 'before-teardown' }] as const,
+      { STOP: 'before-teardown' } as const,
+    ),
     /** Verified: the tree lives until the caller's STOP; losing a task fails the restore. */
     holding: {
       on: {
-        STOP: 'tearing-down',
+        STOP: 'before-teardown',
         WORKER_EXITED: { target: 'aborting', actions: 'recordLostInHold' },
         WORKER_FAILED: { target: 'aborting', actions: 'recordLostInHold' },
         FAIL: { target: 'aborting', actions: 'recordLostInHold' },
       },
     },
+    /** Hook beforeTeardown: the verified tree is about to be taken down. */
+    'before-teardown': hookState(
+      'beforeTeardown',
+      [{ target: 'tearing-down' }] as const,
+      {
+        STOP: {},
+      } as const,
+    ),
     'tearing-down': {
       entry: {
         type: 'broadcast',

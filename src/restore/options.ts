@@ -11,8 +11,9 @@ import { describe } from '../text.js';
 import { COORDINATOR_GRACE_MS, type PidMap } from '../protocol/messages.js';
 import type { TraceSink } from '../protocol/trace.js';
 import type { Difference } from '../verify/compare.js';
-import type { SessionSettings } from '../coordinator/settings.js';
 import { silentLogger, type Logger } from '../log.js';
+import type { RestoreHooks, SessionSettings } from '../coordinator/settings.js';
+import { HOOK_NAMES, type HookName } from '../machines/coordinator.js';
 
 export interface RestoreOptions {
   /** Keep the restored tree until `signal` aborts, instead of tearing it down at once. */
@@ -34,6 +35,12 @@ export interface RestoreOptions {
   signal?: AbortSignal;
   /** Called once verification ran (before holding), with the pid map and differences. */
   onVerified?: (result: { pidMap: PidMap; differences: Difference[] }) => void;
+  /**
+   * Awaited at the points a host needs (treeBuilt, verified, beforeHandoff,
+   * beforeTeardown; docs/embedding.md); each may stop the restore by throwing or
+   * returning `{ abort: reason }` (PCR_ERR_HOOK_ABORTED). Bounded by `timeoutMs`.
+   */
+  hooks?: RestoreHooks;
   /** Our fd that workers get as stderr (default 2; null: /dev/null). */
   workerStderr?: number | null;
   /** Parent of the private run directory (default os.tmpdir()). */
@@ -81,6 +88,7 @@ export function resolveRestoreOptions(o: RestoreOptions): ResolvedRestoreOptions
       traceWorkers: o.trace !== undefined && o.traceWorkers !== false,
       signal: o.signal,
       onVerified: o.onVerified,
+      hooks: { ...o.hooks },
       workerStderr: o.workerStderr === undefined ? 2 : o.workerStderr,
       fault: o.fault,
       // Never shorter than a worker's grace for its children (see COORDINATOR_GRACE_MS).
@@ -120,6 +128,14 @@ export function checkRestoreOptions(o: RestoreOptions): RestoreLimits {
   ] as const) {
     if (path !== undefined && (typeof path !== 'string' || path === ''))
       throw usage(option, path, 'a path');
+  }
+  if (o.hooks !== undefined && (typeof o.hooks !== 'object' || o.hooks === null))
+    throw usage('hooks', o.hooks, 'an object of hooks');
+  for (const [name, hook] of Object.entries(o.hooks ?? {})) {
+    if (!HOOK_NAMES.includes(name as HookName))
+      throw usage('hooks', name, `a hook name (${HOOK_NAMES.join(', ')})`);
+    if (hook !== undefined && typeof hook !== 'function')
+      throw usage(`hooks.${name}`, hook, 'a function');
   }
   for (const key of Object.keys(o.limits ?? {}) as Array<keyof RestoreLimits>) {
     if (!(key in DEFAULT_LIMITS)) throw usage('limits', key, 'a known limit');

@@ -85,6 +85,7 @@ test('the packed tarball installs into a fresh project and dumps and restores fr
     'dist/native/index.js',
     'proto/image.proto',
     'proto/protocol.proto',
+    'proto/swrk.proto',
   ]) {
     assert.ok(files.includes(needed), `tarball lacks ${needed}`);
   }

@@ -56,8 +56,36 @@ class Driver {
 
 const restored = (pid: number) => SAMPLE_PID_MAP.pids.find((p) => p.dumped === pid)!.restored;
 
-/** Registers the sample tree: root spawned, three hellos, three CHILDREN_SPAWNED. */
+const HOOK_IDS = {
+  treeBuilt: 'hookTreeBuilt',
+  verified: 'hookVerified',
+  beforeHandoff: 'hookBeforeHandoff',
+  beforeTeardown: 'hookBeforeTeardown',
+} as const;
+
+/** The input the hook invoked by this step got (the machine is in the hook's state). */
+function hookInput(d: Driver, hook: keyof typeof HOOK_IDS): Record<string, unknown> {
+  const spawn = d.actions.find(
+    (a) => a.type === 'xstate.spawnChild' && (a.params as { id?: string }).id === HOOK_IDS[hook],
+  );
+  assert.ok(spawn, `hook ${hook} is invoked`);
+  return (spawn.params as unknown as { input: Record<string, unknown> }).input;
+}
+
+/** The hook the machine waits for resolves with `output`. */
+function hookDone(d: Driver, hook: keyof typeof HOOK_IDS, output: object = {}): Driver {
+  return d.send({ type: `xstate.done.actor.${HOOK_IDS[hook]}`, output });
+}
+
+/** Registers the sample tree and lets hook treeBuilt through: the first phase begins. */
 function register(d: Driver): Driver {
+  registerOnly(d);
+  assert.equal(d.value, 'tree-built');
+  return hookDone(d, 'treeBuilt');
+}
+
+/** Registers the sample tree: root spawned, three hellos, three CHILDREN_SPAWNED. */
+function registerOnly(d: Driver): Driver {
   d.send({ type: 'xstate.done.actor.spawnRoot', output: { restoredPid: restored(100) } });
   d.send({ type: 'WORKER_HELLO', pid: 100, restoredPid: restored(100) });
   assert.deepEqual(d.sent, [[100, { type: 'ASSIGN', plan: plan.tasks[0] }]]);
@@ -105,13 +133,25 @@ test('happy path: registration, every phase in order, comparison, teardown', () 
     assert.deepEqual(d.value, { phases: phase }, `still in ${phase} until 300 is done`);
     d.send({ type: 'PHASE_DONE', pid: 300, phase });
   }
-  assert.equal(d.value, 'tearing-down');
+  assert.equal(d.value, 'verified');
   const types = d.actions.map((a) => a.type as string);
   assert.ok(types.includes('reportResult'));
   assert.deepEqual(d.actions.find((a) => a.type === 'reportResult')!.params, {
     pidMap: SAMPLE_PID_MAP,
     differences: [],
   });
+  assert.deepEqual(hookInput(d, 'verified'), {
+    hook: 'verified',
+    pidMap: SAMPLE_PID_MAP,
+    differences: [],
+  });
+  hookDone(d, 'verified');
+  assert.equal(d.value, 'before-handoff');
+  hookDone(d, 'beforeHandoff');
+  assert.equal(d.value, 'before-teardown', 'without hold: straight to the teardown hook');
+  assert.deepEqual(d.sent, [], 'nothing torn down before the hook resolves');
+  hookDone(d, 'beforeTeardown');
+  assert.equal(d.value, 'tearing-down');
   assert.deepEqual(d.sent, [['*', { type: 'TEARDOWN', reason: 'restore finished' }]]);
   d.send({ type: 'WORKER_EXITED', pid: 200, status: 0 }); // expected now
   assert.equal(d.value, 'tearing-down');
@@ -140,12 +180,20 @@ test('with hold it holds after verification until STOP; differences make ok fals
     }
     runPhase(d, phase);
   }
+  hookDone(hookDone(d, 'verified'), 'beforeHandoff');
   assert.equal(d.value, 'holding');
   assert.deepEqual(
     d.snapshot.context.differences.map((x) => x.message),
     ['task 100 fd 3: close-on-exec is clear, expected set'],
   );
   d.send({ type: 'STOP', reason: 'SIGTERM' });
+  assert.equal(d.value, 'before-teardown');
+  assert.equal(
+    (hookInput(d, 'beforeTeardown').differences as unknown[]).length,
+    1,
+    'the teardown hook is told the differences',
+  );
+  hookDone(d, 'beforeTeardown');
   assert.equal(d.value, 'tearing-down');
   d.send({ type: 'xstate.done.actor.tearDownTree', output: undefined });
   assert.equal(d.snapshot.output?.ok, false);
@@ -286,10 +334,90 @@ test('STOP before the restore is finished aborts', () => {
   assert.equal(d.snapshot.context.failure?.message, 'stopped during phase open-alive: SIGINT');
 });
 
+test('hook treeBuilt: every task registered, the pid map known, no PHASE sent before it resolves', () => {
+  const d = registerOnly(new Driver());
+  assert.equal(d.value, 'tree-built');
+  assert.deepEqual(hookInput(d, 'treeBuilt'), {
+    hook: 'treeBuilt',
+    pidMap: SAMPLE_PID_MAP,
+    differences: undefined,
+  });
+  assert.deepEqual(d.sent, [], 'no phase broadcast: no pidfd is opened yet');
+  hookDone(d, 'treeBuilt');
+  assert.deepEqual(d.value, { phases: 'open-alive' });
+  assert.deepEqual(d.sent, [['*', { type: 'PHASE', phase: 'open-alive', pidMap: SAMPLE_PID_MAP }]]);
+});
+
+test('a hook that returns { abort } or throws aborts, naming the hook and the reason', () => {
+  const d = hookDone(registerOnly(new Driver()), 'treeBuilt', { abort: 'host said no' });
+  assert.equal(d.value, 'aborting');
+  assert.deepEqual(d.snapshot.context.failure, {
+    code: 'PCR_ERR_HOOK_ABORTED',
+    phase: 'spawn',
+    message: 'hook treeBuilt aborted the restore: host said no',
+  });
+  assert.deepEqual(d.sent, [
+    ['*', { type: 'TEARDOWN', reason: 'hook treeBuilt aborted the restore: host said no' }],
+  ]);
+  const v = register(new Driver());
+  for (const phase of BROADCAST_PHASES) {
+    if (phase === 'verify')
+      for (const report of faithfulReportsFor(image, SAMPLE_PID_MAP))
+        v.send({ type: 'FD_REPORT', report });
+    runPhase(v, phase);
+  }
+  hookDone(v, 'verified');
+  v.send({ type: 'xstate.error.actor.hookBeforeHandoff', error: new Error('script exited 3') });
+  assert.equal(v.value, 'aborting');
+  assert.equal(v.snapshot.context.failure?.code, 'PCR_ERR_HOOK_ABORTED');
+  assert.equal(
+    v.snapshot.context.failure?.message,
+    'hook beforeHandoff aborted the restore: script exited 3',
+  );
+  v.send({ type: 'xstate.done.actor.abortTree', output: undefined });
+  assert.equal(v.snapshot.output?.ok, false);
+});
+
+test('a hook that never resolves is bounded by the phase timeout; a task lost meanwhile aborts', () => {
+  const d = registerOnly(new Driver());
+  d.send(d.timeoutEvent);
+  assert.equal(d.value, 'aborting');
+  assert.equal(d.snapshot.context.failure?.code, 'PCR_ERR_TIMEOUT');
+  assert.equal(d.snapshot.context.failure?.message, 'hook treeBuilt did not finish within 5000 ms');
+  const e = registerOnly(new Driver()).send({ type: 'WORKER_EXITED', pid: 200, status: 9 });
+  assert.equal(e.value, 'aborting');
+  assert.equal(e.snapshot.context.failure?.code, 'PCR_ERR_TASK_EXITED');
+});
+
+test('after verification a STOP takes the verified tree down the normal way, not as a failure', () => {
+  for (const at of ['verified', 'before-handoff'] as const) {
+    const d = register(new Driver({ hold: true }));
+    for (const phase of BROADCAST_PHASES) {
+      if (phase === 'verify')
+        for (const report of faithfulReportsFor(image, SAMPLE_PID_MAP))
+          d.send({ type: 'FD_REPORT', report });
+      runPhase(d, phase);
+    }
+    if (at === 'before-handoff') hookDone(d, 'verified');
+    assert.equal(d.value, at);
+    d.send({ type: 'STOP', reason: 'SIGTERM' });
+    assert.equal(d.value, 'before-teardown', `STOP in ${at}`);
+    d.send({ type: 'STOP', reason: 'SIGTERM again' });
+    assert.equal(d.value, 'before-teardown', 'a second STOP changes nothing');
+    hookDone(d, 'beforeTeardown');
+    d.send({ type: 'xstate.done.actor.tearDownTree', output: undefined });
+    assert.equal(d.snapshot.output?.ok, true);
+    assert.equal(d.snapshot.output?.failure, undefined);
+  }
+});
+
 test('toJSON lists the named actors, guards and actions', () => {
   const json = JSON.stringify(coordinatorMachine.toJSON());
   for (const name of [
     'spawnRoot',
+    'runHook',
+    'hookAborted',
+    'recordHookAbort',
     'abortTree',
     'tearDownTree',
     'allRegistered',

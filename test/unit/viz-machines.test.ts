@@ -52,7 +52,7 @@ for (const name of ['task', 'coordinator'] as const) {
     assert.deepEqual(invokes.sort(), want.invokes.sort());
     // toJSON() drops eventless transitions; the graph has them (the coordinator's comparing).
     const always = g.edges.filter((e) => e.event === '');
-    assert.equal(always.length, name === 'coordinator' ? 2 : 0);
+    assert.equal(always.length, name === 'coordinator' ? 1 : 0);
     // Guards by name, parameters shown.
     if (name === 'task') assert.ok(g.edges.some((e) => e.guard === 'isPhase(open-alive)'));
     const mermaid = toMermaid(g);

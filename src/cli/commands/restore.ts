@@ -18,10 +18,12 @@ import { count, printable } from '../../text.js';
 import { restoredRoot, writePidFile } from '../pidfile.js';
 import { abortOnOutputFailure } from '../output.js';
 import { LOG_HELP, LOG_OPTIONS, cliLogger } from '../log.js';
+import { checkActionScripts, checkStatusFd, cliHooks } from '../restore-hooks.js';
 
 const HELP = `usage: pidfd-cr restore -D DIR [--trace] [--trace-file F] [--pid-map FILE] [--hold]
                         [--timeout S] [--external-dead] [--max-processes N] [--pidfile F]
-                        [--viz FILE] [-v] [--log-level LEVEL] [--log-file F]
+                        [--viz FILE] [--action-script PATH]... [--status-fd N]
+                        [-v] [--log-level LEVEL] [--log-file F]
 
 Restores the pidfds of the image DIR/pidfd-cr.img: one worker process per dumped task,
 in the dumped tree shape, each holding the dumped pidfds at the dumped fd numbers (alive,
@@ -39,6 +41,11 @@ every restored fd from /proc against the image and tears the tree down.
       --pidfile F        write the restored root's pid to F once verified
       --viz FILE         write the restore as one offline HTML page to FILE (docs/viz.md),
                          also when the restore fails
+      --action-script PATH  run PATH at each hook (CRTOOLS_SCRIPT_ACTION=post-setup-
+                         namespaces, post-restore, pre-resume, pre-teardown; repeatable);
+                         a non-zero exit stops the restore (exit 23)
+      --status-fd N      with --hold: write one byte to fd N once the held tree is
+                         verified and ready, then close it
 ${LOG_HELP}
 Exit statuses: 0 restored and verified; 1 restored but different from the image (the
 differences are printed); 2 bad command line or output path; 5 a worker exited during
@@ -48,7 +55,7 @@ and cause are named); 11 registration or a phase timed out; 12 a system call fai
 (e.g. a write to the trace file or to a full stdout); 13 the image needs more than the
 limits allow; 14 the trace file is not a v1 trace (trace); 15 stdout or stderr closed by its reader (quietly, the tree is taken down);
 130/143 interrupted by SIGINT/SIGTERM (the tree is taken down; during --hold the signal
-ends the hold instead). See docs/cli.md.
+ends the hold instead); 23 a hook (action script) stopped the restore. See docs/cli.md.
 `;
 
 export function formatPidMap(image: Image, map: PidMap): string {
@@ -198,6 +205,8 @@ export async function run(argv: string[]): Promise<number> {
     pidfile: { type: 'string' },
     viz: { type: 'string' },
     ...LOG_OPTIONS,
+    'action-script': { type: 'string', multiple: true },
+    'status-fd': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help) {
@@ -242,6 +251,10 @@ export async function run(argv: string[]): Promise<number> {
   const log = cliLogger('restore', values);
   const image = readImage(dir);
   const hold = values.hold === true;
+  const scripts = checkActionScripts((values['action-script'] as string[] | undefined) ?? []);
+  const statusFd =
+    typeof values['status-fd'] === 'string' ? checkStatusFd(values['status-fd'], hold) : undefined;
+  const hooks = cliHooks({ scripts, imageDir: dir, statusFd });
   if (pidMapPath !== undefined) checkPidMapPath(pidMapPath);
   if (pidfile !== undefined) checkPidMapPath(pidfile, '--pidfile');
   const traceFile = traceFilePath !== undefined ? openTraceFile(traceFilePath) : undefined;
@@ -268,6 +281,7 @@ export async function run(argv: string[]): Promise<number> {
       // Orphans of the restored tree (if a worker dies) come back to us, not to init.
       adoptOrphans: true,
       ...(log.logger ? { logger: log.logger } : {}),
+      ...(hooks ? { hooks } : {}),
       onVerified: ({ pidMap, differences }) => {
         const ms = (performance.now() - t0).toFixed(0);
         process.stdout.write(
