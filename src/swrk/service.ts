@@ -7,18 +7,11 @@
  * ends the service; a request that cannot be decoded gets an error response.
  * I/O: recvmsg/sendmsg through native (never net.Socket), readiness by libuv poll.
  */
-import {
-  closeQuiet,
-  recvFds,
-  sendFds,
-  pidfdOpen,
-  pidfdGetInfo,
-  setCloexec,
-} from '../../native/index.js';
-import { pidfsHandleIno } from '../../native/index.js';
+import { closeQuiet, recvFds, sendFds, setCloexec } from '../../native/index.js';
 import { pidfdcr } from '../../gen/pb.js';
 import { EXIT_CODES, PcrError, SyscallError, isErrno } from '../errors.js';
 import { textOf } from '../text.js';
+import { runCheck } from '../check/index.js';
 import { watchReadable, type Watch } from '../sys/readiness.js';
 import { dumpToDir } from '../dump/index.js';
 import { toolVersion } from '../dump/host.js';
@@ -82,28 +75,18 @@ export function decodeRequest(bytes: Uint8Array): pidfdcr.swrk.Request {
   return req;
 }
 
-function checkKernel(): Resp {
-  const features: string[] = [];
-  const probe = (name: string, f: () => void) => {
-    try {
-      f();
-      features.push(`${name}: yes`);
-    } catch (err) {
-      features.push(`${name}: no (${textOf((err as Error).message)})`);
-    }
-  };
-  const self = pidfdOpen(process.pid);
-  try {
-    probe('pidfd_open', () => {});
-    probe('PIDFD_GET_INFO', () => pidfdGetInfo(self));
-    probe('pidfs file handles', () => pidfsHandleIno(self));
-  } finally {
-    closeQuiet(self);
-  }
+/** CHECK: the report of `pidfd-cr check` (src/check), one line per feature plus its JSON. */
+async function checkKernel(): Promise<Resp> {
+  const report = await runCheck();
+  const features = report.features.map(
+    (f) =>
+      `${f.command} ${f.id}: ${f.works ? 'yes' : `no (${f.failed.join(', ')})`}` +
+      (f.needed ? '' : ' [optional]'),
+  );
   return {
     type: T.CHECK,
     success: true,
-    check: { ok: features.every((f) => f.endsWith(': yes')), features },
+    check: { ok: report.ok, features, reportJson: JSON.stringify(report) },
     version: toolVersion(),
   };
 }
@@ -183,7 +166,11 @@ export class SwrkService {
       case T.VERSION:
         return this.send({ type: T.VERSION, success: true, version: toolVersion() });
       case T.CHECK:
-        return this.send(checkKernel());
+        void checkKernel().then(
+          (resp) => this.send(resp),
+          (err: unknown) => this.send(errorResponse(T.CHECK, err)),
+        );
+        return;
       case T.NOTIFY:
         return this.answer(req);
       case T.TEARDOWN:

@@ -43,7 +43,7 @@ export interface Response {
     tids: Pair[];
     differences: Diff[];
   };
-  check?: { ok: boolean; features: string[] };
+  check?: { ok: boolean; features: string[]; reportJson: string };
   version: string;
 }
 

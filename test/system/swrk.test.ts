@@ -59,7 +59,13 @@ test('swrk: version, check, and malformed requests get error responses, never a 
   const c = await h.ask({ type: T.CHECK });
   assert.equal(c.success, true);
   assert.equal(c.check?.ok, true, c.check?.features.join('; '));
-  assert.ok(c.check!.features.includes('PIDFD_GET_INFO: yes'));
+  // The same judgement as `pidfd-cr check --json`, run here by the CLI.
+  const report = JSON.parse(c.check!.reportJson) as { features: { command: string; id: string }[] };
+  const cliReport = JSON.parse(cli(['check', '--json']).stdout) as typeof report;
+  const ids = (r: typeof report) => r.features.map((f) => `${f.command} ${f.id}`);
+  assert.deepEqual(ids(report), ids(cliReport));
+  assert.ok(c.check!.features.includes('restore alive: yes'), c.check!.features.join('; '));
+  assert.equal(c.check!.features.length, cliReport.features.length);
   h.sendRaw(Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff]));
   expectError(await h.next(), T.REQ_UNSET, 'PCR_ERR_USAGE', /^malformed request: /);
   h.sendRaw(Buffer.from([0x08, 0x63])); // type 99
