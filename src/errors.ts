@@ -20,6 +20,8 @@ export type PcrErrorCode =
   | 'PCR_ERR_LIMIT'
   | 'PCR_ERR_TRACE_INVALID'
   | 'PCR_ERR_OUTPUT_CLOSED'
+  | 'PCR_ERR_EXEC'
+  | 'PCR_ERR_HANDOFF_SOCKET'
   | 'PCR_ERR_INTERNAL';
 
 export class PcrError extends Error {
@@ -83,6 +85,8 @@ export const EXIT_CODES: Record<PcrErrorCode, number> = {
   PCR_ERR_LIMIT: 13,
   PCR_ERR_TRACE_INVALID: 14,
   PCR_ERR_OUTPUT_CLOSED: 15,
+  PCR_ERR_EXEC: 27,
+  PCR_ERR_HANDOFF_SOCKET: 28,
   PCR_ERR_INTERNAL: 70,
 };
 

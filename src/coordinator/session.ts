@@ -19,6 +19,7 @@ import {
   type SpawnRootOutput,
   type AbortTreeInput,
   type TearDownTreeInput,
+  type StartHandoffParams,
 } from '../machines/coordinator.js';
 import { ControlRouter } from '../protocol/zmq-link.js';
 import {
@@ -39,6 +40,12 @@ import { CallerGuard } from './caller-guard.js';
 import { FinalTraces } from './final-traces.js';
 import { ReportGate } from './report-gate.js';
 import { routeFrame } from './frames.js';
+import { ExecWatch } from './exec-watch.js';
+import { expandExec } from './exec-spec.js';
+import { execSocketPath } from '../protocol/paths.js';
+import { handoffBatches } from '../protocol/handoff.js';
+import { FAULT_ENV, WORKER_ENV } from '../protocol/identity.js';
+import type { HandoffMessage } from '../protocol/messages.js';
 
 /** How long an abort waits for the workers' last TRACE frames. */
 const ABORT_FINAL_TRACE_MS = 100;
@@ -66,6 +73,10 @@ export class Session {
   /** Restored pid -> its parent's restored pid, for process events. */
   private readonly parentPid = new Map<number, number>();
   private unlisten: () => void = () => {};
+  /** With --exec: sees each worker's exec from outside. */
+  private execWatch: ExecWatch | undefined;
+  /** Workers that exec'd their host program: no frame goes to them any more. */
+  private readonly execed = new Set<number>();
 
   private constructor(
     private readonly image: Image,
@@ -75,6 +86,8 @@ export class Session {
   ) {
     this.tree = new RestoredTree(
       (dumped, status) => {
+        // An exec'd program that exited at once: its exec is known before its exit.
+        this.execWatch?.flush(dumped);
         this.finalTraces.exited(dumped, status);
         this.noteExit(dumped, status);
         this.exits.add(dumped, status);
@@ -113,6 +126,18 @@ export class Session {
         s.admit(() => s.registry.startupFailure(from, dumped, failure)),
     });
     s.registry = new Registry(s.auth, (dumped) => s.workerIno(dumped));
+    if (settings.handoff?.exec !== undefined) {
+      try {
+        s.execWatch = new ExecWatch(
+          execSocketPath(rundir),
+          (pid) => plan.tasks.find((t) => s.registry.restoredOf(t.pid) === pid)?.pid,
+          (dumped) => s.onExec(dumped),
+        );
+      } catch (err) {
+        s.auth.close();
+        throw err;
+      }
+    }
     try {
       s.router = await ControlRouter.bind(rundir, {
         onFrame: (id, frame) => s.onFrame(id, frame),
@@ -121,6 +146,7 @@ export class Session {
       });
     } catch (err) {
       s.auth.close();
+      s.execWatch?.close();
       throw err;
     }
     return s;
@@ -147,6 +173,7 @@ export class Session {
    * report time to come; a worker still alive then is named.
    */
   private onUnreachable(dumped: number): void {
+    if (this.execed.has(dumped)) return; // its program has no control link
     setTimeout(() => {
       this.tree.monitor.collectExited();
       const w = this.tree.monitor.get(dumped);
@@ -302,7 +329,41 @@ export class Session {
   };
 
   private sendFrame(to: number, frame: Uint8Array): void {
+    if (this.execed.has(to)) return;
     void this.router.send(String(to), frame);
+  }
+
+  /** Worker `dumped` is its host program now. */
+  private onExec(dumped: number): void {
+    if (this.execed.has(dumped)) return;
+    this.execed.add(dumped);
+    this.deliver({ type: 'HANDED_OFF', pid: dumped });
+  }
+
+  /** Each worker's HANDOFF: its batches for the host's socket, its program. */
+  private startHandoff({ pidMap }: StartHandoffParams): void {
+    const h = this.settings.handoff;
+    if (h === undefined) return;
+    const env = Object.entries(process.env)
+      .filter(([k, v]) => v !== undefined && k !== WORKER_ENV && k !== FAULT_ENV)
+      .map(([k, v]) => `${k}=${v}`);
+    for (const dumped of this.registry.accepted()) {
+      const message: HandoffMessage = {
+        type: 'HANDOFF',
+        socketPath: h.socketPath ?? '',
+        batches: h.socketPath === undefined ? [] : handoffBatches(this.image, pidMap, dumped),
+        execArgv: h.exec === undefined ? [] : expandExec(h.exec, this.image, pidMap, dumped),
+        execEnv:
+          h.exec === undefined
+            ? []
+            : [
+                ...env,
+                `PIDFD_CR_DUMPED_PID=${dumped}`,
+                `PIDFD_CR_RESTORED_PID=${this.registry.restoredOf(dumped) ?? 0}`,
+              ],
+      };
+      this.sendFrame(dumped, encodeToWorker(message));
+    }
   }
 
   /**
@@ -323,9 +384,12 @@ export class Session {
         ),
         abortTree: fromPromise<void, AbortTreeInput>(async () => {
           this.tree.abort();
+          // Exec'd programs do not know TEARDOWN.
+          for (const d of this.execed) this.tree.monitor.kill(d);
           await this.takeDown(true);
         }),
         tearDownTree: fromPromise<void, TearDownTreeInput>(() => this.takeDown()),
+        endExecTree: fromPromise<void, TearDownTreeInput>(() => this.tree.takeDown(0)),
       },
       actions: {
         sendToWorker: (_, p: { to: number; message: CoordinatorMessage }) =>
@@ -335,6 +399,7 @@ export class Session {
           const frame = encodeToWorker(p.message);
           for (const pid of this.registry.accepted()) this.sendFrame(pid, frame);
         },
+        startHandoff: (_, p: StartHandoffParams) => this.startHandoff(p),
         reportResult: (_, p: { pidMap: PidMap; differences: Difference[] }) => {
           const onVerified = this.settings.onVerified;
           if (onVerified) this.guard.call('onVerified', () => onVerified(p));
@@ -351,6 +416,15 @@ export class Session {
           plan: this.plan,
           phaseTimeoutMs: this.settings.phaseTimeoutMs,
           hold: this.settings.hold,
+          ...(this.settings.handoff
+            ? {
+                handoff: {
+                  socket: this.settings.handoff.socketPath !== undefined,
+                  exec: this.settings.handoff.exec !== undefined,
+                  detach: this.settings.handoff.detach,
+                },
+              }
+            : {}),
         },
         ...(this.trace ? { inspect: traceInspector('coordinator', this.trace) } : {}),
       });
@@ -392,8 +466,12 @@ export class Session {
   async close(): Promise<void> {
     this.unlisten();
     this.exits.cancel();
+    const detached = this.actor?.getSnapshot().output?.detached === true;
     this.actor?.stop();
-    await this.tree.close();
+    this.execWatch?.close();
+    // Detached: the tree is the host's now; we only let go of it.
+    if (detached) this.tree.release();
+    else await this.tree.close();
     this.auth?.close();
     await this.router.close();
   }

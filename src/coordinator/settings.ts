@@ -6,6 +6,17 @@
 import type { PidMap } from '../protocol/messages.js';
 import type { TraceSink } from '../protocol/trace.js';
 import type { Difference } from '../verify/compare.js';
+import type { ExecSpec } from './exec-spec.js';
+
+/** The hand-off after verification (docs/restore.md "Hand-off"), checked already. */
+export interface HandoffSettings {
+  /** The host's Unix SEQPACKET socket, or undefined. */
+  socketPath: string | undefined;
+  /** Each task's program, or undefined. */
+  exec: ExecSpec | undefined;
+  /** With exec: end once every task exec'd and leave the tree running. */
+  detach: boolean;
+}
 
 export interface VerifiedResult {
   pidMap: PidMap;
@@ -29,4 +40,6 @@ export interface SessionSettings {
   fault: string | undefined;
   /** How long teardown waits for workers to leave before SIGKILL. */
   teardownGraceMs: number;
+  /** Hand the verified pidfds off; undefined: none. */
+  handoff?: HandoffSettings | undefined;
 }

@@ -12,6 +12,7 @@ import { COORDINATOR_GRACE_MS, type PidMap } from '../protocol/messages.js';
 import type { TraceSink } from '../protocol/trace.js';
 import type { Difference } from '../verify/compare.js';
 import type { SessionSettings } from '../coordinator/settings.js';
+import type { ExecSpec } from '../coordinator/exec-spec.js';
 
 export interface RestoreOptions {
   /** Keep the restored tree until `signal` aborts, instead of tearing it down at once. */
@@ -50,6 +51,21 @@ export interface RestoreOptions {
    * false). The CLI sets it; a host that reaps its own children may too.
    */
   adoptOrphans?: boolean;
+  /**
+   * After verification each task execs the host's program keeping exactly its pidfds
+   * (at their numbers, with their flags) and fds 0–2: one argv for every task, or argv by
+   * dumped pid ("*" for the rest); placeholders {dumped_pid} {pid} {ppid} {comm}
+   * (docs/restore.md "Hand-off"). Close-on-exec pidfds are kept and named in
+   * PIDFD_CR_CLOEXEC_FDS (restoreCloexecFromEnv puts the bits back).
+   */
+  exec?: ExecSpec;
+  /** With exec: resolve once every task exec'd, leaving the tree running (criu -d). */
+  detach?: boolean;
+  /**
+   * After verification each task sends its pidfds over SCM_RIGHTS to the Unix SEQPACKET
+   * socket the host listens on here, with descriptors (proto/handoff.proto).
+   */
+  handoffSocket?: string;
 }
 
 /** Every option resolved: what restoreImage runs with. */
@@ -79,6 +95,10 @@ export function resolveRestoreOptions(o: RestoreOptions): ResolvedRestoreOptions
       fault: o.fault,
       // Never shorter than a worker's grace for its children (see COORDINATOR_GRACE_MS).
       teardownGraceMs: Math.max(o.teardownGraceMs ?? 0, COORDINATOR_GRACE_MS),
+      handoff:
+        o.exec === undefined && o.handoffSocket === undefined
+          ? undefined
+          : { socketPath: o.handoffSocket, exec: o.exec, detach: o.detach ?? false },
     },
     limits,
     externalDead: o.externalDead ?? false,
@@ -107,9 +127,14 @@ export function checkRestoreOptions(o: RestoreOptions): RestoreLimits {
   if (o.workerStderr !== null) checkInt('workerStderr', o.workerStderr, 0, MAX_DELAY_MS);
   if (o.hold && o.signal === undefined)
     throw new PcrError('PCR_ERR_USAGE', 'restore option hold needs a signal to end the hold');
+  if (o.detach && o.exec === undefined)
+    throw new PcrError('PCR_ERR_USAGE', 'restore option detach needs exec');
+  if (o.detach && o.hold)
+    throw new PcrError('PCR_ERR_USAGE', 'restore options detach and hold exclude each other');
   for (const [option, path] of [
     ['runDirParent', o.runDirParent],
     ['pidMapPath', o.pidMapPath],
+    ['handoffSocket', o.handoffSocket],
   ] as const) {
     if (path !== undefined && (typeof path !== 'string' || path === ''))
       throw usage(option, path, 'a path');
