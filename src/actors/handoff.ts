@@ -22,17 +22,23 @@ import { PcrError, SyscallError } from '../errors.js';
 import { sendFdMessages } from '../sys/fd-channel.js';
 import { execSocketPath } from '../protocol/paths.js';
 import type { HandOffInput, HandOffOutput } from '../machines/task-actors.js';
-import { CLOEXEC_FDS_ENV } from '../sys/cloexec-env.js';
+import { CLOEXEC_FDS_ENV, PIDFDS_ENV } from '../sys/cloexec-env.js';
 
 /** The fds an exec keeps: fds 0–2 and every pidfd of the final table. */
 export function keptFds(input: Pick<HandOffInput, 'fds'>): number[] {
   return [...new Set([0, 1, 2, ...input.fds.map((f) => f.fd)])].sort((a, b) => a - b);
 }
 
+const list = (fds: number[]): string => [...new Set(fds)].sort((a, b) => a - b).join(',');
+
 /** PIDFD_CR_CLOEXEC_FDS=… for the planned close-on-exec pidfds (sorted, comma-separated). */
 export function cloexecEnv(input: Pick<HandOffInput, 'fds'>): string {
-  const fds = input.fds.filter((f) => f.cloexec).map((f) => f.fd);
-  return `${CLOEXEC_FDS_ENV}=${[...new Set(fds)].sort((a, b) => a - b).join(',')}`;
+  return `${CLOEXEC_FDS_ENV}=${list(input.fds.filter((f) => f.cloexec).map((f) => f.fd))}`;
+}
+
+/** PIDFD_CR_FDS=… for every pidfd of the final table. */
+export function pidfdsEnv(input: Pick<HandOffInput, 'fds'>): string {
+  return `${PIDFDS_ENV}=${list(input.fds.map((f) => f.fd))}`;
 }
 
 export async function handOff(rundir: string, input: HandOffInput): Promise<HandOffOutput> {
@@ -62,7 +68,13 @@ export async function handOff(rundir: string, input: HandOffInput): Promise<Hand
     execKeeping({
       path,
       argv: h.execArgv,
-      env: [...h.execEnv.filter((e) => !e.startsWith(`${CLOEXEC_FDS_ENV}=`)), cloexecEnv(input)],
+      env: [
+        ...h.execEnv.filter(
+          (e) => !e.startsWith(`${CLOEXEC_FDS_ENV}=`) && !e.startsWith(`${PIDFDS_ENV}=`),
+        ),
+        cloexecEnv(input),
+        pidfdsEnv(input),
+      ],
       keep: keptFds(input),
     });
   } catch (err) {

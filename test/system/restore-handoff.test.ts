@@ -217,6 +217,7 @@ test('--exec -d: a C program per task holds exactly its pidfds at the dumped num
       env.includes(`PIDFD_CR_CLOEXEC_FDS=${cloexecFds.join(',')}`),
       `${name}: PIDFD_CR_CLOEXEC_FDS=${cloexecFds.join(',')} in ${env.filter((e) => e.startsWith('PIDFD_CR')).join(' ')}`,
     );
+    assert.ok(env.includes(`PIDFD_CR_FDS=${task.fds.map((f) => f.fd).join(',')}`));
     assert.ok(env.includes(`PIDFD_CR_DUMPED_PID=${task.pid}`));
     assert.ok(!env.some((e) => e.startsWith('PCR_WORKER=')), 'no worker identity left');
     for (const f of task.fds) {
@@ -253,6 +254,71 @@ test('--exec -d: a C program per task holds exactly its pidfds at the dumped num
     process.kill(pid, 'SIGUSR1');
     const n = Number(await waitFile(join(dir, `task-${task.pid}-${pid}.fixed`)));
     assert.equal(n, task.fds.filter((f) => f.cloexec).length, `task ${task.pid}: fds fixed`);
+    for (const f of task.fds) {
+      const cloexec = (fdinfo(pid, f.fd).flags & O_CLOEXEC) !== 0;
+      assert.equal(cloexec, f.cloexec, `task ${task.pid} fd ${f.fd}: FD_CLOEXEC after the helper`);
+    }
+  }
+});
+
+const INDEX_JS = fileURLToPath(new URL('../../src/index.js', import.meta.url));
+
+test('--exec -d of a Node program: restoreCloexecFromEnv (the library) puts FD_CLOEXEC back', async (t) => {
+  const { image, dir } = await buildAndDump(t, spec);
+  writeImage(dir, image);
+  const script = join(dir, 'host.mjs');
+  writeFileSync(
+    script,
+    `import { restoreCloexecFromEnv } from ${JSON.stringify(INDEX_JS)};
+import { writeFileSync, renameSync } from 'node:fs';
+const base = process.argv[2];
+process.on('SIGUSR1', () => {
+  const fds = restoreCloexecFromEnv();
+  const left = [process.env.PIDFD_CR_CLOEXEC_FDS, process.env.PIDFD_CR_FDS].filter((v) => v !== undefined);
+  writeFileSync(base + '.tmp', JSON.stringify({ fds, left }));
+  renameSync(base + '.tmp', base + '.fixed');
+});
+writeFileSync(base + '.started', '');
+setInterval(() => {}, 1e6);
+`,
+  );
+  const mapPath = join(dir, 'pids.json');
+  const everyone: number[] = [];
+  t.after(async () => {
+    for (const pid of everyone) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }
+    await waitGone(everyone);
+  });
+  const run = await runCli(
+    [
+      'restore',
+      '-D',
+      dir,
+      '--pid-map',
+      mapPath,
+      '-d',
+      '--exec',
+      JSON.stringify([process.execPath, script, join(dir, 'node-{dumped_pid}')]),
+    ],
+    dir,
+  );
+  const map = JSON.parse(readFileSync(mapPath, 'utf8')) as Record<string, number>;
+  everyone.push(...Object.values(map));
+  assert.equal(run.code, 0, run.stderr);
+  for (const task of liveTasks(image)) {
+    const pid = restoredOf(map, task.pid);
+    const base = join(dir, `node-${task.pid}`);
+    await waitFile(`${base}.started`);
+    // (Node, starting, made some of them close-on-exec itself: the helper sets every bit.)
+    process.kill(pid, 'SIGUSR1');
+    const fixed = JSON.parse(await waitFile(`${base}.fixed`)) as { fds: number[]; left: [] };
+    const want = task.fds.filter((f) => f.cloexec).map((f) => f.fd);
+    assert.deepEqual(fixed, { fds: want, left: [] });
     for (const f of task.fds) {
       const cloexec = (fdinfo(pid, f.fd).flags & O_CLOEXEC) !== 0;
       assert.equal(cloexec, f.cloexec, `task ${task.pid} fd ${f.fd}: FD_CLOEXEC after the helper`);

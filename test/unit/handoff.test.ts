@@ -20,7 +20,7 @@ import {
   encodeToWorker,
 } from '../../src/protocol/wire.js';
 import { cloexecFdsFromEnv } from '../../src/sys/cloexec-env.js';
-import { cloexecEnv, keptFds } from '../../src/actors/handoff.js';
+import { cloexecEnv, keptFds, pidfdsEnv } from '../../src/actors/handoff.js';
 import { PcrError } from '../../src/errors.js';
 import { SAMPLE_PID_MAP, file, image, sampleImage, target, task } from '../fixtures/plan-images.js';
 import type { HandoffMessage } from '../../src/protocol/messages.js';
@@ -191,6 +191,7 @@ test('exec keeps fds 0-2 and the pidfds; PIDFD_CR_CLOEXEC_FDS names the close-on
   assert.deepEqual(keptFds({ fds }), [0, 1, 2, 5, 9]);
   assert.equal(cloexecEnv({ fds }), 'PIDFD_CR_CLOEXEC_FDS=5,9');
   assert.equal(cloexecEnv({ fds: [] }), 'PIDFD_CR_CLOEXEC_FDS=');
+  assert.equal(pidfdsEnv({ fds }), 'PIDFD_CR_FDS=1,5,9');
   assert.deepEqual(cloexecFdsFromEnv({ PIDFD_CR_CLOEXEC_FDS: '5,9' }), [5, 9]);
   assert.deepEqual(cloexecFdsFromEnv({ PIDFD_CR_CLOEXEC_FDS: '' }), []);
   assert.deepEqual(cloexecFdsFromEnv({}), []);
