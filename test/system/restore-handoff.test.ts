@@ -14,6 +14,7 @@ import {
   existsSync,
   readFileSync,
   readdirSync,
+  realpathSync,
   readlinkSync,
   writeFileSync,
 } from 'node:fs';
@@ -32,6 +33,9 @@ import {
   PIDFD_INFO,
 } from '../../native/index.js';
 import { decodeHandoffMessage } from '../../src/protocol/handoff.js';
+import { restoreImage } from '../../src/restore/restore-image.js';
+import type { PcrError } from '../../src/errors.js';
+import { threadLive } from '../fixtures/scenarios.js';
 import { CLI, cli } from '../fixtures/dump-helpers.js';
 import { buildAndDump, waitGone } from '../helpers/restore-run.js';
 import { exitStatusThroughCopy } from '../helpers/restored-view.js';
@@ -579,4 +583,45 @@ test('--handoff-socket faults: nobody listening (ENOENT, ECONNREFUSED) before an
   const map = JSON.parse(readFileSync(mapPath, 'utf8')) as Record<string, number>;
   assert.deepEqual(await waitGone(Object.values(map)), []);
   assertNoRundir(dir);
+});
+
+test('library: restoreImage({ exec, detach }) resolves detached with the tree running; thread targets are refused before spawn', async (t) => {
+  const { image, dir } = await buildAndDump(t, spec);
+  const result = await restoreImage(image, {
+    exec: ['/bin/sleep', '1000'],
+    detach: true,
+    runDirParent: dir,
+    workerStderr: null,
+  });
+  const pids = result.pidMap.pids.map((p) => p.restored);
+  t.after(async () => {
+    for (const pid of pids) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }
+    await waitGone(pids);
+  });
+  assert.equal(result.ok, true);
+  assert.equal(result.detached, true);
+  assert.equal(result.rootStatus, undefined);
+  for (const task of liveTasks(image)) {
+    const pid = result.pidMap.pids.find((p) => p.dumped === task.pid)!.restored;
+    assert.equal(readlinkSync(`/proc/${pid}/exe`), realpathSync('/bin/sleep'), `task ${task.pid}`);
+    assert.deepEqual(
+      fdNumbers(pid),
+      [0, 1, 2, ...task.fds.map((f) => f.fd)].sort((a, b) => a - b),
+    );
+  }
+  assertNoRundir(dir);
+
+  const threads = await buildAndDump(t, threadLive);
+  await assert.rejects(
+    restoreImage(threads.image, { exec: ['/bin/true'], runDirParent: threads.dir }),
+    (err: PcrError) =>
+      err.code === 'PCR_ERR_UNSUPPORTED' && /--exec: task \d+ must keep threads/.test(err.message),
+  );
+  assertNoRundir(threads.dir);
 });

@@ -200,3 +200,31 @@ test('exec keeps fds 0-2 and the pidfds; PIDFD_CR_CLOEXEC_FDS names the close-on
     /PCR_ERR_USAGE: PIDFD_CR_CLOEXEC_FDS=5,x: x is not an fd number/,
   );
 });
+
+test('restore options: detach needs exec and excludes hold; handoffSocket must be a path', async () => {
+  const { resolveRestoreOptions } = await import('../../src/restore/options.js');
+  const signal = new AbortController().signal;
+  assert.equal(
+    code(() => resolveRestoreOptions({ detach: true })),
+    'PCR_ERR_USAGE: restore option detach needs exec',
+  );
+  assert.equal(
+    code(() => resolveRestoreOptions({ exec: ['/bin/true'], detach: true, hold: true, signal })),
+    'PCR_ERR_USAGE: restore options detach and hold exclude each other',
+  );
+  assert.match(
+    code(() => resolveRestoreOptions({ handoffSocket: '' })),
+    /restore option handoffSocket: '' is not a path/,
+  );
+  assert.equal(resolveRestoreOptions({}).session.handoff, undefined);
+  assert.deepEqual(resolveRestoreOptions({ handoffSocket: '/s' }).session.handoff, {
+    socketPath: '/s',
+    exec: undefined,
+    detach: false,
+  });
+  assert.deepEqual(resolveRestoreOptions({ exec: ['/bin/true'], detach: true }).session.handoff, {
+    socketPath: undefined,
+    exec: ['/bin/true'],
+    detach: true,
+  });
+});
