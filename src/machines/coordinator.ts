@@ -58,6 +58,8 @@ export interface AbortReason {
   message: string;
   /** It happened while the verified tree was held. */
   held?: true;
+  /** It happened while the tree ran the host's --exec programs. */
+  execd?: true;
 }
 
 export interface CoordinatorContext {
@@ -454,8 +456,8 @@ export const coordinatorMachine = setup({
       failure: ({ context, event }): AbortReason => ({
         code: 'PCR_ERR_RESTORE',
         phase: context.phase,
-        held: true,
-        message: `its programs were stopped: ${event.type === 'STOP' || event.type === 'FAIL' ? event.reason : 'stopped'}`,
+        execd: true,
+        message: event.type === 'STOP' || event.type === 'FAIL' ? event.reason : 'stopped',
       }),
     }),
     handoffTimedOut: assign({

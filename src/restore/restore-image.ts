@@ -126,6 +126,8 @@ function pidMapWriter(path: string | undefined) {
 
 function abortError(f: AbortReason): PcrError {
   if (f.held) return new PcrError(f.code, `the held tree was taken down: ${f.message}`);
+  if (f.execd)
+    return new PcrError(f.code, `the tree of --exec programs was taken down: ${f.message}`);
   return new PcrError(f.code, `restore aborted in phase ${f.phase}: ${f.message}`);
 }
 

@@ -625,3 +625,110 @@ test('library: restoreImage({ exec, detach }) resolves detached with the tree ru
   );
   assertNoRundir(threads.dir);
 });
+
+/** root holds 300 pidfds (more than one SCM_RIGHTS message), a holds one. */
+const many: TreeSpec = {
+  root: {
+    name: 'root',
+    pidfds: [
+      { fd: 3, target: { task: 'a' } },
+      ...Array.from({ length: 299 }, (_, i) => ({
+        fd: 4 + i,
+        ...(i % 2 === 0
+          ? { sameFileAs: { task: 'root', fd: 3 } }
+          : { target: { task: 'root' }, nonblock: true }),
+      })),
+    ],
+    children: [{ name: 'a', pidfds: [{ fd: 3, target: { task: 'root' } }] }],
+  },
+};
+
+test('--handoff-socket with 300 pidfds in one task: two batches (253 + 47) that the host gets in order', async (t) => {
+  const { image, dir } = await buildAndDump(t, many);
+  writeImage(dir, image);
+  const sock = join(dir, 'host.sock');
+  const h = host(sock);
+  t.after(() => h.close());
+  const mapPath = join(dir, 'pids.json');
+  const child = spawn(
+    process.execPath,
+    [CLI, 'restore', '-D', dir, '--hold', '--pid-map', mapPath, '--handoff-socket', sock],
+    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TMPDIR: dir } },
+  );
+  t.after(() => child.kill('SIGKILL'));
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const exited = once(child, 'exit');
+  const end = Date.now() + 60_000;
+  while (h.ends < 3 && Date.now() < end) await sleep(20);
+  assert.equal(h.ends, 3, `Hello + 2 tasks: ${stderr}`);
+  const map = JSON.parse(readFileSync(mapPath, 'utf8')) as Record<string, number>;
+  const rootBatches = h.got.filter((r) => r.message.batch?.dumpedPid === image.rootPid);
+  assert.deepEqual(
+    rootBatches.map((b) => [b.message.batch!.index, b.message.batch!.count, b.fds.length]),
+    [
+      [0, 2, 253],
+      [1, 2, 47],
+    ],
+  );
+  const root = image.tasks.find((x) => x.pid === image.rootPid)!;
+  assert.deepEqual(
+    rootBatches.flatMap((b) => b.message.batch!.fds!.map((f) => f.fd)),
+    root.fds.map((f) => f.fd),
+  );
+  const files = new Map(image.files.map((f) => [f.id, f]));
+  const restoredA = restoredOf(map, image.tasks[1]!.pid);
+  const restoredRoot = restoredOf(map, image.rootPid);
+  for (const b of rootBatches)
+    b.message.batch!.fds!.forEach((d, i) => {
+      const file = files.get(d.fileId!)!;
+      assert.equal(b.infos[i]!.flags & ~O_CLOEXEC, file.flags & ~O_CLOEXEC, `fd ${d.fd}`);
+      assert.equal(b.infos[i]!.pid, d.targetRestoredPid, `fd ${d.fd}`);
+      assert.ok([restoredA, restoredRoot].includes(b.infos[i]!.pid));
+    });
+  child.kill('SIGTERM');
+  const [code] = await exited;
+  assert.equal(code, 0, stderr);
+  assert.deepEqual(await waitGone(Object.values(map)), []);
+  assertNoRundir(dir);
+});
+
+test('--exec without -d: SIGTERM takes the programs down (143), nothing left', async (t) => {
+  const { image, dir } = await buildAndDump(t, spec);
+  writeImage(dir, image);
+  const mapPath = join(dir, 'pids.json');
+  const child = spawn(
+    process.execPath,
+    [CLI, 'restore', '-D', dir, '--pid-map', mapPath, '--exec', '["/bin/sleep","1000"]'],
+    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TMPDIR: dir } },
+  );
+  t.after(() => child.kill('SIGKILL'));
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const exited = once(child, 'exit');
+  // Every live task runs /bin/sleep.
+  const end = Date.now() + 30_000;
+  let map: Record<string, number> = {};
+  const sleeping = (): boolean => {
+    if (!existsSync(mapPath)) return false;
+    map = JSON.parse(readFileSync(mapPath, 'utf8')) as Record<string, number>;
+    return liveTasks(image).every((x) => {
+      try {
+        return readlinkSync(`/proc/${restoredOf(map, x.pid)}/exe`) === realpathSync('/bin/sleep');
+      } catch {
+        return false;
+      }
+    });
+  };
+  while (!sleeping() && Date.now() < end) await sleep(20);
+  assert.ok(sleeping(), `every task execs /bin/sleep: ${stderr}`);
+  child.kill('SIGTERM');
+  const [code] = await exited;
+  assert.equal(code, 143);
+  assert.equal(
+    stderr,
+    'pidfd-cr: the tree of --exec programs was taken down: interrupted by SIGTERM\n',
+  );
+  assert.deepEqual(await waitGone(Object.values(map)), []);
+  assertNoRundir(dir);
+});

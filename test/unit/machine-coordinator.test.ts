@@ -222,8 +222,8 @@ test('exec without detach: runs until the root program exits, then ends the tree
   for (const pid of WORKERS) s.send({ type: 'HANDED_OFF', pid });
   s.send({ type: 'STOP', reason: 'interrupted by SIGTERM' });
   assert.equal(s.value, 'ending');
-  assert.equal(s.snapshot.context.failure?.held, true);
-  assert.match(s.snapshot.context.failure!.message, /stopped: interrupted by SIGTERM/);
+  assert.equal(s.snapshot.context.failure?.execd, true);
+  assert.equal(s.snapshot.context.failure!.message, 'interrupted by SIGTERM');
 });
 
 test('an exec that fails (WORKER_FAILED) aborts with the worker’s failure', () => {
