@@ -129,8 +129,11 @@ export function checkRestoreOptions(o: RestoreOptions): RestoreLimits {
     throw new PcrError('PCR_ERR_USAGE', 'restore option hold needs a signal to end the hold');
   if (o.detach && o.exec === undefined)
     throw new PcrError('PCR_ERR_USAGE', 'restore option detach needs exec');
-  if (o.detach && o.hold)
-    throw new PcrError('PCR_ERR_USAGE', 'restore options detach and hold exclude each other');
+  if (o.hold && o.exec !== undefined)
+    throw new PcrError(
+      'PCR_ERR_USAGE',
+      'restore options hold and exec exclude each other (exec runs until the root program exits)',
+    );
   for (const [option, path] of [
     ['runDirParent', o.runDirParent],
     ['pidMapPath', o.pidMapPath],

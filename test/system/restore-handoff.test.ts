@@ -379,6 +379,9 @@ test('--exec faults: a missing or non-executable program fails by name before an
   assert.equal(usage.status, 2);
   assert.match(usage.stderr, /the program sleep is not an absolute path/);
   assert.equal(cli(['restore', '-D', dir, '-d']).status, 2);
+  const held = cli(['restore', '-D', dir, '--hold', '--exec', '["/bin/true"]']);
+  assert.equal(held.status, 2);
+  assert.equal(held.stderr, 'pidfd-cr: restore: --exec and --hold exclude each other\n');
   assert.deepEqual(readdirSync(dir).sort(), before);
 
   // Executable but not a program: execve fails (ENOEXEC) in the worker, after verify.

@@ -201,7 +201,7 @@ test('exec keeps fds 0-2 and the pidfds; PIDFD_CR_CLOEXEC_FDS names the close-on
   );
 });
 
-test('restore options: detach needs exec and excludes hold; handoffSocket must be a path', async () => {
+test('restore options: detach needs exec, exec excludes hold; handoffSocket must be a path', async () => {
   const { resolveRestoreOptions } = await import('../../src/restore/options.js');
   const signal = new AbortController().signal;
   assert.equal(
@@ -210,7 +210,7 @@ test('restore options: detach needs exec and excludes hold; handoffSocket must b
   );
   assert.equal(
     code(() => resolveRestoreOptions({ exec: ['/bin/true'], detach: true, hold: true, signal })),
-    'PCR_ERR_USAGE: restore options detach and hold exclude each other',
+    'PCR_ERR_USAGE: restore options hold and exec exclude each other (exec runs until the root program exits)',
   );
   assert.match(
     code(() => resolveRestoreOptions({ handoffSocket: '' })),

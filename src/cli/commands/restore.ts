@@ -253,8 +253,8 @@ export async function run(argv: string[]): Promise<number> {
   const exec = typeof values.exec === 'string' ? parseExecOption(values.exec) : undefined;
   const detach = values.detach === true;
   if (detach && exec === undefined) throw new UsageError('restore: -d/--detach needs --exec');
-  if (detach && values.hold === true)
-    throw new UsageError('restore: -d/--detach and --hold exclude each other');
+  if (exec !== undefined && values.hold === true)
+    throw new UsageError('restore: --exec and --hold exclude each other');
   const handoffSocket = values['handoff-socket'];
   if (handoffSocket === '') throw new UsageError('restore: --handoff-socket needs a path');
   const image = readImage(dir);
