@@ -150,9 +150,11 @@ function refuseExecWithThreads(plan: RestorePlan): void {
  */
 function greetHandoffHost(path: string, image: Image): void {
   const pidfds = image.tasks.reduce((n, t) => n + t.fds.length, 0);
+  // Zombie tasks hold nothing and have no worker: they do not connect.
+  const connecting = image.tasks.filter((t) => t.state !== 'zombie').length;
   try {
     sendFdMessages(path, [
-      { payload: Buffer.from(encodeHandoffHello(image.tasks.length, pidfds)), fds: [] },
+      { payload: Buffer.from(encodeHandoffHello(connecting, pidfds)), fds: [] },
     ]);
   } catch (err) {
     throw new PcrError(

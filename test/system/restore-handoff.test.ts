@@ -475,7 +475,9 @@ test('--handoff-socket --hold: the host gets every pidfd with a correct descript
   );
   t.after(() => child.kill('SIGKILL'));
   let stderr = '';
+  let stdout = '';
   child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
   const exited = once(child, 'exit');
   const tasks = liveTasks(image).length;
   // The coordinator's Hello, then one connection per task.
@@ -486,7 +488,7 @@ test('--handoff-socket --hold: the host gets every pidfd with a correct descript
 
   const hello = h.got.find((r) => r.message.hello)!;
   assert.ok(hello, 'a Hello');
-  assert.equal(hello.message.hello!.tasks, image.tasks.length);
+  assert.equal(hello.message.hello!.tasks, tasks, 'the tasks that will connect');
   assert.equal(
     hello.message.hello!.pidfds,
     image.tasks.reduce((n, x) => n + x.fds.length, 0),
@@ -540,6 +542,7 @@ test('--handoff-socket --hold: the host gets every pidfd with a correct descript
   child.kill('SIGTERM');
   const [code] = await exited;
   assert.equal(code, 0, stderr);
+  assert.ok(stdout.endsWith(`handed the pidfds of ${tasks} tasks off to ${sock}\n`), stdout);
   assert.deepEqual(await waitGone(Object.values(map)), []);
   assertNoRundir(dir);
 });

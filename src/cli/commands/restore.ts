@@ -303,7 +303,7 @@ export async function run(argv: string[]): Promise<number> {
     status = result.ok ? 0 : EXIT_CODES.PCR_ERR_VERIFY;
     if (result.ok && typeof handoffSocket === 'string')
       process.stdout.write(
-        `handed the pidfds of ${count(result.pidMap.pids.length, 'task')} off to ${handoffSocket}\n`,
+        `handed the pidfds of ${count(result.plan.tasks.length, 'task')} off to ${handoffSocket}\n`,
       );
     if (result.detached)
       process.stdout.write(
