@@ -44,6 +44,7 @@ every restored fd from /proc against the image and tears the tree down.
                          {pid} {ppid} {comm}. Waits for the root's program and exits with
                          its status (SIGTERM/SIGINT kill the tree). See docs/restore.md
   -d, --detach           with --exec: exit 0 once every task exec'd, leaving the tree
+                         running (as criu restore -d)
       --handoff-socket P after verification send every pidfd over SCM_RIGHTS to the Unix
                          SEQPACKET socket P (proto/handoff.proto), then tear down or --hold
 Exit statuses: 0 restored and verified; 1 restored but different from the image (the
