@@ -82,6 +82,8 @@ test('the packed tarball installs into a fresh project and dumps and restores fr
     'dist/native/index.js',
     'proto/image.proto',
     'proto/protocol.proto',
+    'proto/handoff.proto',
+    'examples/pidfd-cr-cloexec.c',
   ]) {
     assert.ok(files.includes(needed), `tarball lacks ${needed}`);
   }
