@@ -1,11 +1,12 @@
 /**
  * Seeing from outside that a worker exec'd its host program: before execve the worker
  * connects to `<rundir>/exec.sock` with a close-on-exec socket and sends nothing; execve
- * closes it. End of file on that connection while the process lives on (not a zombie,
- * not exiting: PF_EXITING in /proc/P/stat) means the exec worked. A worker whose execve
- * failed reports that over the control link and keeps the connection until it dies.
+ * closes it. End of file on that connection means the exec worked, unless the worker
+ * first sent one byte there: its execve failed (it reports that over the control link).
+ * The program may have run and exited already when the end of file is read (/bin/true):
+ * that is still an exec. A worker killed in the instant between its connect and its
+ * execve would count as exec'd too; nothing else ends a worker there.
  */
-import { readFileSync } from 'node:fs';
 import {
   acceptSeqpacket,
   closeQuiet,
@@ -14,21 +15,6 @@ import {
   recvFds,
 } from '../../native/index.js';
 import { watchReadable, type Watch } from '../sys/readiness.js';
-
-const PF_EXITING = 0x4;
-
-/** The process runs on (not exiting, not a zombie): what is left after a good execve. */
-export function runsOn(pid: number): boolean {
-  try {
-    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
-    const state = fields[0];
-    const flags = Number(fields[6]);
-    return state !== 'Z' && state !== 'X' && (flags & PF_EXITING) === 0;
-  } catch {
-    return false;
-  }
-}
 
 interface Conn {
   fd: number;
@@ -81,7 +67,7 @@ export class ExecWatch {
     const r = this.read(conn);
     if (!r.eof) return;
     this.drop(conn);
-    if (!r.failed && runsOn(conn.pid)) this.onExec(conn.dumped);
+    if (!r.failed) this.onExec(conn.dumped);
   }
 
   /** Drains the connection: end of file, and whether the worker said its execve failed. */
@@ -107,9 +93,6 @@ export class ExecWatch {
 
   /** At its exit a pending connection has its end of file: exec'd, unless it died first. */
   private checkExited(conn: Conn): void {
-    // Its program may have run and exited already: end of file without the worker's
-    // "execve failed" byte (handoff.ts) counts as exec'd. (A worker SIGKILLed between
-    // its connect and its execve would count too: nothing else can end it there.)
     const r = this.read(conn);
     this.drop(conn);
     if (r.eof && !r.failed) this.onExec(conn.dumped);

@@ -333,14 +333,25 @@ export class Session {
     void this.router.send(String(to), frame);
   }
 
-  /** Worker `dumped` is its host program now. */
+  /** Worker `dumped` is its host program now: its parent may exec once all its children did. */
   private onExec(dumped: number): void {
     if (this.execed.has(dumped)) return;
     this.execed.add(dumped);
     this.deliver({ type: 'HANDED_OFF', pid: dumped });
+    const parent = this.plan.tasks.find((t) => t.pid === dumped)?.ppid;
+    if (parent !== undefined) this.sendHandoffIfReady(parent);
   }
 
-  /** Each worker's HANDOFF: its batches for the host's socket, its program. */
+  /** The HANDOFF of each worker, made once verified (startHandoff). */
+  private handoffs = new Map<number, HandoffMessage>();
+  private handoffSent = new Set<number>();
+
+  /**
+   * Each worker's HANDOFF: its batches for the host's socket, its program. With exec they
+   * go bottom-up: a worker gets its HANDOFF once every worker child of it has exec'd. A
+   * parent's program may exit at once (PDEATHSIG of a child still a worker would kill
+   * it), and a child never loses its parent to an exec in the middle of its own.
+   */
   private startHandoff({ pidMap }: StartHandoffParams): void {
     const h = this.settings.handoff;
     if (h === undefined) return;
@@ -348,7 +359,7 @@ export class Session {
       .filter(([k, v]) => v !== undefined && k !== WORKER_ENV && k !== FAULT_ENV)
       .map(([k, v]) => `${k}=${v}`);
     for (const dumped of this.registry.accepted()) {
-      const message: HandoffMessage = {
+      this.handoffs.set(dumped, {
         type: 'HANDOFF',
         socketPath: h.socketPath ?? '',
         batches: h.socketPath === undefined ? [] : handoffBatches(this.image, pidMap, dumped),
@@ -361,9 +372,20 @@ export class Session {
                 `PIDFD_CR_DUMPED_PID=${dumped}`,
                 `PIDFD_CR_RESTORED_PID=${this.registry.restoredOf(dumped) ?? 0}`,
               ],
-      };
-      this.sendFrame(dumped, encodeToWorker(message));
+      });
     }
+    for (const dumped of this.handoffs.keys()) this.sendHandoffIfReady(dumped);
+  }
+
+  private sendHandoffIfReady(dumped: number): void {
+    const message = this.handoffs.get(dumped);
+    if (message === undefined || this.handoffSent.has(dumped)) return;
+    if (this.settings.handoff?.exec !== undefined) {
+      const task = this.plan.tasks.find((t) => t.pid === dumped);
+      if (task?.workerChildren.some((c) => !this.execed.has(c.pid))) return;
+    }
+    this.handoffSent.add(dumped);
+    this.sendFrame(dumped, encodeToWorker(message));
   }
 
   /**

@@ -738,3 +738,29 @@ test('--exec without -d: SIGTERM takes the programs down (143), nothing left', a
   assert.deepEqual(await waitGone(Object.values(map)), []);
   assertNoRundir(dir);
 });
+
+test('--exec of programs that exit at once (/bin/true): neither -d nor the wait mistakes them for lost tasks', async (t) => {
+  const { image, dir } = await buildAndDump(t, spec);
+  writeImage(dir, image);
+  const mapPath = join(dir, 'pids.json');
+  for (const detach of [true, false, true, false]) {
+    const run = await runCli(
+      [
+        'restore',
+        '-D',
+        dir,
+        '--pid-map',
+        mapPath,
+        '--exec',
+        '["/bin/true"]',
+        ...(detach ? ['-d'] : []),
+      ],
+      dir,
+    );
+    assert.equal(run.code, 0, `${detach ? '-d' : 'no -d'}: ${run.stderr}`);
+    assert.equal(run.stderr, '');
+    const map = JSON.parse(readFileSync(mapPath, 'utf8')) as Record<string, number>;
+    assert.deepEqual(await waitGone(Object.values(map)), []);
+    assertNoRundir(dir);
+  }
+});
