@@ -81,9 +81,10 @@ export async function handOff(rundir: string, input: HandOffInput): Promise<Hand
     // One byte says "execve failed" before the end of file (coordinator/exec-watch.ts).
     try {
       sendFds(watch, Buffer.from('F'), []);
-    } finally {
-      closeQuiet(watch);
+    } catch {
+      // the coordinator is gone: nobody to tell
     }
+    closeQuiet(watch);
     const why = err instanceof SyscallError ? `${err.errnoName} (${err.errno})` : String(err);
     throw new PcrError('PCR_ERR_EXEC', `--exec for task ${input.pid}: execve ${path}: ${why}`, {
       cause: err,
