@@ -578,8 +578,11 @@ test('--handoff-socket faults: nobody listening (ENOENT, ECONNREFUSED) before an
   let stderr = '';
   child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
   const exited = once(child, 'exit');
-  while (h.ends < 1) await sleep(5);
+  // The Hello comes before anything is spawned: the tasks connect far later.
+  const helloBy = Date.now() + 30_000;
+  while (h.ends < 1 && Date.now() < helloBy) await sleep(5);
   h.closeListener();
+  assert.equal(h.ends, 1, `the Hello came: ${stderr}`);
   const [code] = await exited;
   assert.equal(code, 28, stderr);
   assert.match(
