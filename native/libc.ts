@@ -52,6 +52,10 @@ const PROTOTYPES = {
   setrlimit: 'int setrlimit(int resource, void *rlim)',
   getpid: 'int getpid()',
   getrandom: 'long getrandom(void *buf, size_t len, unsigned int flags)',
+  execve: 'int execve(const char *path, const char **argv, const char **envp)',
+  close_range: 'int close_range(unsigned int first, unsigned int last, int flags)',
+  signal: 'void *signal(int sig, void *handler)',
+  sigprocmask: 'int sigprocmask(int how, void *set, void *old)',
 } as const;
 
 type LibcFunction = ReturnType<typeof lib.func>;

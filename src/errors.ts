@@ -22,6 +22,8 @@ export type PcrErrorCode =
   | 'PCR_ERR_OUTPUT_CLOSED'
   | 'PCR_ERR_CHECK'
   | 'PCR_ERR_HOOK_ABORTED'
+  | 'PCR_ERR_EXEC'
+  | 'PCR_ERR_HANDOFF_SOCKET'
   | 'PCR_ERR_INTERNAL';
 
 export class PcrError extends Error {
@@ -87,6 +89,8 @@ export const EXIT_CODES: Record<PcrErrorCode, number> = {
   PCR_ERR_OUTPUT_CLOSED: 15,
   PCR_ERR_CHECK: 17,
   PCR_ERR_HOOK_ABORTED: 23,
+  PCR_ERR_EXEC: 27,
+  PCR_ERR_HANDOFF_SOCKET: 28,
   PCR_ERR_INTERNAL: 70,
 };
 

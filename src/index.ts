@@ -40,6 +40,12 @@ export {
 // What this machine allows (`pidfd-cr check`).
 export { runCheck, type CheckReport, type ProbeResult, type FeatureResult } from './check/index.js';
 
+// Hand-off (docs/restore.md "Hand-off"): for programs started by --exec, and for hosts of
+// --handoff-socket written in TypeScript.
+export { restoreCloexecFromEnv, cloexecFdsFromEnv, CLOEXEC_FDS_ENV } from './sys/cloexec-env.js';
+export type { ExecSpec } from './coordinator/exec-spec.js';
+export { decodeHandoffMessage, HANDOFF_BATCH_MAX } from './protocol/handoff.js';
+
 // The pure core, for tools that run their own processes.
 export { planRestore } from './plan/planner.js';
 export { checkPlanLimits, planSize, DEFAULT_LIMITS, type RestoreLimits } from './plan/limits.js';

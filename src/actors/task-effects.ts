@@ -52,7 +52,10 @@ import type {
   ReportFdsInput,
   ReportFdsOutput,
   TearDownInput,
+  HandOffInput,
+  HandOffOutput,
 } from '../machines/task-actors.js';
+import { handOff } from './handoff.js';
 import { FdInbox } from './inbox.js';
 import { Children } from './children.js';
 import { injectFault, type Fault } from './fault.js';
@@ -404,6 +407,9 @@ export class WorkerEffects {
         this.finalizeFds(input),
       ),
       reportFds: fromPromise<ReportFdsOutput, ReportFdsInput>(({ input }) => this.reportFds(input)),
+      handOff: fromPromise<HandOffOutput, HandOffInput>(({ input }) =>
+        handOff(this.opts.rundir, input),
+      ),
       tearDown: fromPromise<void, TearDownInput>(({ input }) => this.tearDown(input)),
     };
   }

@@ -21,6 +21,7 @@ import {
   type TearDownTreeInput,
   type RunHookInput,
   type RunHookOutput,
+  type StartHandoffParams,
 } from '../machines/coordinator.js';
 import { ControlRouter } from '../protocol/zmq-link.js';
 import {
@@ -43,6 +44,12 @@ import { FinalTraces } from './final-traces.js';
 import { ReportGate } from './report-gate.js';
 import { routeFrame } from './frames.js';
 import { stepLogger } from './step-log.js';
+import { ExecWatch } from './exec-watch.js';
+import { expandExec } from './exec-spec.js';
+import { execSocketPath } from '../protocol/paths.js';
+import { handoffBatches } from '../protocol/handoff.js';
+import { FAULT_ENV, WORKER_ENV } from '../protocol/identity.js';
+import type { HandoffMessage } from '../protocol/messages.js';
 
 /** How long an abort waits for the workers' last TRACE frames. */
 const ABORT_FINAL_TRACE_MS = 100;
@@ -70,6 +77,10 @@ export class Session {
   /** Restored pid -> its parent's restored pid, for process events. */
   private readonly parentPid = new Map<number, number>();
   private unlisten: () => void = () => {};
+  /** With --exec: sees each worker's exec from outside. */
+  private execWatch: ExecWatch | undefined;
+  /** Workers that exec'd their host program: no frame goes to them any more. */
+  private readonly execed = new Set<number>();
 
   private constructor(
     private readonly image: Image,
@@ -79,6 +90,8 @@ export class Session {
   ) {
     this.tree = new RestoredTree(
       (dumped, status) => {
+        // An exec'd program that exited at once: its exec is known before its exit.
+        this.execWatch?.flush(dumped);
         this.finalTraces.exited(dumped, status);
         this.noteExit(dumped, status);
         this.exits.add(dumped, status);
@@ -117,6 +130,18 @@ export class Session {
         s.admit(() => s.registry.startupFailure(from, dumped, failure)),
     });
     s.registry = new Registry(s.auth, (dumped) => s.workerIno(dumped));
+    if (settings.handoff?.exec !== undefined) {
+      try {
+        s.execWatch = new ExecWatch(
+          execSocketPath(rundir),
+          (pid) => plan.tasks.find((t) => s.registry.restoredOf(t.pid) === pid)?.pid,
+          (dumped) => s.onExec(dumped),
+        );
+      } catch (err) {
+        s.auth.close();
+        throw err;
+      }
+    }
     try {
       s.router = await ControlRouter.bind(rundir, {
         onFrame: (id, frame) => s.onFrame(id, frame),
@@ -125,6 +150,7 @@ export class Session {
       });
     } catch (err) {
       s.auth.close();
+      s.execWatch?.close();
       throw err;
     }
     return s;
@@ -151,6 +177,7 @@ export class Session {
    * report time to come; a worker still alive then is named.
    */
   private onUnreachable(dumped: number): void {
+    if (this.execed.has(dumped)) return; // its program has no control link
     setTimeout(() => {
       this.tree.monitor.collectExited();
       const w = this.tree.monitor.get(dumped);
@@ -361,7 +388,63 @@ export class Session {
   };
 
   private sendFrame(to: number, frame: Uint8Array): void {
+    if (this.execed.has(to)) return;
     void this.router.send(String(to), frame);
+  }
+
+  /** Worker `dumped` is its host program now: its parent may exec once all its children did. */
+  private onExec(dumped: number): void {
+    if (this.execed.has(dumped)) return;
+    this.execed.add(dumped);
+    this.deliver({ type: 'HANDED_OFF', pid: dumped });
+    const parent = this.plan.tasks.find((t) => t.pid === dumped)?.ppid;
+    if (parent !== undefined) this.sendHandoffIfReady(parent);
+  }
+
+  /** The HANDOFF of each worker, made once verified (startHandoff). */
+  private handoffs = new Map<number, HandoffMessage>();
+  private handoffSent = new Set<number>();
+
+  /**
+   * Each worker's HANDOFF: its batches for the host's socket, its program. With exec they
+   * go bottom-up: a worker gets its HANDOFF once every worker child of it has exec'd. A
+   * parent's program may exit at once (PDEATHSIG of a child still a worker would kill
+   * it), and a child never loses its parent to an exec in the middle of its own.
+   */
+  private startHandoff({ pidMap }: StartHandoffParams): void {
+    const h = this.settings.handoff;
+    if (h === undefined) return;
+    const env = Object.entries(process.env)
+      .filter(([k, v]) => v !== undefined && k !== WORKER_ENV && k !== FAULT_ENV)
+      .map(([k, v]) => `${k}=${v}`);
+    for (const dumped of this.registry.accepted()) {
+      this.handoffs.set(dumped, {
+        type: 'HANDOFF',
+        socketPath: h.socketPath ?? '',
+        batches: h.socketPath === undefined ? [] : handoffBatches(this.image, pidMap, dumped),
+        execArgv: h.exec === undefined ? [] : expandExec(h.exec, this.image, pidMap, dumped),
+        execEnv:
+          h.exec === undefined
+            ? []
+            : [
+                ...env,
+                `PIDFD_CR_DUMPED_PID=${dumped}`,
+                `PIDFD_CR_RESTORED_PID=${this.registry.restoredOf(dumped) ?? 0}`,
+              ],
+      });
+    }
+    for (const dumped of this.handoffs.keys()) this.sendHandoffIfReady(dumped);
+  }
+
+  private sendHandoffIfReady(dumped: number): void {
+    const message = this.handoffs.get(dumped);
+    if (message === undefined || this.handoffSent.has(dumped)) return;
+    if (this.settings.handoff?.exec !== undefined) {
+      const task = this.plan.tasks.find((t) => t.pid === dumped);
+      if (task?.workerChildren.some((c) => !this.execed.has(c.pid))) return;
+    }
+    this.handoffSent.add(dumped);
+    this.sendFrame(dumped, encodeToWorker(message));
   }
 
   /**
@@ -385,9 +468,12 @@ export class Session {
         ),
         abortTree: fromPromise<void, AbortTreeInput>(async () => {
           this.tree.abort();
+          // Exec'd programs do not know TEARDOWN.
+          for (const d of this.execed) this.tree.monitor.kill(d);
           await this.takeDown(true);
         }),
         tearDownTree: fromPromise<void, TearDownTreeInput>(() => this.takeDown()),
+        endExecTree: fromPromise<void, TearDownTreeInput>(() => this.tree.takeDown(0)),
       },
       actions: {
         sendToWorker: (_, p: { to: number; message: CoordinatorMessage }) =>
@@ -397,6 +483,7 @@ export class Session {
           const frame = encodeToWorker(p.message);
           for (const pid of this.registry.accepted()) this.sendFrame(pid, frame);
         },
+        startHandoff: (_, p: StartHandoffParams) => this.startHandoff(p),
         reportResult: (_, p: { pidMap: PidMap; differences: Difference[] }) => {
           const onVerified = this.settings.onVerified;
           if (onVerified) this.guard.call('onVerified', () => onVerified(p));
@@ -413,6 +500,15 @@ export class Session {
           plan: this.plan,
           phaseTimeoutMs: this.settings.phaseTimeoutMs,
           hold: this.settings.hold,
+          ...(this.settings.handoff
+            ? {
+                handoff: {
+                  socket: this.settings.handoff.socketPath !== undefined,
+                  exec: this.settings.handoff.exec !== undefined,
+                  detach: this.settings.handoff.detach,
+                },
+              }
+            : {}),
         },
         ...(this.trace ? { inspect: traceInspector('coordinator', this.trace) } : {}),
       });
@@ -457,8 +553,12 @@ export class Session {
   async close(): Promise<void> {
     this.unlisten();
     this.exits.cancel();
+    const detached = this.actor?.getSnapshot().output?.detached === true;
     this.actor?.stop();
-    await this.tree.close();
+    this.execWatch?.close();
+    // Detached: the tree is the host's now; we only let go of it.
+    if (detached) this.tree.release();
+    else await this.tree.close();
     this.auth?.close();
     await this.router.close();
   }

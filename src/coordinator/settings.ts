@@ -31,6 +31,17 @@ export type Hook = (
   context: HookContext,
 ) => void | { abort: string } | Promise<void | { abort: string }>;
 export type RestoreHooks = Partial<Record<HookName, Hook>>;
+import type { ExecSpec } from './exec-spec.js';
+
+/** The hand-off after verification (docs/restore.md "Hand-off"), checked already. */
+export interface HandoffSettings {
+  /** The host's Unix SEQPACKET socket, or undefined. */
+  socketPath: string | undefined;
+  /** Each task's program, or undefined. */
+  exec: ExecSpec | undefined;
+  /** With exec: end once every task exec'd and leave the tree running. */
+  detach: boolean;
+}
 
 export interface VerifiedResult {
   pidMap: PidMap;
@@ -58,4 +69,6 @@ export interface SessionSettings {
   teardownGraceMs: number;
   /** Told what the restore does at each step (silentLogger by default). */
   logger: Logger;
+  /** Hand the verified pidfds off; undefined: none. */
+  handoff?: HandoffSettings | undefined;
 }

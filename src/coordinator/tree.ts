@@ -96,6 +96,12 @@ export class RestoredTree {
     this.rootPidfd = -1;
   }
 
+  /** Detach: lets go of every process without killing or reaping any (criu -d). */
+  release(): void {
+    this.monitor.close();
+    this.rootPidfd = -1;
+  }
+
   private reapRoot(): void {
     if (this.rootPidfd < 0) return;
     try {

@@ -15,6 +15,7 @@ import type {
   CoordinatorMessage,
   FdReport,
   FdReportMessage,
+  HandedOff,
   PhaseDone,
   PidMap,
   PidPair,
@@ -35,6 +36,18 @@ export interface CoordinatorInput {
   phaseTimeoutMs: number;
   /** Keep the restored tree until STOP instead of tearing it down after verification. */
   hold: boolean;
+  /** Hand the verified pidfds off (docs/restore.md "Hand-off"); undefined: no hand-off. */
+  handoff?: HandoffMode;
+}
+
+/** What the hand-off after verification does. */
+export interface HandoffMode {
+  /** Workers send their pidfds to the host's socket. */
+  socket: boolean;
+  /** Workers exec the host's programs (then the tree is the host's). */
+  exec: boolean;
+  /** With exec: end once every task exec'd, leaving the tree running. */
+  detach: boolean;
 }
 
 /** Why a restore was aborted: names the task (when one is at fault), the phase, the cause. */
@@ -45,6 +58,8 @@ export interface AbortReason {
   message: string;
   /** It happened while the verified tree was held. */
   held?: true;
+  /** It happened while the tree ran the host's --exec programs. */
+  execd?: true;
 }
 
 export interface CoordinatorContext {
@@ -52,6 +67,11 @@ export interface CoordinatorContext {
   plan: RestorePlan;
   phaseTimeoutMs: number;
   hold: boolean;
+  handoff: HandoffMode | undefined;
+  /** Tasks that handed off (sent to the socket, or exec'd when exec is asked). */
+  handedOff: number[];
+  /** Wait status of the root's program once it exited (exec without detach). */
+  rootStatus?: number;
   phase: Phase;
   /** Restored pids as the workers say them (WORKER_HELLO). */
   hello: PidPair[];
@@ -93,6 +113,7 @@ export type CoordinatorEvent =
   | WorkerFailed
   | FdReportMessage
   | WorkerExited
+  | HandedOff
   | StopEvent
   | FailEvent;
 
@@ -102,6 +123,10 @@ export interface CoordinatorOutput {
   pidMap: PidMap;
   differences: Difference[];
   failure?: AbortReason;
+  /** Exec without detach: the root program's wait status once it exited. */
+  rootStatus?: number;
+  /** Exec with detach: the tree runs on as the host's programs. */
+  detached: boolean;
 }
 
 export interface SpawnRootInput {
@@ -116,6 +141,10 @@ export interface AbortTreeInput {
 }
 export interface TearDownTreeInput {
   pidMap: PidMap;
+}
+export interface StartHandoffParams {
+  pidMap: PidMap;
+  reports: FdReport[];
 }
 
 /**
@@ -146,6 +175,8 @@ export const coordinatorActorPlaceholders = {
   runHook: fromPromise<RunHookOutput, RunHookInput>(notProvided('runHook')),
   abortTree: fromPromise<void, AbortTreeInput>(notProvided('abortTree')),
   tearDownTree: fromPromise<void, TearDownTreeInput>(notProvided('tearDownTree')),
+  /** Kills what is left of an exec'd tree (its programs do not know TEARDOWN). */
+  endExecTree: fromPromise<void, TearDownTreeInput>(notProvided('endExecTree')),
 };
 
 const workerPids = (plan: RestorePlan) => plan.tasks.map((t) => t.pid);
@@ -353,6 +384,8 @@ export const coordinatorMachine = setup({
     sendToWorker: (_, _params: { to: number; message: CoordinatorMessage }) => {},
     /** Sends one message to every registered worker. Runtime-provided. */
     broadcast: (_, _params: { message: CoordinatorMessage }) => {},
+    /** Sends each worker its HANDOFF (batches for the host, program to exec). Runtime-provided. */
+    startHandoff: (_, _params: StartHandoffParams) => {},
     /** Announces the verification result (before holding). Runtime-provided. */
     reportResult: (_, _params: { pidMap: PidMap; differences: Difference[] }) => {},
     recordRegistration: assign(({ context, event }) => applyRegistration(context, event)),
@@ -500,6 +533,41 @@ export const coordinatorMachine = setup({
           'PCR_ERR_TIMEOUT',
         ),
     }),
+    recordHandedOff: assign({
+      handedOff: ({ context, event }) =>
+        event.type !== 'HANDED_OFF' || context.handedOff.includes(event.pid)
+          ? context.handedOff
+          : [...context.handedOff, event.pid],
+    }),
+    /** A task's program (after exec) exited: only the root's status matters. */
+    recordHostExit: assign({
+      rootStatus: ({ context, event }) =>
+        event.type === 'WORKER_EXITED' && event.pid === context.plan.rootPid
+          ? event.status
+          : context.rootStatus,
+    }),
+    /** STOP or FAIL while the tree runs the host's programs: they are taken down. */
+    recordStopRunning: assign({
+      failure: ({ context, event }): AbortReason => ({
+        code: 'PCR_ERR_RESTORE',
+        phase: context.phase,
+        execd: true,
+        message: event.type === 'STOP' || event.type === 'FAIL' ? event.reason : 'stopped',
+      }),
+    }),
+    handoffTimedOut: assign({
+      failure: ({ context }) =>
+        abortReason(
+          context,
+          `hand-off timed out after ${context.phaseTimeoutMs} ms waiting for ${workerPids(
+            context.plan,
+          )
+            .filter((p) => !context.handedOff.includes(p))
+            .map((p) => `task ${p}`)
+            .join(', ')}`,
+          'PCR_ERR_TIMEOUT',
+        ),
+    }),
     recordTeardownError: assign({
       failure: ({ context, event }) =>
         abortReason(context, `tearing down failed: ${errorText(event)}`),
@@ -523,6 +591,21 @@ export const coordinatorMachine = setup({
     shouldHold: ({ context }) => context.hold,
     /** Did the hook that just finished say the restore must stop? */
     hookAborted: ({ event }) => hookAbortText(event) !== undefined,
+    /** Verified without a difference, and a hand-off was asked. */
+    shouldHandOff: ({ context }) =>
+      context.handoff !== undefined && context.differences.length === 0,
+    /** Is this HANDED_OFF the last one? */
+    completesHandoff: ({ context, event }) =>
+      event.type === 'HANDED_OFF' &&
+      workerPids(context.plan).every((p) => p === event.pid || context.handedOff.includes(p)),
+    /** Did this worker hand off already (so its exit is its program's, not a loss)? */
+    isHandedOff: ({ context, event }) =>
+      event.type === 'WORKER_EXITED' &&
+      context.handoff?.exec === true &&
+      context.handedOff.includes(event.pid),
+    execsDetached: ({ context }) => context.handoff?.exec === true && context.handoff.detach,
+    execs: ({ context }) => context.handoff?.exec === true,
+    rootExited: ({ context }) => context.rootStatus !== undefined,
   },
   delays: {
     phaseTimeout: ({ context }) => context.phaseTimeoutMs,
@@ -534,6 +617,8 @@ export const coordinatorMachine = setup({
     plan: input.plan,
     phaseTimeoutMs: input.phaseTimeoutMs,
     hold: input.hold,
+    handoff: input.handoff,
+    handedOff: [],
     phase: 'spawn',
     hello: [],
     spawned: [],
@@ -648,9 +733,68 @@ export const coordinatorMachine = setup({
     /** Hook beforeHandoff: then hold the tree, or take it down. */
     'before-handoff': hookState(
       'beforeHandoff',
-      [{ guard: 'shouldHold', target: 'holding' }, { target: 'before-teardown' }] as const,
+      [
+        { guard: 'shouldHandOff', target: 'handing-off' },
+        { guard: 'shouldHold', target: 'holding' },
+        { target: 'before-teardown' },
+      ] as const,
       { STOP: 'before-teardown' } as const,
     ),
+    /**
+     * Verified: every worker gets its HANDOFF; waits until each has sent its pidfds to the
+     * host (HANDED_OFF from the worker) or exec'd (HANDED_OFF from the runtime, which sees
+     * the exec from outside). An exec'd program that exits already is not a loss.
+     */
+    'handing-off': {
+      entry: {
+        type: 'startHandoff',
+        params: ({ context }) => ({ pidMap: context.pidMap, reports: context.reports }),
+      },
+      on: {
+        HANDED_OFF: [
+          { guard: 'completesHandoff', target: 'handed-off', actions: 'recordHandedOff' },
+          { actions: 'recordHandedOff' },
+        ],
+        WORKER_EXITED: [
+          { guard: 'isHandedOff', actions: 'recordHostExit' },
+          { target: 'aborting', actions: 'recordWorkerExited' },
+        ],
+      },
+      after: { phaseTimeout: { target: 'aborting', actions: 'handoffTimedOut' } },
+    },
+    /** Every task handed off: detach, wait for the root's program, hold, or tear down. */
+    'handed-off': {
+      always: [
+        { guard: 'execsDetached', target: 'detached' },
+        { guard: 'execs', target: 'running' },
+        { guard: 'shouldHold', target: 'holding' },
+        { target: 'before-teardown' },
+      ],
+    },
+    /** The tree runs the host's programs; ends when the root's program exits, or on STOP. */
+    running: {
+      always: { guard: 'rootExited', target: 'ending' },
+      on: {
+        WORKER_EXITED: { actions: 'recordHostExit' },
+        WORKER_FAILED: {},
+        HANDED_OFF: {},
+        STOP: { target: 'ending', actions: 'recordStopRunning' },
+        FAIL: { target: 'ending', actions: 'recordStopRunning' },
+      },
+    },
+    /** Kills what is left of the exec'd tree and reaps what comes back to us. */
+    ending: {
+      on: { WORKER_EXITED: { actions: 'recordHostExit' }, WORKER_FAILED: {}, STOP: {}, FAIL: {} },
+      invoke: {
+        id: 'endExecTree',
+        src: 'endExecTree',
+        input: ({ context }) => ({ pidMap: context.pidMap }),
+        onDone: 'done',
+        onError: { target: 'failed', actions: 'recordTeardownError' },
+      },
+    },
+    /** Every task exec'd and the tree is left running (-d): nothing of ours remains. */
+    detached: { type: 'final' },
     /** Verified: the tree lives until the caller's STOP; losing a task fails the restore. */
     holding: {
       on: {
@@ -709,5 +853,11 @@ export const coordinatorMachine = setup({
     pidMap: context.pidMap,
     differences: context.differences,
     ...(context.failure === undefined ? {} : { failure: context.failure }),
+    ...(context.rootStatus === undefined ? {} : { rootStatus: context.rootStatus }),
+    detached:
+      context.handoff?.exec === true &&
+      context.handoff.detach &&
+      context.failure === undefined &&
+      context.handedOff.length === context.plan.tasks.length,
   }),
 });

@@ -8,7 +8,7 @@
  */
 import { notProvided } from './not-provided.js';
 import { fromPromise } from 'xstate';
-import type { FdReport, PidMap, PidPair } from '../protocol/messages.js';
+import type { FdReport, HandoffMessage, PidMap, PidPair } from '../protocol/messages.js';
 import type {
   OpenPhase,
   OpenStep,
@@ -122,6 +122,18 @@ export interface ReportFdsInput {
 }
 export type ReportFdsOutput = FdReport;
 
+export interface HandOffInput {
+  pid: number;
+  /** The final pidfd table (the fds an exec keeps, with their planned cloexec bits). */
+  fds: PlannedFd[];
+  handoff: HandoffMessage;
+}
+/** Resolves only when nothing was exec'd: a successful exec never comes back. */
+export interface HandOffOutput {
+  /** Batches sent to the host's socket. */
+  batches: number;
+}
+
 export interface TearDownInput {
   pid: number;
   reason: string;
@@ -137,5 +149,6 @@ export const taskActorPlaceholders = {
   finishTemp: fromPromise<FinishTempOutput, FinishTempInput>(notProvided('finishTemp')),
   finalizeFds: fromPromise<FinalizeFdsOutput, FinalizeFdsInput>(notProvided('finalizeFds')),
   reportFds: fromPromise<ReportFdsOutput, ReportFdsInput>(notProvided('reportFds')),
+  handOff: fromPromise<HandOffOutput, HandOffInput>(notProvided('handOff')),
   tearDown: fromPromise<TearDownOutput, TearDownInput>(notProvided('tearDown')),
 };

@@ -11,6 +11,7 @@ import { PHASES } from '../plan/types.js';
 import type {
   Failure,
   FdReport,
+  HandoffMessage,
   PhaseMessage,
   PidMap,
   TeardownMessage,
@@ -45,7 +46,7 @@ export interface TaskContext {
   teardownReason?: string;
 }
 
-export type TaskEvent = PhaseMessage | TeardownMessage;
+export type TaskEvent = PhaseMessage | TeardownMessage | HandoffMessage;
 
 export interface TaskOutput {
   pid: number;
@@ -381,8 +382,34 @@ export const taskMachine = setup({
         onError: { target: 'failed', actions: 'recordActorError' },
       },
     },
-    /** Restored and verified: holds every fd until TEARDOWN. */
-    holding: {},
+    /** Restored and verified: holds every fd until TEARDOWN (or hands them off). */
+    holding: {
+      on: { HANDOFF: 'handing-off' },
+    },
+    /**
+     * Sends the pidfds to the host's socket and/or execs the host's program keeping them
+     * (docs/restore.md "Hand-off"). An exec that works never comes back: the coordinator
+     * sees it from outside. Without exec: HANDED_OFF, then holds until TEARDOWN.
+     */
+    'handing-off': {
+      invoke: {
+        id: 'handOff',
+        src: 'handOff',
+        input: ({ context, event }) => ({
+          pid: context.plan.pid,
+          fds: context.plan.fds,
+          handoff: event as HandoffMessage,
+        }),
+        onDone: {
+          target: 'holding',
+          actions: {
+            type: 'notifyCoordinator',
+            params: ({ context }) => ({ type: 'HANDED_OFF', pid: context.plan.pid }),
+          },
+        },
+        onError: { target: 'failed', actions: 'recordActorError' },
+      },
+    },
     /** Told the coordinator; waits for TEARDOWN. */
     failed: {
       entry: {

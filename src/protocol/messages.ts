@@ -122,8 +122,19 @@ export interface TraceMessage {
   pid: number;
   trace: TraceEntry;
 }
+/** The worker sent its Handoff batches to the host (no exec asked). */
+export interface HandedOff {
+  type: 'HANDED_OFF';
+  pid: number;
+}
 export type WorkerMessage =
-  WorkerHello | ChildrenSpawned | PhaseDone | WorkerFailed | FdReportMessage | TraceMessage;
+  | WorkerHello
+  | ChildrenSpawned
+  | PhaseDone
+  | WorkerFailed
+  | FdReportMessage
+  | TraceMessage
+  | HandedOff;
 
 /**
  * Worker -> coordinator over the auth socket (one per connection; the sender's pid comes
@@ -154,7 +165,23 @@ export interface TeardownMessage {
   type: 'TEARDOWN';
   reason: string;
 }
-export type CoordinatorMessage = AssignMessage | PhaseMessage | TeardownMessage;
+/** One SCM_RIGHTS message to the host: payload and the fd numbers to attach. */
+export interface HandoffBatch {
+  payload: Uint8Array;
+  fds: number[];
+}
+/** After verification: send batches to the host's socket, then exec (docs/restore.md). */
+export interface HandoffMessage {
+  type: 'HANDOFF';
+  /** '' when no socket hand-off. */
+  socketPath: string;
+  batches: HandoffBatch[];
+  /** [] when no exec; [0] is the program's absolute path. */
+  execArgv: string[];
+  /** "NAME=value", the program's whole environment. */
+  execEnv: string[];
+}
+export type CoordinatorMessage = AssignMessage | PhaseMessage | TeardownMessage | HandoffMessage;
 
 /** Payload byte(s) that accompany fds over SCM_RIGHTS: which files, in fd order. */
 export interface FdTransfer {

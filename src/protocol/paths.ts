@@ -14,3 +14,5 @@ export const fdSocketPath = (rundir: string, dumpedPid: number): string =>
   join(rundir, `fd-${dumpedPid}.sock`);
 /** Every worker's children and reserved fds, written before the root is spawned. */
 export const spawnPlanPath = (rundir: string): string => join(rundir, 'spawn-plan.json');
+/** Where a worker announces its exec: the kernel closes the connection when execve works. */
+export const execSocketPath = (rundir: string): string => join(rundir, 'exec.sock');

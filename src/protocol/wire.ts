@@ -234,6 +234,16 @@ export function encodeToWorker(msg: CoordinatorMessage): Uint8Array {
     case 'TEARDOWN':
       props = { teardown: { reason: msg.reason } };
       break;
+    case 'HANDOFF':
+      props = {
+        handoff: {
+          socketPath: msg.socketPath,
+          batches: msg.batches.map((b) => ({ payload: b.payload, fds: b.fds })),
+          execArgv: msg.execArgv,
+          execEnv: msg.execEnv,
+        },
+      };
+      break;
   }
   return pb.ToWorker.encode(props).finish();
 }
@@ -254,6 +264,17 @@ export function decodeToWorker(bytes: Uint8Array): CoordinatorMessage {
       };
     case 'teardown':
       return { type: 'TEARDOWN', reason: m.teardown?.reason ?? '' };
+    case 'handoff':
+      return {
+        type: 'HANDOFF',
+        socketPath: m.handoff?.socketPath ?? '',
+        batches: (m.handoff?.batches ?? []).map((b) => ({
+          payload: b.payload ?? new Uint8Array(0),
+          fds: [...(b.fds ?? [])],
+        })),
+        execArgv: [...(m.handoff?.execArgv ?? [])],
+        execEnv: [...(m.handoff?.execEnv ?? [])],
+      };
     default:
       return bad('a ToWorker frame with no message');
   }
@@ -347,6 +368,9 @@ export function encodeToCoordinator(msg: WorkerMessage): Uint8Array {
     case 'TRACE':
       props = { trace: { pid: msg.pid, ...msg.trace } };
       break;
+    case 'HANDED_OFF':
+      props = { handedOff: { pid: msg.pid } };
+      break;
   }
   return pb.ToCoordinator.encode(props).finish();
 }
@@ -395,6 +419,8 @@ export function decodeToCoordinator(bytes: Uint8Array): WorkerMessage {
         },
       };
     }
+    case 'handedOff':
+      return { type: 'HANDED_OFF', pid: m.handedOff?.pid ?? 0 };
     default:
       return bad('a ToCoordinator frame with no message');
   }

@@ -14,6 +14,7 @@ import type { Difference } from '../verify/compare.js';
 import { silentLogger, type Logger } from '../log.js';
 import type { RestoreHooks, SessionSettings } from '../coordinator/settings.js';
 import { HOOK_NAMES, type HookName } from '../machines/coordinator.js';
+import type { ExecSpec } from '../coordinator/exec-spec.js';
 
 export interface RestoreOptions {
   /** Keep the restored tree until `signal` aborts, instead of tearing it down at once. */
@@ -63,6 +64,21 @@ export interface RestoreOptions {
    * verify, hold, teardown (a pino Logger fits; default: says nothing). Not the trace.
    */
   logger?: Logger;
+  /**
+   * After verification each task execs the host's program keeping exactly its pidfds
+   * (at their numbers, with their flags) and fds 0–2: one argv for every task, or argv by
+   * dumped pid ("*" for the rest); placeholders {dumped_pid} {pid} {ppid} {comm}
+   * (docs/restore.md "Hand-off"). Close-on-exec pidfds are kept and named in
+   * PIDFD_CR_CLOEXEC_FDS (restoreCloexecFromEnv puts the bits back).
+   */
+  exec?: ExecSpec;
+  /** With exec: resolve once every task exec'd, leaving the tree running (criu -d). */
+  detach?: boolean;
+  /**
+   * After verification each task sends its pidfds over SCM_RIGHTS to the Unix SEQPACKET
+   * socket the host listens on here, with descriptors (proto/handoff.proto).
+   */
+  handoffSocket?: string;
 }
 
 /** Every option resolved: what restoreImage runs with. */
@@ -94,6 +110,10 @@ export function resolveRestoreOptions(o: RestoreOptions): ResolvedRestoreOptions
       // Never shorter than a worker's grace for its children (see COORDINATOR_GRACE_MS).
       teardownGraceMs: Math.max(o.teardownGraceMs ?? 0, COORDINATOR_GRACE_MS),
       logger: o.logger ?? silentLogger,
+      handoff:
+        o.exec === undefined && o.handoffSocket === undefined
+          ? undefined
+          : { socketPath: o.handoffSocket, exec: o.exec, detach: o.detach ?? false },
     },
     limits,
     externalDead: o.externalDead ?? false,
@@ -122,9 +142,17 @@ export function checkRestoreOptions(o: RestoreOptions): RestoreLimits {
   if (o.workerStderr !== null) checkInt('workerStderr', o.workerStderr, 0, MAX_DELAY_MS);
   if (o.hold && o.signal === undefined)
     throw new PcrError('PCR_ERR_USAGE', 'restore option hold needs a signal to end the hold');
+  if (o.detach && o.exec === undefined)
+    throw new PcrError('PCR_ERR_USAGE', 'restore option detach needs exec');
+  if (o.hold && o.exec !== undefined)
+    throw new PcrError(
+      'PCR_ERR_USAGE',
+      'restore options hold and exec exclude each other (exec runs until the root program exits)',
+    );
   for (const [option, path] of [
     ['runDirParent', o.runDirParent],
     ['pidMapPath', o.pidMapPath],
+    ['handoffSocket', o.handoffSocket],
   ] as const) {
     if (path !== undefined && (typeof path !== 'string' || path === ''))
       throw usage(option, path, 'a path');

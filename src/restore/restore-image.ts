@@ -23,6 +23,9 @@ import { Session } from '../coordinator/session.js';
 import type { VerifiedResult } from '../coordinator/settings.js';
 import { writeSpawnPlan } from '../launch/spawn-plan.js';
 import { writePidMapFile } from './pid-map-file.js';
+import { checkExecSpec } from '../coordinator/exec-spec.js';
+import { sendFdMessages } from '../sys/fd-channel.js';
+import { encodeHandoffHello } from '../protocol/handoff.js';
 export { removeLiveRundirs } from '../coordinator/rundir.js';
 export type { RestoreOptions } from './options.js';
 
@@ -32,6 +35,10 @@ export interface RestoreResult {
   pidMap: PidMap;
   differences: Difference[];
   plan: RestorePlan;
+  /** exec without detach: the root program's wait status (it exited, the tree is gone). */
+  rootStatus?: number;
+  /** exec with detach: every task exec'd, the tree runs on as the host's programs. */
+  detached: boolean;
 }
 
 export async function restoreImage(
@@ -62,6 +69,12 @@ export async function restoreImage(
     },
     `plan: ${count(plan.tasks.length, 'task')}, ${count(image.files.length, 'open file')}, ${count(image.targets.length, 'target')}`,
   );
+  const handoff = resolved.session.handoff;
+  if (handoff?.exec !== undefined) {
+    resolved.session.handoff = { ...handoff, exec: checkExecSpec(handoff.exec, image) };
+    refuseExecWithThreads(plan);
+  }
+  if (handoff?.socketPath !== undefined) greetHandoffHost(handoff.socketPath, image);
   if (resolved.adoptOrphans) prctl(PR_SET_CHILD_SUBREAPER, 1);
   const pidMap = pidMapWriter(resolved.pidMapPath);
   const rundir = makeRundir(resolved.runDirParent);
@@ -79,7 +92,14 @@ export async function restoreImage(
     if (session.callerError) throw session.callerError;
     if (output.failure) throw abortError(output.failure);
     if (pidMap.error) throw pidMap.error;
-    return { ok: output.ok, pidMap: output.pidMap, differences: output.differences, plan };
+    return {
+      ok: output.ok,
+      pidMap: output.pidMap,
+      differences: output.differences,
+      plan,
+      detached: output.detached,
+      ...(output.rootStatus === undefined ? {} : { rootStatus: output.rootStatus }),
+    };
   } finally {
     await session?.close();
     removeRundir(rundir);
@@ -118,5 +138,41 @@ function pidMapWriter(path: string | undefined) {
 
 function abortError(f: AbortReason): PcrError {
   if (f.held) return new PcrError(f.code, `the held tree was taken down: ${f.message}`);
+  if (f.execd)
+    return new PcrError(f.code, `the tree of --exec programs was taken down: ${f.message}`);
   return new PcrError(f.code, `restore aborted in phase ${f.phase}: ${f.message}`);
+}
+
+/**
+ * A task that holds pidfds to threads gets those threads from its worker (live non-leader
+ * threads of it): execve would end them and leave the pidfds pointing at dead threads.
+ */
+function refuseExecWithThreads(plan: RestorePlan): void {
+  const t = plan.tasks.find((x) => x.threads.length > 0);
+  if (t !== undefined)
+    throw new PcrError(
+      'PCR_ERR_UNSUPPORTED',
+      `--exec: task ${t.pid} must keep threads ${t.threads.join(', ')} alive for thread pidfds, which execve would end`,
+    );
+}
+
+/**
+ * Before anything is spawned: the host's socket takes one connection from us with the
+ * Hello (what will come), so that nobody listening is an error now, naming path and errno.
+ */
+function greetHandoffHost(path: string, image: Image): void {
+  const pidfds = image.tasks.reduce((n, t) => n + t.fds.length, 0);
+  // Zombie tasks hold nothing and have no worker: they do not connect.
+  const connecting = image.tasks.filter((t) => t.state !== 'zombie').length;
+  try {
+    sendFdMessages(path, [
+      { payload: Buffer.from(encodeHandoffHello(connecting, pidfds)), fds: [] },
+    ]);
+  } catch (err) {
+    throw new PcrError(
+      'PCR_ERR_HANDOFF_SOCKET',
+      `--handoff-socket ${path}: nobody takes the hand-off: ${(err as Error).message}`,
+      { cause: err },
+    );
+  }
 }

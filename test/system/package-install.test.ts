@@ -86,6 +86,8 @@ test('the packed tarball installs into a fresh project and dumps and restores fr
     'proto/image.proto',
     'proto/protocol.proto',
     'proto/swrk.proto',
+    'proto/handoff.proto',
+    'examples/pidfd-cr-cloexec.c',
   ]) {
     assert.ok(files.includes(needed), `tarball lacks ${needed}`);
   }

@@ -157,7 +157,133 @@ test('happy path: registration, every phase in order, comparison, teardown', () 
   assert.equal(d.value, 'tearing-down');
   d.send({ type: 'xstate.done.actor.tearDownTree', output: undefined });
   assert.equal(d.snapshot.status, 'done');
-  assert.deepEqual(d.snapshot.output, { ok: true, pidMap: SAMPLE_PID_MAP, differences: [] });
+  assert.deepEqual(d.snapshot.output, {
+    ok: true,
+    pidMap: SAMPLE_PID_MAP,
+    differences: [],
+    detached: false,
+  });
+});
+
+/**
+ * Registration and every phase with faithful reports: the machine compares, then hooks
+ * verified and beforeHandoff let it through (the hand-off comes after them).
+ */
+function verify(d: Driver): Driver {
+  register(d);
+  for (const phase of BROADCAST_PHASES) {
+    if (phase === 'verify')
+      for (const report of faithfulReportsFor(image, SAMPLE_PID_MAP))
+        d.send({ type: 'FD_REPORT', report });
+    runPhase(d, phase);
+  }
+  assert.equal(d.value, 'verified');
+  return hookDone(hookDone(d, 'verified'), 'beforeHandoff');
+}
+
+const handoff = (exec: boolean, detach = false, socket = !exec) => ({
+  handoff: { exec, detach, socket },
+});
+
+test('hand-off to a socket: HANDOFF for all once verified, then teardown (or hold)', () => {
+  const d = verify(new Driver(handoff(false)));
+  assert.equal(d.value, 'handing-off');
+  const start = d.actions.find((a) => a.type === 'startHandoff');
+  assert.ok(start, 'startHandoff runs on entry');
+  assert.deepEqual((start.params as { pidMap: unknown }).pidMap, SAMPLE_PID_MAP);
+  d.send({ type: 'HANDED_OFF', pid: 100 });
+  d.send({ type: 'HANDED_OFF', pid: 100 }); // counted once
+  d.send({ type: 'HANDED_OFF', pid: 200 });
+  assert.equal(d.value, 'handing-off');
+  d.send({ type: 'HANDED_OFF', pid: 300 });
+  assert.equal(d.value, 'before-teardown', 'handed off: the teardown hook, then teardown');
+  hookDone(d, 'beforeTeardown');
+  assert.equal(d.value, 'tearing-down');
+
+  const held = verify(new Driver({ ...handoff(false), hold: true }));
+  for (const pid of WORKERS) held.send({ type: 'HANDED_OFF', pid });
+  assert.equal(held.value, 'holding');
+});
+
+test('a worker lost during a socket hand-off aborts, naming it; so does the timeout', () => {
+  const d = verify(new Driver(handoff(false)));
+  d.send({ type: 'HANDED_OFF', pid: 100 });
+  d.send({ type: 'WORKER_EXITED', pid: 100, status: 9 }); // not exec'd: a loss
+  assert.equal(d.value, 'aborting');
+  assert.equal(d.snapshot.context.failure?.code, 'PCR_ERR_TASK_EXITED');
+
+  const t = verify(new Driver(handoff(false)));
+  const timeout = t.timeoutEvent; // scheduled on entering handing-off
+  t.send({ type: 'HANDED_OFF', pid: 200 });
+  t.send(timeout);
+  assert.equal(t.value, 'aborting');
+  assert.match(t.snapshot.context.failure!.message, /hand-off timed out .* task 100, task 300$/);
+});
+
+test('a verification difference means no hand-off: teardown, not ok', () => {
+  const d = new Driver(handoff(true, true));
+  register(d);
+  for (const phase of BROADCAST_PHASES) {
+    if (phase === 'verify') {
+      const reports = faithfulReportsFor(image, SAMPLE_PID_MAP);
+      reports[0] = { ...reports[0]!, fds: reports[0]!.fds.slice(1) };
+      for (const report of reports) d.send({ type: 'FD_REPORT', report });
+    }
+    runPhase(d, phase);
+  }
+  hookDone(hookDone(d, 'verified'), 'beforeHandoff');
+  assert.equal(d.value, 'before-teardown');
+  assert.ok(!d.actions.some((a) => a.type === 'startHandoff'));
+});
+
+test('exec with detach: done once every task exec’d; an exec’d program may exit already', () => {
+  const d = verify(new Driver(handoff(true, true)));
+  assert.equal(d.value, 'handing-off');
+  d.send({ type: 'HANDED_OFF', pid: 300 });
+  d.send({ type: 'WORKER_EXITED', pid: 300, status: 0 }); // its program ended: no loss
+  assert.equal(d.value, 'handing-off');
+  d.send({ type: 'HANDED_OFF', pid: 100 });
+  d.send({ type: 'HANDED_OFF', pid: 200 });
+  assert.equal(d.value, 'detached');
+  assert.equal(d.snapshot.status, 'done');
+  assert.equal(d.snapshot.output?.detached, true);
+  assert.equal(d.snapshot.output?.ok, true);
+});
+
+test('exec without detach: runs until the root program exits, then ends the tree', () => {
+  const d = verify(new Driver(handoff(true)));
+  for (const pid of WORKERS) d.send({ type: 'HANDED_OFF', pid });
+  assert.equal(d.value, 'running');
+  d.send({ type: 'WORKER_EXITED', pid: 200, status: 0 }); // not the root
+  assert.equal(d.value, 'running');
+  d.send({ type: 'WORKER_EXITED', pid: 100, status: 3 << 8 });
+  assert.equal(d.value, 'ending');
+  d.send({ type: 'xstate.done.actor.endExecTree', output: undefined });
+  assert.equal(d.snapshot.status, 'done');
+  assert.equal(d.snapshot.output?.rootStatus, 3 << 8);
+  assert.equal(d.snapshot.output?.failure, undefined);
+  assert.equal(d.snapshot.output?.detached, false);
+
+  // STOP takes the programs down and says so.
+  const s = verify(new Driver(handoff(true)));
+  for (const pid of WORKERS) s.send({ type: 'HANDED_OFF', pid });
+  s.send({ type: 'STOP', reason: 'interrupted by SIGTERM' });
+  assert.equal(s.value, 'ending');
+  assert.equal(s.snapshot.context.failure?.execd, true);
+  assert.equal(s.snapshot.context.failure!.message, 'interrupted by SIGTERM');
+});
+
+test('an exec that fails (WORKER_FAILED) aborts with the worker’s failure', () => {
+  const d = verify(new Driver(handoff(true, true)));
+  d.send({ type: 'HANDED_OFF', pid: 100 });
+  d.send({
+    type: 'WORKER_FAILED',
+    pid: 200,
+    failure: { code: 'PCR_ERR_EXEC', phase: 'verify', message: 'execve /x: ENOEXEC (8)' },
+  });
+  assert.equal(d.value, 'aborting');
+  assert.equal(d.snapshot.context.failure?.code, 'PCR_ERR_EXEC');
+  assert.equal(d.snapshot.context.failure?.pid, 200);
 });
 
 test('spawnRoot is invoked with the root and its reserved fds', () => {

@@ -400,3 +400,40 @@ test('runs with createActor and stub actors provided', async () => {
     ['CHILDREN_SPAWNED', 'PHASE_DONE', 'WORKER_FAILED'],
   );
 });
+
+test('holding: HANDOFF starts handOff with the final fd table; done -> HANDED_OFF, error -> failed', () => {
+  const handoff = {
+    type: 'HANDOFF',
+    socketPath: '/run/host.sock',
+    batches: [],
+    execArgv: ['/bin/prog'],
+    execEnv: ['A=1'],
+  };
+  const atHolding = (): Driver => {
+    const d = new Driver(300);
+    d.snapshot = taskMachine.resolveState({
+      value: 'holding',
+      context: { ...d.context, phase: 'verify', pidMap: SAMPLE_PID_MAP },
+    });
+    return d;
+  };
+  const d = atHolding().send(handoff);
+  assert.equal(d.value, 'handing-off');
+  assert.deepEqual(started(d.actions), [['handOff', { pid: 300, fds: planOf(300).fds, handoff }]]);
+  d.done('handOff', { batches: 1 });
+  assert.equal(d.value, 'holding');
+  assert.deepEqual(notified(d.actions), [{ type: 'HANDED_OFF', pid: 300 }]);
+
+  const f = atHolding().send(handoff);
+  f.error('handOff', new SyscallError('execve', 8, 'ENOEXEC', '/bin/prog'));
+  assert.equal(f.value, 'failed');
+  const [failed] = notified(f.actions) as [Extract<WorkerMessage, { type: 'WORKER_FAILED' }>];
+  assert.equal(failed.type, 'WORKER_FAILED');
+  assert.equal(failed.failure.errnoName, 'ENOEXEC');
+
+  // A TEARDOWN during the hand-off tears down as anywhere.
+  assert.equal(
+    atHolding().send(handoff).send({ type: 'TEARDOWN', reason: 'x' }).value,
+    'tearing-down',
+  );
+});

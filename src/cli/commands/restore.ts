@@ -3,7 +3,7 @@
  * [--timeout S] [--external-dead] [--max-processes N]`: restore the pidfds of an image into a fresh tree of
  * worker processes, verify them from /proc, print the pid map and the verification.
  */
-import { closeSync, existsSync, openSync, rmSync, statSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { EXIT_CODES, PcrError, UsageError } from '../../errors.js';
 import { intOption, parseCommandArgs } from '../args.js';
@@ -23,6 +23,7 @@ import { checkActionScripts, checkStatusFd, cliHooks } from '../restore-hooks.js
 const HELP = `usage: pidfd-cr restore -D DIR [--trace] [--trace-file F] [--pid-map FILE] [--hold]
                         [--timeout S] [--external-dead] [--max-processes N] [--pidfile F]
                         [--viz FILE] [--action-script PATH]... [--status-fd N]
+                        [--exec JSON|@FILE [-d]] [--handoff-socket PATH]
                         [-v] [--log-level LEVEL] [--log-file F]
 
 Restores the pidfds of the image DIR/pidfd-cr.img: one worker process per dumped task,
@@ -46,6 +47,15 @@ every restored fd from /proc against the image and tears the tree down.
                          a non-zero exit stops the restore (exit 23)
       --status-fd N      with --hold: write one byte to fd N once the held tree is
                          verified and ready, then close it
+      --exec JSON|@FILE  after verification every task execs a program keeping its pidfds
+                         at their numbers: ["/abs/prog","arg",…] for all tasks, or
+                         {"<dumped pid>": [...], "*": [...]}; placeholders {dumped_pid}
+                         {pid} {ppid} {comm}. Waits for the root's program and exits with
+                         its status (SIGTERM/SIGINT kill the tree). See docs/restore.md
+  -d, --detach           with --exec: exit 0 once every task exec'd, leaving the tree
+                         running (as criu restore -d)
+      --handoff-socket P after verification send every pidfd over SCM_RIGHTS to the Unix
+                         SEQPACKET socket P (proto/handoff.proto), then tear down or --hold
 ${LOG_HELP}
 Exit statuses: 0 restored and verified; 1 restored but different from the image (the
 differences are printed); 2 bad command line or output path; 5 a worker exited during
@@ -54,6 +64,9 @@ something that cannot be restored faithfully (named); 10 the restore failed (tas
 and cause are named); 11 registration or a phase timed out; 12 a system call failed
 (e.g. a write to the trace file or to a full stdout); 13 the image needs more than the
 limits allow; 14 the trace file is not a v1 trace (trace); 15 stdout or stderr closed by its reader (quietly, the tree is taken down);
+27 an --exec program cannot be executed (named, before anything is spawned, or execve
+failed); 28 the --handoff-socket is not listening or its host left mid-hand-off;
+with --exec and no -d: the root program's exit status (128+N if killed by signal N);
 130/143 interrupted by SIGINT/SIGTERM (the tree is taken down; during --hold the signal
 ends the hold instead); 23 a hook (action script) stopped the restore. See docs/cli.md.
 `;
@@ -207,6 +220,9 @@ export async function run(argv: string[]): Promise<number> {
     ...LOG_OPTIONS,
     'action-script': { type: 'string', multiple: true },
     'status-fd': { type: 'string' },
+    exec: { type: 'string' },
+    detach: { type: 'boolean', short: 'd' },
+    'handoff-socket': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help) {
@@ -249,6 +265,13 @@ export async function run(argv: string[]): Promise<number> {
         throw new UsageError(`restore: --pidfile and ${option} name the same file: ${pidfile}`);
   }
   const log = cliLogger('restore', values);
+  const exec = typeof values.exec === 'string' ? parseExecOption(values.exec) : undefined;
+  const detach = values.detach === true;
+  if (detach && exec === undefined) throw new UsageError('restore: -d/--detach needs --exec');
+  if (exec !== undefined && values.hold === true)
+    throw new UsageError('restore: --exec and --hold exclude each other');
+  const handoffSocket = values['handoff-socket'];
+  if (handoffSocket === '') throw new UsageError('restore: --handoff-socket needs a path');
   const image = readImage(dir);
   const hold = values.hold === true;
   const scripts = checkActionScripts((values['action-script'] as string[] | undefined) ?? []);
@@ -282,6 +305,8 @@ export async function run(argv: string[]): Promise<number> {
       adoptOrphans: true,
       ...(log.logger ? { logger: log.logger } : {}),
       ...(hooks ? { hooks } : {}),
+      ...(exec === undefined ? {} : { exec, detach }),
+      ...(typeof handoffSocket === 'string' ? { handoffSocket } : {}),
       onVerified: ({ pidMap, differences }) => {
         const ms = (performance.now() - t0).toFixed(0);
         process.stdout.write(
@@ -298,6 +323,15 @@ export async function run(argv: string[]): Promise<number> {
       },
     }).finally(() => stderrTrace?.flush()); // the trace before any error line
     status = result.ok ? 0 : EXIT_CODES.PCR_ERR_VERIFY;
+    if (result.ok && typeof handoffSocket === 'string')
+      process.stdout.write(
+        `handed the pidfds of ${count(result.plan.tasks.length, 'task')} off to ${handoffSocket}\n`,
+      );
+    if (result.detached)
+      process.stdout.write(
+        `detached: every task runs its --exec program (root pid ${restoredRoot(result.pidMap, image.rootPid)})\n`,
+      );
+    else if (result.rootStatus !== undefined) status = statusOfWait(result.rootStatus);
   } catch (err) {
     // A signal that ended a held tree is not an interruption: restoreImage returned.
     if (signals.received && err !== traceFile?.error)
@@ -313,4 +347,26 @@ export async function run(argv: string[]): Promise<number> {
   // A trace write that failed late (teardown, after verification) fails the command too.
   if (traceFile?.error) throw traceFile.error;
   return status;
+}
+
+/** --exec: JSON (a list or a map of lists), or @FILE holding it. */
+function parseExecOption(text: string): string[] | Record<string, string[]> {
+  let json = text;
+  if (text.startsWith('@')) {
+    try {
+      json = readFileSync(text.slice(1), 'utf8');
+    } catch (err) {
+      throw pathError('--exec', text.slice(1), err);
+    }
+  }
+  try {
+    return JSON.parse(json) as string[] | Record<string, string[]>;
+  } catch (err) {
+    throw new UsageError(`restore: --exec ${text}: not JSON: ${(err as Error).message}`);
+  }
+}
+
+/** A wait status word as a shell reports it: the exit code, or 128 + the signal. */
+export function statusOfWait(status: number): number {
+  return (status & 0x7f) === 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f);
 }
