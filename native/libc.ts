@@ -52,6 +52,7 @@ const PROTOTYPES = {
   setrlimit: 'int setrlimit(int resource, void *rlim)',
   getpid: 'int getpid()',
   getrandom: 'long getrandom(void *buf, size_t len, unsigned int flags)',
+  flock: 'int flock(int fd, int operation)',
 } as const;
 
 type LibcFunction = ReturnType<typeof lib.func>;

@@ -20,6 +20,9 @@ export type PcrErrorCode =
   | 'PCR_ERR_LIMIT'
   | 'PCR_ERR_TRACE_INVALID'
   | 'PCR_ERR_OUTPUT_CLOSED'
+  | 'PCR_ERR_PID_TAKEN'
+  | 'PCR_ERR_PID_PRIVILEGE'
+  | 'PCR_ERR_PID_RACE'
   | 'PCR_ERR_INTERNAL';
 
 export class PcrError extends Error {
@@ -83,6 +86,9 @@ export const EXIT_CODES: Record<PcrErrorCode, number> = {
   PCR_ERR_LIMIT: 13,
   PCR_ERR_TRACE_INVALID: 14,
   PCR_ERR_OUTPUT_CLOSED: 15,
+  PCR_ERR_PID_TAKEN: 16,
+  PCR_ERR_PID_PRIVILEGE: 20,
+  PCR_ERR_PID_RACE: 21,
   PCR_ERR_INTERNAL: 70,
 };
 

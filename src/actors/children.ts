@@ -16,7 +16,7 @@ import {
   WEXITED,
   WNOHANG,
 } from '../../native/index.js';
-import { spawnWorker } from '../launch/spawn-worker.js';
+import { spawnWorker, samePid } from '../launch/spawn-worker.js';
 import { spawnZombie } from '../sys/temp-process.js';
 import { whenReadable } from '../sys/readiness.js';
 import type { WorkerChild, ZombieChild } from '../plan/types.js';
@@ -30,7 +30,18 @@ export class Children {
     private readonly rundir: string,
     private readonly stderrFd: number | null,
     private readonly trace: boolean,
+    /** restore --same-pids: children at their dumped pids, cursor parked here after. */
+    private readonly samePidsPark?: number,
   ) {}
+
+  private log = (line: string): void => {
+    if (this.stderrFd === null) return;
+    try {
+      process.stderr.write(`pidfd-cr worker: ${line}\n`);
+    } catch {
+      // stderr closed
+    }
+  };
 
   /** Takes over child workers spawned before the plan came (prespawn.ts). */
   adopt(prespawned: ReadonlyMap<number, number>): void {
@@ -47,6 +58,9 @@ export class Children {
         reservedFds: c.reservedFds,
         stderrFd: this.stderrFd,
         trace: this.trace,
+        ...(this.samePidsPark !== undefined
+          ? { samePidsPark: this.samePidsPark, log: this.log }
+          : {}),
       });
       // No helper pidfd is kept: the child is ours, its pid stays valid until we reap it.
       closeQuiet(pidfd);
@@ -60,7 +74,11 @@ export class Children {
     const linkDir = join(this.rundir, `comm-${process.pid}`);
     mkdirSync(linkDir, { recursive: true });
     return list.map((z) => {
-      const pid = spawnZombie(z.exitStatus, z.comm, linkDir);
+      const choice =
+        this.samePidsPark === undefined
+          ? undefined
+          : samePid(z.pid, this.samePidsPark, `zombie ${z.pid}`, this.log);
+      const pid = spawnZombie(z.exitStatus, z.comm, linkDir, choice);
       this.zombies.set(z.pid, pid);
       return { dumped: z.pid, restored: pid };
     });

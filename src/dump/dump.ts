@@ -22,17 +22,25 @@ import { checkImageDir } from './preflight.js';
 import { frozenKcmp, kernelProbes, readTask, taskIno, type TaskRead } from './read.js';
 import type { WalkedTask } from './walk.js';
 import { readStatus } from '../procfs/read.js';
+import { killTree, waitTreeGone } from './kill.js';
 
 export interface DumpOptions extends FreezeOptions {
   /** Leave every live task stopped (group-stop) after the dump. Not on failure. */
   leaveStopped?: boolean;
   /** Called while the tree is frozen, before it is read (for tests and tools). */
   onFrozen?: (tasks: readonly WalkedTask[]) => void | Promise<void>;
+  /** Called with the image while the tree is still frozen (dumpToDir's write and kill). */
+  onRead?: (image: Image) => void;
 }
 
 export interface DumpToDirOptions extends DumpOptions {
   /** Replace an image already in the directory. */
   force?: boolean;
+  /**
+   * Once the image is written and synced, SIGKILL the tree while it is still frozen and
+   * wait until its pids are free (dump/kill.ts), for `restore --same-pids`.
+   */
+  kill?: boolean;
 }
 
 /**
@@ -65,6 +73,7 @@ export async function dumpTree(rootPid: number, opts: DumpOptions = {}): Promise
     await opts.onFrozen?.(frozen.tasks);
     const image = readFrozenTree(rootPid, frozen.tasks, kernelProbes, frozenKcmp);
     frozen.checkStillFrozen();
+    opts.onRead?.(image);
     ok = true;
     return image;
   } finally {
@@ -79,8 +88,21 @@ export async function dumpToDir(
   opts: DumpToDirOptions = {},
 ): Promise<{ image: Image; path: string }> {
   checkImageDir(dir, opts.force ?? false);
-  const image = await dumpTree(rootPid, opts);
-  const path = writeImage(dir, image, { force: opts.force ?? false });
+  if (!opts.kill) {
+    const image = await dumpTree(rootPid, opts);
+    const path = writeImage(dir, image, { force: opts.force ?? false });
+    return { image, path };
+  }
+  if (opts.leaveStopped) throw new UsageError('dump: --kill and --leave-stopped contradict');
+  let path = '';
+  const image = await dumpTree(rootPid, {
+    ...opts,
+    onRead: (img) => {
+      path = writeImage(dir, img, { force: opts.force ?? false });
+      killTree(img);
+    },
+  });
+  await waitTreeGone(image);
   return { image, path };
 }
 

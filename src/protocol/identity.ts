@@ -22,6 +22,11 @@ export interface WorkerIdentity {
   stderrUsable: boolean;
   /** Send TRACE messages (the coordinator has a trace sink that wants worker events). */
   trace: boolean;
+  /**
+   * restore --same-pids: children (workers and zombies) are spawned at their dumped pids,
+   * and the pid cursor is parked here after each spawn (sys/pid-choose.ts).
+   */
+  samePidsPark?: number;
 }
 
 export function encodeIdentity(id: WorkerIdentity): string {
@@ -40,7 +45,8 @@ export function decodeIdentity(text: string | undefined): WorkerIdentity {
     id.reservedFds.every(Number.isInteger) &&
     Number.isInteger(id.spawnerPid) &&
     typeof id.stderrUsable === 'boolean' &&
-    typeof id.trace === 'boolean';
+    typeof id.trace === 'boolean' &&
+    (id.samePidsPark === undefined || Number.isInteger(id.samePidsPark));
   if (!ok) throw new PcrError('PCR_ERR_USAGE', `${WORKER_ENV} is malformed: ${text}`);
   return id as WorkerIdentity;
 }

@@ -50,6 +50,12 @@ export interface RestoreOptions {
    * false). The CLI sets it; a host that reaps its own children may too.
    */
   adoptOrphans?: boolean;
+  /**
+   * Restore every task and zombie at its dumped pid (docs/restore.md "Same pids"). Needs
+   * CAP_CHECKPOINT_RESTORE or root; every dumped pid must be free (checked before anything
+   * starts). Default false: new pids and a pid map.
+   */
+  samePids?: boolean;
 }
 
 /** Every option resolved: what restoreImage runs with. */
@@ -60,6 +66,7 @@ export interface ResolvedRestoreOptions {
   runDirParent: string | undefined;
   pidMapPath: string | undefined;
   adoptOrphans: boolean;
+  samePids: boolean;
 }
 
 const DEFAULT_TIMEOUT_MS = 30_000;
@@ -85,6 +92,7 @@ export function resolveRestoreOptions(o: RestoreOptions): ResolvedRestoreOptions
     runDirParent: o.runDirParent,
     pidMapPath: o.pidMapPath,
     adoptOrphans: o.adoptOrphans ?? false,
+    samePids: o.samePids ?? false,
   };
 }
 

@@ -23,6 +23,7 @@ import { Session } from '../coordinator/session.js';
 import type { VerifiedResult } from '../coordinator/settings.js';
 import { writeSpawnPlan } from '../launch/spawn-plan.js';
 import { writePidMapFile } from './pid-map-file.js';
+import { prepareSamePids, checkSamePidsOnVerified } from './same-pids.js';
 export { removeLiveRundirs } from '../coordinator/rundir.js';
 export type { RestoreOptions } from './options.js';
 
@@ -52,6 +53,8 @@ export async function restoreImage(
     unprivileged: !hasDacOverride(),
   });
   checkPlanLimits(plan, resolved.limits);
+  const samePidsPark = resolved.samePids ? prepareSamePids(image) : undefined;
+  const pidDifferences: Difference[] = [];
   if (resolved.adoptOrphans) prctl(PR_SET_CHILD_SUBREAPER, 1);
   const pidMap = pidMapWriter(resolved.pidMapPath);
   const rundir = makeRundir(resolved.runDirParent);
@@ -59,16 +62,26 @@ export async function restoreImage(
   try {
     writeSpawnPlan(rundir, plan);
     const settings = resolved.session;
+    const onVerified = pidMap.wrap(settings.onVerified);
     session = await Session.open(image, plan, rundir, {
       ...settings,
-      onVerified: pidMap.wrap(settings.onVerified),
+      onVerified: resolved.samePids
+        ? checkSamePidsOnVerified(image, pidDifferences, onVerified)
+        : onVerified,
+      samePidsPark,
     });
     const output = await session.run();
     // A callback of ours (trace sink, onVerified) that failed first stopped the restore.
     if (session.callerError) throw session.callerError;
     if (output.failure) throw abortError(output.failure);
     if (pidMap.error) throw pidMap.error;
-    return { ok: output.ok, pidMap: output.pidMap, differences: output.differences, plan };
+    const differences = [...output.differences, ...pidDifferences];
+    return {
+      ok: output.ok && pidDifferences.length === 0,
+      pidMap: output.pidMap,
+      differences,
+      plan,
+    };
   } finally {
     await session?.close();
     removeRundir(rundir);

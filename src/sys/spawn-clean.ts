@@ -14,6 +14,7 @@ import {
   getCloexec,
   O_CLOEXEC,
 } from '../../native/index.js';
+import { spawnAtPid, type PidChoice } from './pid-choose.js';
 
 const O_RDWR = 0o2;
 
@@ -27,6 +28,8 @@ export interface CleanSpawn {
   reserve?: readonly number[];
   /** Start a new session (and process group) led by the child. */
   setsid?: boolean;
+  /** The child must get this pid (restore --same-pids: sys/pid-choose.ts). */
+  choosePid?: PidChoice;
 }
 
 /** Our fds that would survive exec: not close-on-exec. */
@@ -75,14 +78,18 @@ export function spawnClean(req: CleanSpawn): number {
     });
     for (const n of reserve) dup2.push([nul, n]);
     const targets = new Set(dup2.map(([, to]) => to));
-    return posixSpawn({
-      path: req.path,
-      argv: req.argv,
-      env: req.env,
-      dup2,
-      close: inheritableFds().filter((fd) => !targets.has(fd)),
-      ...(req.setsid ? { setsid: true } : {}),
-    });
+    const close = inheritableFds().filter((fd) => !targets.has(fd));
+    const spawnOnce = (beforeSpawn?: () => void): number =>
+      posixSpawn({
+        path: req.path,
+        argv: req.argv,
+        env: req.env,
+        dup2,
+        close,
+        ...(req.setsid ? { setsid: true } : {}),
+        ...(beforeSpawn ? { beforeSpawn } : {}),
+      });
+    return req.choosePid ? spawnAtPid(req.choosePid, spawnOnce) : spawnOnce();
   } finally {
     closeQuiet(devnull);
     lifted.forEach(closeQuiet);

@@ -34,6 +34,7 @@ const effects = new WorkerEffects({
   ...(fault ? { fault } : {}),
   trace: identity.trace,
   prespawned,
+  ...(identity.samePidsPark !== undefined ? { samePidsPark: identity.samePidsPark } : {}),
 });
 injectStartupFault(fault, pid, identity.rundir, 'connect');
 

@@ -20,7 +20,7 @@ import { abortOnOutputFailure } from '../output.js';
 
 const HELP = `usage: pidfd-cr restore -D DIR [--trace] [--trace-file F] [--pid-map FILE] [--hold]
                         [--timeout S] [--external-dead] [--max-processes N] [--pidfile F]
-                        [--viz FILE]
+                        [--viz FILE] [--same-pids]
 
 Restores the pidfds of the image DIR/pidfd-cr.img: one worker process per dumped task,
 in the dumped tree shape, each holding the dumped pidfds at the dumped fd numbers (alive,
@@ -38,6 +38,8 @@ every restored fd from /proc against the image and tears the tree down.
       --pidfile F        write the restored root's pid to F once verified
       --viz FILE         write the restore as one offline HTML page to FILE (docs/viz.md),
                          also when the restore fails
+      --same-pids        every task and zombie at its dumped pid (needs root or
+                         CAP_CHECKPOINT_RESTORE; the pids must be free: dump --kill)
 Exit statuses: 0 restored and verified; 1 restored but different from the image (the
 differences are printed); 2 bad command line or output path; 5 a worker exited during
 the restore; 6 no usable image directory; 8 damaged or invalid image; 9 the image holds
@@ -45,6 +47,8 @@ something that cannot be restored faithfully (named); 10 the restore failed (tas
 and cause are named); 11 registration or a phase timed out; 12 a system call failed
 (e.g. a write to the trace file or to a full stdout); 13 the image needs more than the
 limits allow; 14 the trace file is not a v1 trace (trace); 15 stdout or stderr closed by its reader (quietly, the tree is taken down);
+16/20/21 --same-pids: a dumped pid is in use (named, with its holder) / no privilege
+to choose pids / other processes took a pid at every retry;
 130/143 interrupted by SIGINT/SIGTERM (the tree is taken down; during --hold the signal
 ends the hold instead). See docs/cli.md.
 `;
@@ -195,6 +199,7 @@ export async function run(argv: string[]): Promise<number> {
     'max-processes': { type: 'string' },
     pidfile: { type: 'string' },
     viz: { type: 'string' },
+    'same-pids': { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help) {
@@ -258,6 +263,7 @@ export async function run(argv: string[]): Promise<number> {
       ...(trace ? { trace } : {}),
       ...(pidMapPath !== undefined ? { pidMapPath } : {}),
       externalDead: values['external-dead'] === true,
+      samePids: values['same-pids'] === true,
       ...(maxProcesses === undefined ? {} : { limits: { maxProcesses } }),
       signal: controller.signal,
       // Orphans of the restored tree (if a worker dies) come back to us, not to init.
