@@ -5,3 +5,4 @@ export * from './fdpass.js';
 export * from './process.js';
 export * from './random.js';
 export { errnoName, errnoNumber, uvPoll, type UvPollHandle } from './libc.js';
+export * from './clone3.js';

@@ -52,7 +52,8 @@ const PROTOTYPES = {
   setrlimit: 'int setrlimit(int resource, void *rlim)',
   getpid: 'int getpid()',
   getrandom: 'long getrandom(void *buf, size_t len, unsigned int flags)',
-  flock: 'int flock(int fd, int operation)',
+  mmap: 'void *mmap(void *addr, size_t len, int prot, int flags, int fd, long off)',
+  mprotect: 'int mprotect(void *addr, size_t len, int prot)',
 } as const;
 
 type LibcFunction = ReturnType<typeof lib.func>;

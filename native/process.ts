@@ -20,12 +20,6 @@ export interface SpawnOptions {
   close?: readonly number[];
   /** Start a new session (the child is not in our process group). */
   setsid?: boolean;
-  /**
-   * Called synchronously right before posix_spawn, after everything else is prepared:
-   * the window between it and the child's creation is a single koffi call (choosing the
-   * child's pid through ns_last_pid, src/sys/pid-choose.ts).
-   */
-  beforeSpawn?: () => void;
 }
 
 /**
@@ -66,11 +60,11 @@ export function spawn(opts: SpawnOptions): number {
     checkReturned(libc.posix_spawnattr_setflags(attr, flags), 'posix_spawnattr_setflags');
     const env = Object.entries(opts.env ?? process.env).map(([k, v]) => `${k}=${v}`);
     const pid = Buffer.alloc(4);
-    const argv = [...opts.argv, null];
-    const envp = [...env, null];
-    const posixSpawn = libc.posix_spawn;
-    opts.beforeSpawn?.();
-    checkReturned(posixSpawn(pid, opts.path, fa, attr, argv, envp), 'posix_spawn', opts.path);
+    checkReturned(
+      libc.posix_spawn(pid, opts.path, fa, attr, [...opts.argv, null], [...env, null]),
+      'posix_spawn',
+      opts.path,
+    );
     return pid.readInt32LE(0);
   } finally {
     libc.posix_spawn_file_actions_destroy(fa);
@@ -172,21 +166,6 @@ export function setCoreLimit(bytes: bigint): void {
   r.writeBigUInt64LE(bytes, 0);
   r.writeBigUInt64LE(bytes, 8);
   check(libc.setrlimit(RLIMIT_CORE, r), 'setrlimit(RLIMIT_CORE)');
-}
-
-const LOCK_EX = 2;
-const LOCK_NB = 4;
-const LOCK_UN = 8;
-
-/** flock(fd, LOCK_EX | LOCK_NB): true when taken, false when another holder has it. */
-export function tryLockExclusive(fd: number): boolean {
-  if (Number(libc.flock(fd, LOCK_EX | LOCK_NB)) === 0) return true;
-  if (koffi.errno() === 11) return false; // EWOULDBLOCK
-  fail('flock(LOCK_EX)', `fd ${fd}`);
-}
-
-export function unlock(fd: number): void {
-  check(libc.flock(fd, LOCK_UN), 'flock(LOCK_UN)', `fd ${fd}`);
 }
 
 export function lastErrno(): number {

@@ -30,8 +30,8 @@ export class Children {
     private readonly rundir: string,
     private readonly stderrFd: number | null,
     private readonly trace: boolean,
-    /** restore --same-pids: children at their dumped pids, cursor parked here after. */
-    private readonly samePidsPark?: number,
+    /** restore --same-pids: children at their dumped pids. */
+    private readonly samePids = false,
   ) {}
 
   private log = (line: string): void => {
@@ -58,9 +58,7 @@ export class Children {
         reservedFds: c.reservedFds,
         stderrFd: this.stderrFd,
         trace: this.trace,
-        ...(this.samePidsPark !== undefined
-          ? { samePidsPark: this.samePidsPark, log: this.log }
-          : {}),
+        ...(this.samePids ? { samePids: true, log: this.log } : {}),
       });
       // No helper pidfd is kept: the child is ours, its pid stays valid until we reap it.
       closeQuiet(pidfd);
@@ -74,10 +72,7 @@ export class Children {
     const linkDir = join(this.rundir, `comm-${process.pid}`);
     mkdirSync(linkDir, { recursive: true });
     return list.map((z) => {
-      const choice =
-        this.samePidsPark === undefined
-          ? undefined
-          : samePid(z.pid, this.samePidsPark, `zombie ${z.pid}`, this.log);
+      const choice = this.samePids ? samePid(z.pid, `zombie ${z.pid}`, this.log) : undefined;
       const pid = spawnZombie(z.exitStatus, z.comm, linkDir, choice);
       this.zombies.set(z.pid, pid);
       return { dumped: z.pid, restored: pid };

@@ -69,8 +69,8 @@ export interface WorkerEffectsOptions {
   prespawned?: ReadonlyMap<number, number>;
   /** How long teardown waits for child workers before SIGKILL. */
   teardownGraceMs?: number;
-  /** restore --same-pids: children at their dumped pids (WorkerIdentity.samePidsPark). */
-  samePidsPark?: number;
+  /** restore --same-pids: children at their dumped pids (WorkerIdentity.samePids). */
+  samePids?: boolean;
 }
 
 export class WorkerEffects {
@@ -88,7 +88,7 @@ export class WorkerEffects {
 
   constructor(private readonly opts: WorkerEffectsOptions) {
     this.inbox = new FdInbox(opts.rundir, opts.dumpedPid);
-    this.children = new Children(opts.rundir, opts.stderrFd, opts.trace, opts.samePidsPark);
+    this.children = new Children(opts.rundir, opts.stderrFd, opts.trace, opts.samePids);
     if (opts.prespawned) this.children.adopt(opts.prespawned);
   }
 

@@ -295,7 +295,7 @@ export class Session {
       stderrFd: settings.workerStderr,
       trace: settings.traceWorkers,
       ...(settings.fault ? { fault: settings.fault } : {}),
-      ...(settings.samePidsPark !== undefined ? { samePidsPark: settings.samePidsPark } : {}),
+      ...(settings.samePids ? { samePids: true } : {}),
     });
     this.noteSpawn(root.pid, restoredPid, process.pid, 'worker');
     this.admit(() => this.registry.expect([{ dumped: root.pid, restored: restoredPid }]));

@@ -29,9 +29,6 @@ export interface SessionSettings {
   fault: string | undefined;
   /** How long teardown waits for workers to leave before SIGKILL. */
   teardownGraceMs: number;
-  /**
-   * restore --same-pids: every worker and zombie at its dumped pid; the pid cursor is
-   * parked here after each spawn (above every pid of the image). Undefined: new pids.
-   */
-  samePidsPark?: number | undefined;
+  /** restore --same-pids: every worker and zombie at its dumped pid (sys/pid-choose.ts). */
+  samePids?: boolean;
 }

@@ -45,12 +45,9 @@ export interface WorkerSpawn {
   env?: Readonly<Record<string, string | undefined>>;
   /** The root worker leads a new session: every worker is in its process group. */
   setsid?: boolean;
-  /**
-   * restore --same-pids: the pid cursor is parked here after each spawn (above every
-   * pid of the image); the worker is spawned at its dumped pid, and so are its children.
-   */
-  samePidsPark?: number;
-  /** With samePidsPark: told of every lost race for the pid (one line). */
+  /** restore --same-pids: the worker at its dumped pid, and so are its children. */
+  samePids?: boolean;
+  /** With samePids: told of every lost race for the pid (one line). */
   log?: (line: string) => void;
 }
 
@@ -73,7 +70,7 @@ export function workerEnv(req: WorkerSpawn): Record<string, string> {
     spawnerPid: process.pid,
     stderrUsable: req.stderrFd !== null && !reservedFds.includes(2),
     trace: req.trace ?? false,
-    ...(req.samePidsPark !== undefined ? { samePidsPark: req.samePidsPark } : {}),
+    ...(req.samePids ? { samePids: true } : {}),
   };
   env[WORKER_ENV] = encodeIdentity(id);
   if (req.fault) env[FAULT_ENV] = req.fault;
@@ -88,8 +85,8 @@ export function spawnWorker(req: WorkerSpawn): SpawnedWorker {
     stdio: [null, null, req.stderrFd],
     reserve: req.reservedFds,
     ...(req.setsid ? { setsid: true } : {}),
-    ...(req.samePidsPark !== undefined
-      ? { choosePid: samePid(req.dumpedPid, req.samePidsPark, `task ${req.dumpedPid}`, req.log) }
+    ...(req.samePids
+      ? { choosePid: samePid(req.dumpedPid, `task ${req.dumpedPid}`, req.log) }
       : {}),
   });
   // The child is ours and not reaped, so its pid cannot have been reused yet.
@@ -97,23 +94,17 @@ export function spawnWorker(req: WorkerSpawn): SpawnedWorker {
 }
 
 /**
- * The choice of a same-pids spawn: pid `pid`, the cursor parked at `park` after it; `log`
- * gets one line per lost race (a worker's diagnostics, when its stderr is usable).
+ * The choice of a same-pids spawn at pid `pid`; `log` gets one line per lost race (a
+ * worker's diagnostics, when its stderr is usable).
  */
-export function samePid(
-  pid: number,
-  park: number,
-  what: string,
-  log?: (line: string) => void,
-): PidChoice {
+export function samePid(pid: number, what: string, log?: (line: string) => void): PidChoice {
   return {
     pid,
-    park,
     what,
     ...(log
       ? {
-          onRetry: (attempt: number, got: number) =>
-            log(`${what}: pid ${pid} was taken during the spawn (got ${got}); retry ${attempt}`),
+          onRetry: (attempt: number, holder: string) =>
+            log(`${what}: pid ${pid} was taken by ${holder} at the spawn; retry ${attempt}`),
         }
       : {}),
   };

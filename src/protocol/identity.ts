@@ -22,11 +22,8 @@ export interface WorkerIdentity {
   stderrUsable: boolean;
   /** Send TRACE messages (the coordinator has a trace sink that wants worker events). */
   trace: boolean;
-  /**
-   * restore --same-pids: children (workers and zombies) are spawned at their dumped pids,
-   * and the pid cursor is parked here after each spawn (sys/pid-choose.ts).
-   */
-  samePidsPark?: number;
+  /** restore --same-pids: children (workers and zombies) at their dumped pids. */
+  samePids?: boolean;
 }
 
 export function encodeIdentity(id: WorkerIdentity): string {
@@ -46,7 +43,7 @@ export function decodeIdentity(text: string | undefined): WorkerIdentity {
     Number.isInteger(id.spawnerPid) &&
     typeof id.stderrUsable === 'boolean' &&
     typeof id.trace === 'boolean' &&
-    (id.samePidsPark === undefined || Number.isInteger(id.samePidsPark));
+    (id.samePids === undefined || typeof id.samePids === 'boolean');
   if (!ok) throw new PcrError('PCR_ERR_USAGE', `${WORKER_ENV} is malformed: ${text}`);
   return id as WorkerIdentity;
 }

@@ -53,7 +53,7 @@ export async function restoreImage(
     unprivileged: !hasDacOverride(),
   });
   checkPlanLimits(plan, resolved.limits);
-  const samePidsPark = resolved.samePids ? prepareSamePids(image) : undefined;
+  if (resolved.samePids) prepareSamePids(image);
   const pidDifferences: Difference[] = [];
   if (resolved.adoptOrphans) prctl(PR_SET_CHILD_SUBREAPER, 1);
   const pidMap = pidMapWriter(resolved.pidMapPath);
@@ -68,7 +68,7 @@ export async function restoreImage(
       onVerified: resolved.samePids
         ? checkSamePidsOnVerified(image, pidDifferences, onVerified)
         : onVerified,
-      samePidsPark,
+      samePids: resolved.samePids,
     });
     const output = await session.run();
     // A callback of ours (trace sink, onVerified) that failed first stopped the restore.

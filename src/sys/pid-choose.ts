@@ -1,43 +1,27 @@
 /**
- * Choosing a child's pid (restore --same-pids, docs/restore.md "Same pids"): under a
- * system-wide flock, write N-1 to /proc/sys/kernel/ns_last_pid and posix_spawn at once
- * (the write is posix_spawn's `beforeSpawn`: one synchronous sequence, no JavaScript
- * and no event loop turn between them), check the pid the child got, and retry a bounded
- * number of times when another process won the race. Right after each spawn the pid
- * cursor is parked above every pid the restore still wants (`park`), so that the
- * threads Node starts in the new worker a moment later, and every other new process,
- * take pids above them instead of the next wanted one.
- *
- * Nothing here forks a Node process: the child is made by posix_spawn (CLONE_VFORK +
- * exec in glibc), so no JavaScript runs in a copy of this multi-threaded process.
+ * Choosing a child's pid (restore --same-pids, docs/restore.md "Same pids"): the child is
+ * made by clone3 with `set_tid` (native/clone3.ts: posix_spawn semantics, no JavaScript in
+ * the child), which gives it exactly that pid or fails with EEXIST, atomically: nothing
+ * else on the machine is steered into the restore's pids and no lock is needed. A pid
+ * found taken at the spawn (a process or thread that appeared after the pre-flight) is
+ * retried a bounded number of times, with short pauses, since such holders are often
+ * short-lived; then the holder is named.
  */
-import { closeSync, existsSync, openSync, readFileSync, writeSync, constants } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { PcrError } from '../errors.js';
-import {
-  spawn as posixSpawn,
-  tryLockExclusive,
-  unlock,
-  kill,
-  waitpid,
-} from '../../native/index.js';
+import { existsSync, readFileSync } from 'node:fs';
+import { PcrError, isErrno } from '../errors.js';
+import { spawnAt, waitpid } from '../../native/index.js';
 
-export const NS_LAST_PID = '/proc/sys/kernel/ns_last_pid';
-/** One lock for every restore of the machine: spawns that choose pids are serialised. */
-export const PID_LOCK_PATH = existsSync('/run/lock')
-  ? '/run/lock/pidfd-cr-pids.lock'
-  : join(tmpdir(), 'pidfd-cr-pids.lock');
-/** How many times a spawn is tried when other processes take the pid first. */
+/** How many times a spawn is tried when the pid is found taken. */
 export const MAX_PID_ATTEMPTS = 5;
-/** How long a spawn waits for another restore's pid lock. */
-const LOCK_WAIT_MS = 10_000;
+/** Pause before retry n: n × this. */
+const RETRY_PAUSE_MS = 10;
 
 /**
  * TEST HOOK (docs/restore.md "Same pids"): `PCR_PID_RACE=<pid>:<n>` makes the first `n`
- * spawns at `<pid>` lose a real race: between the ns_last_pid write and the spawn, a
- * throwaway `/bin/true` is spawned and takes the pid. Read by whoever spawns (the
- * coordinator for the root, workers for the rest). Not meant for anything else.
+ * spawns at `<pid>` lose a real race: just before the spawn, a throwaway `/bin/true` is
+ * spawned at that pid (clone3 set_tid), so the spawn fails with EEXIST; the thief is
+ * reaped before the retry. Read by whoever spawns (the coordinator for the root, workers
+ * for the rest). Not meant for anything else.
  */
 export const PID_RACE_ENV = 'PCR_PID_RACE';
 
@@ -117,112 +101,69 @@ export function checkCanChoosePids(): void {
   if (!canChoosePids()) {
     throw new PcrError(
       'PCR_ERR_PID_PRIVILEGE',
-      `--same-pids needs CAP_CHECKPOINT_RESTORE (or CAP_SYS_ADMIN, or root) to choose pids through ${NS_LAST_PID}; this process (uid ${process.getuid?.() ?? '?'}) has neither`,
+      `--same-pids needs CAP_CHECKPOINT_RESTORE (or CAP_SYS_ADMIN, or root) to choose pids (clone3 set_tid); this process (uid ${process.getuid?.() ?? '?'}) has neither`,
     );
-  }
-}
-
-function writeLastPid(fd: number, value: number): void {
-  // pwrite at 0: numeric sysctls ignore writes at a non-zero file position.
-  writeSync(fd, String(value), 0, 'latin1');
-}
-
-/** Moves the pid cursor: the next new process or thread gets a pid above `last`. */
-export function parkCursor(last: number): void {
-  withPidLock((fd) => writeLastPid(fd, last));
-}
-
-function withPidLock<T>(body: (lastPidFd: number) => T): T {
-  const lock = openSync(PID_LOCK_PATH, constants.O_RDONLY | constants.O_CREAT, 0o644);
-  try {
-    const end = Date.now() + LOCK_WAIT_MS;
-    const pause = new Int32Array(new SharedArrayBuffer(4));
-    while (!tryLockExclusive(lock)) {
-      if (Date.now() > end) {
-        throw new PcrError(
-          'PCR_ERR_PID_RACE',
-          `the pid lock ${PID_LOCK_PATH} was held by another process for ${LOCK_WAIT_MS} ms`,
-        );
-      }
-      Atomics.wait(pause, 0, 0, 1);
-    }
-    let lastPid: number;
-    try {
-      lastPid = openSync(NS_LAST_PID, constants.O_WRONLY);
-    } catch (err) {
-      throw new PcrError('PCR_ERR_PID_PRIVILEGE', `${NS_LAST_PID}: ${(err as Error).message}`, {
-        cause: err,
-      });
-    }
-    try {
-      return body(lastPid);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'EPERM') {
-        throw new PcrError(
-          'PCR_ERR_PID_PRIVILEGE',
-          `writing ${NS_LAST_PID} was refused (EPERM): choosing pids needs CAP_CHECKPOINT_RESTORE`,
-          { cause: err },
-        );
-      }
-      throw err;
-    } finally {
-      closeSync(lastPid);
-      unlock(lock);
-    }
-  } finally {
-    closeSync(lock);
   }
 }
 
 export interface PidChoice {
   /** The pid the child must get. */
   pid: number;
-  /** After the spawn, the cursor goes here: above every pid the restore wants. */
-  park: number;
   /** How the child is named in an error, e.g. "task 4242". */
   what: string;
   /** Told of every lost race before the retry (a diagnostic line). */
-  onRetry?: (attempt: number, got: number) => void;
+  onRetry?: (attempt: number, holder: string) => void;
 }
 
 let raceInjected = 0;
+const pause = new Int32Array(new SharedArrayBuffer(4));
 
 /**
- * Spawns through `spawn` (which must call `beforeSpawn` right before its posix_spawn)
- * until the child gets `choice.pid`. A child that got another pid (a process or thread
- * elsewhere took ours between the write and the spawn) is SIGKILLed and reaped and the
- * spawn retried, at most MAX_PID_ATTEMPTS times in all; a pid that another process
- * holds before the spawn is PCR_ERR_PID_TAKEN naming it.
+ * Calls `spawn` (a clone3 set_tid spawn at `choice.pid`) until it succeeds: EEXIST (the
+ * pid is taken) is retried up to MAX_PID_ATTEMPTS times in all, then named:
+ * PCR_ERR_PID_TAKEN with its holder, or PCR_ERR_PID_RACE when nobody holds it any more;
+ * EPERM is PCR_ERR_PID_PRIVILEGE.
  */
-export function spawnAtPid(choice: PidChoice, spawn: (beforeSpawn: () => void) => number): number {
+export function spawnAtPid(choice: PidChoice, spawn: () => number): number {
   const race = parsePidRace(process.env[PID_RACE_ENV]);
-  return withPidLock((fd) => {
-    for (let attempt = 1; ; attempt++) {
-      const holder = holderOf(choice.pid);
-      if (holder !== undefined) throw pidTakenError(choice.pid, choice.what, holder);
-      let thief = 0;
-      const injectRace = race?.pid === choice.pid && raceInjected < race.times;
-      const got = spawn(() => {
-        writeLastPid(fd, choice.pid - 1);
-        if (injectRace) {
-          raceInjected++;
-          thief = posixSpawn({ path: '/bin/true', argv: ['true'], closeFrom: 3 });
-        }
+  for (let attempt = 1; ; attempt++) {
+    let thief = 0;
+    if (race?.pid === choice.pid && raceInjected < race.times) {
+      raceInjected++;
+      thief = spawnAt({
+        pid: choice.pid,
+        path: '/bin/true',
+        argv: ['true'],
+        env: {},
+        closeFrom: 3,
       });
-      writeLastPid(fd, choice.park);
-      if (thief > 0) reap(thief);
-      if (got === choice.pid) return got;
-      kill(got, 9);
-      reap(got);
+    }
+    try {
+      return spawn();
+    } catch (err) {
+      if (isErrno(err, 'EPERM')) {
+        throw new PcrError(
+          'PCR_ERR_PID_PRIVILEGE',
+          `${choice.what}: clone3 with set_tid ${choice.pid} was refused (EPERM): choosing pids needs CAP_CHECKPOINT_RESTORE`,
+          { cause: err },
+        );
+      }
+      if (!isErrno(err, 'EEXIST')) throw err;
+      const holder = holderOf(choice.pid) ?? 'a process that is gone now';
       if (attempt >= MAX_PID_ATTEMPTS) {
+        if (holderOf(choice.pid) !== undefined)
+          throw pidTakenError(choice.pid, choice.what, holder);
         throw new PcrError(
           'PCR_ERR_PID_RACE',
           `${choice.what} could not get its pid ${choice.pid}: other processes took it first ${attempt} times in a row`,
         );
       }
-      choice.onRetry?.(attempt, got);
+      choice.onRetry?.(attempt, holder);
+      Atomics.wait(pause, 0, 0, RETRY_PAUSE_MS * attempt);
+    } finally {
+      if (thief > 0) reap(thief);
     }
-  });
+  }
 }
 
 function reap(pid: number): void {

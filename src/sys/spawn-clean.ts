@@ -8,6 +8,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { PcrError } from '../errors.js';
 import {
   spawn as posixSpawn,
+  spawnAt,
   openPath,
   dupAbove,
   closeQuiet,
@@ -79,17 +80,17 @@ export function spawnClean(req: CleanSpawn): number {
     for (const n of reserve) dup2.push([nul, n]);
     const targets = new Set(dup2.map(([, to]) => to));
     const close = inheritableFds().filter((fd) => !targets.has(fd));
-    const spawnOnce = (beforeSpawn?: () => void): number =>
-      posixSpawn({
-        path: req.path,
-        argv: req.argv,
-        env: req.env,
-        dup2,
-        close,
-        ...(req.setsid ? { setsid: true } : {}),
-        ...(beforeSpawn ? { beforeSpawn } : {}),
-      });
-    return req.choosePid ? spawnAtPid(req.choosePid, spawnOnce) : spawnOnce();
+    const how = {
+      path: req.path,
+      argv: req.argv,
+      env: req.env,
+      dup2,
+      close,
+      ...(req.setsid ? { setsid: true } : {}),
+    };
+    const choice = req.choosePid;
+    if (choice) return spawnAtPid(choice, () => spawnAt({ ...how, pid: choice.pid }));
+    return posixSpawn(how);
   } finally {
     closeQuiet(devnull);
     lifted.forEach(closeQuiet);

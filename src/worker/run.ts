@@ -34,7 +34,7 @@ const effects = new WorkerEffects({
   ...(fault ? { fault } : {}),
   trace: identity.trace,
   prespawned,
-  ...(identity.samePidsPark !== undefined ? { samePidsPark: identity.samePidsPark } : {}),
+  ...(identity.samePids ? { samePids: true } : {}),
 });
 injectStartupFault(fault, pid, identity.rundir, 'connect');
 

@@ -21,9 +21,9 @@ export function prespawnChildren(id: WorkerIdentity): void {
       reservedFds: c.reservedFds,
       stderrFd: id.stderrUsable ? 2 : null,
       trace: id.trace,
-      ...(id.samePidsPark !== undefined
+      ...(id.samePids
         ? {
-            samePidsPark: id.samePidsPark,
+            samePids: true,
             log: (line: string) => {
               if (id.stderrUsable)
                 process.stderr.write(`pidfd-cr worker ${id.dumpedPid}: ${line}\n`);
