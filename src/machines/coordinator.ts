@@ -269,6 +269,14 @@ const errorText = (event: unknown): string => {
   return error instanceof Error ? error.message : String(error);
 };
 
+/** restore --same-pids: the root's pid taken, no privilege, a race lost keep their codes. */
+const pidErrorCode = (event: unknown): PcrErrorCode | undefined => {
+  const error = (event as ErrorActorEvent).error;
+  return error instanceof PcrError && error.code.startsWith('PCR_ERR_PID_')
+    ? error.code
+    : undefined;
+};
+
 export const coordinatorMachine = setup({
   types: {
     input: {} as CoordinatorInput,
@@ -302,7 +310,7 @@ export const coordinatorMachine = setup({
         abortReason(
           context,
           `spawning the root task ${context.plan.rootPid} failed: ${errorText(event)}`,
-          'PCR_ERR_RESTORE',
+          pidErrorCode(event) ?? 'PCR_ERR_RESTORE',
           context.plan.rootPid,
         ),
     }),
