@@ -149,6 +149,10 @@ export function spawnAt(opts: SpawnAtOptions): number {
   req.writeBigUInt64LE(SIGCHLD, 24 + 32); // exit_signal
   req.writeBigUInt64LE(koffi.address(setTid), 24 + 64); // set_tid
   req.writeBigUInt64LE(1n, 24 + 72); // set_tid_size: our pid namespace only
+  // Everything the child reads must stay reachable until the call returns: hang it on
+  // req, which is read after it (a local alone may be dead for the optimizing compiler).
+  keep.push(list, setTid);
+  Object.defineProperty(req, 'keep', { value: keep });
   const r = Number(koffi.call(code(), SPAWN_AT, req));
   if (r < 0) throw new SyscallError('clone3', -r, errnoName(-r), `set_tid ${opts.pid}`);
   const childErr = Number(req.readBigInt64LE(112));
