@@ -66,13 +66,20 @@ const SYS = {
 } as const;
 
 const CLONE_VM = 0x100n;
+const CLONE_NEWNS = 0x20000n;
+const CLONE_NEWPID = 0x20000000n;
 const CLONE_VFORK = 0x4000n;
 const SIGCHLD = 17n;
 const SIG_SETMASK = 2;
 
 export interface SpawnAtOptions {
-  /** The pid the child must get, in our pid namespace. */
-  pid: number;
+  /** The pid the child must get, in our pid namespace (none: any). */
+  pid?: number;
+  /**
+   * The child is the init (pid 1) of a new pid namespace, in a new mount namespace
+   * (CLONE_NEWPID | CLONE_NEWNS: it can mount its own /proc): restore --pidns new.
+   */
+  newPidNs?: boolean;
   path: string;
   argv: readonly string[];
   env: Readonly<Record<string, string>>;
@@ -141,20 +148,26 @@ export function spawnAt(opts: SpawnAtOptions): number {
   });
   list.writeBigInt64LE(-1n, 48 * entries.length);
   const setTid = Buffer.alloc(4);
-  setTid.writeInt32LE(opts.pid, 0);
+  setTid.writeInt32LE(opts.pid ?? 0, 0);
   const req = Buffer.alloc(120);
   req.writeBigUInt64LE(koffi.address(list), 0);
   req.writeBigUInt64LE(0xffffffffffffffffn, 8); // every signal blocked around clone3
-  req.writeBigUInt64LE(CLONE_VM | CLONE_VFORK, 24); // flags
+  const ns = opts.newPidNs ? CLONE_NEWPID | CLONE_NEWNS : 0n;
+  req.writeBigUInt64LE(CLONE_VM | CLONE_VFORK | ns, 24); // flags
   req.writeBigUInt64LE(SIGCHLD, 24 + 32); // exit_signal
-  req.writeBigUInt64LE(koffi.address(setTid), 24 + 64); // set_tid
-  req.writeBigUInt64LE(1n, 24 + 72); // set_tid_size: our pid namespace only
+  if (opts.pid !== undefined) {
+    req.writeBigUInt64LE(koffi.address(setTid), 24 + 64); // set_tid
+    req.writeBigUInt64LE(1n, 24 + 72); // set_tid_size: one level, the child's namespace
+  }
   // Everything the child reads must stay reachable until the call returns: hang it on
   // req, which is read after it (a local alone may be dead for the optimizing compiler).
   keep.push(list, setTid);
   Object.defineProperty(req, 'keep', { value: keep });
   const r = Number(koffi.call(code(), SPAWN_AT, req));
-  if (r < 0) throw new SyscallError('clone3', -r, errnoName(-r), `set_tid ${opts.pid}`);
+  if (r < 0) {
+    const what = opts.pid === undefined ? 'new pid namespace' : `set_tid ${opts.pid}`;
+    throw new SyscallError('clone3', -r, errnoName(-r), what);
+  }
   const childErr = Number(req.readBigInt64LE(112));
   if (childErr < 0) {
     try {

@@ -54,6 +54,8 @@ const PROTOTYPES = {
   getrandom: 'long getrandom(void *buf, size_t len, unsigned int flags)',
   mmap: 'void *mmap(void *addr, size_t len, int prot, int flags, int fd, long off)',
   mprotect: 'int mprotect(void *addr, size_t len, int prot)',
+  mount:
+    'int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const void *data)',
 } as const;
 
 type LibcFunction = ReturnType<typeof lib.func>;

@@ -17,6 +17,7 @@ import {
   WNOHANG,
 } from '../../native/index.js';
 import { spawnWorker, samePid } from '../launch/spawn-worker.js';
+import { nsPidOf } from '../launch/ns-pids.js';
 import { spawnZombie } from '../sys/temp-process.js';
 import { whenReadable } from '../sys/readiness.js';
 import type { WorkerChild, ZombieChild } from '../plan/types.js';
@@ -32,6 +33,8 @@ export class Children {
     private readonly trace: boolean,
     /** restore --same-pids: children at their dumped pids. */
     private readonly samePids = false,
+    /** restore --pidns new: we live in the new pid namespace (pids from ns-pids.json). */
+    private readonly inPidns = false,
   ) {}
 
   private log = (line: string): void => {
@@ -59,6 +62,7 @@ export class Children {
         stderrFd: this.stderrFd,
         trace: this.trace,
         ...(this.samePids ? { samePids: true, log: this.log } : {}),
+        ...(this.inPidns ? { pidns: 'member' as const } : {}),
       });
       // No helper pidfd is kept: the child is ours, its pid stays valid until we reap it.
       closeQuiet(pidfd);
@@ -67,12 +71,18 @@ export class Children {
     });
   }
 
+  private wanted(dumped: number): number {
+    return this.inPidns ? nsPidOf(this.rundir, dumped) : dumped;
+  }
+
   spawnZombies(list: readonly ZombieChild[]): PidPair[] {
     if (list.length === 0) return [];
     const linkDir = join(this.rundir, `comm-${process.pid}`);
     mkdirSync(linkDir, { recursive: true });
     return list.map((z) => {
-      const choice = this.samePids ? samePid(z.pid, `zombie ${z.pid}`, this.log) : undefined;
+      const choice = this.samePids
+        ? samePid(this.wanted(z.pid), `zombie ${z.pid}`, this.log)
+        : undefined;
       const pid = spawnZombie(z.exitStatus, z.comm, linkDir, choice);
       this.zombies.set(z.pid, pid);
       return { dumped: z.pid, restored: pid };

@@ -71,6 +71,8 @@ export interface WorkerEffectsOptions {
   teardownGraceMs?: number;
   /** restore --same-pids: children at their dumped pids (WorkerIdentity.samePids). */
   samePids?: boolean;
+  /** restore --pidns new: this worker lives in the new pid namespace. */
+  inPidns?: boolean;
 }
 
 export class WorkerEffects {
@@ -88,7 +90,13 @@ export class WorkerEffects {
 
   constructor(private readonly opts: WorkerEffectsOptions) {
     this.inbox = new FdInbox(opts.rundir, opts.dumpedPid);
-    this.children = new Children(opts.rundir, opts.stderrFd, opts.trace, opts.samePids);
+    this.children = new Children(
+      opts.rundir,
+      opts.stderrFd,
+      opts.trace,
+      opts.samePids,
+      opts.inPidns,
+    );
     if (opts.prespawned) this.children.adopt(opts.prespawned);
   }
 

@@ -31,4 +31,6 @@ export interface SessionSettings {
   teardownGraceMs: number;
   /** restore --same-pids: every worker and zombie at its dumped pid (sys/pid-choose.ts). */
   samePids?: boolean;
+  /** restore --pidns new: the root is the init of a new pid namespace (pidns.ts). */
+  pidnsNew?: boolean;
 }

@@ -7,7 +7,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PcrError, isErrno } from '../errors.js';
-import { kill } from '../../native/index.js';
+import { kill, waitpid, __WALL, WNOHANG } from '../../native/index.js';
 import type { Image } from '../model/image.js';
 
 const SIGKILL = 9;
@@ -48,11 +48,28 @@ function describeHolder(pid: number): string {
   }
 }
 
+/**
+ * A task that died while we traced it is reported to us first; until we collect that
+ * report its real parent cannot reap it. Detaching collects most (dump/tracees.ts), but
+ * the init of a pid namespace exits only after every other process in it was reaped, so
+ * its report comes later: collect whatever is due (ECHILD: not ours, fine).
+ */
+function collectTracedExits(ids: readonly number[]): void {
+  for (const id of ids) {
+    try {
+      waitpid(id, __WALL | WNOHANG);
+    } catch {
+      // not traced by us (any more)
+    }
+  }
+}
+
 /** Waits until no process or thread holds any pid or tid of the image. */
 export async function waitTreeGone(image: Image, timeoutMs = KILL_WAIT_MS): Promise<void> {
   const ids = [...new Set(image.tasks.flatMap((t) => [t.pid, ...t.tids]))];
   const end = Date.now() + timeoutMs;
   for (;;) {
+    collectTracedExits(ids);
     const held = ids.filter((id) => existsSync(`/proc/${id}`));
     if (held.length === 0) return;
     if (Date.now() > end) {

@@ -24,6 +24,12 @@ export interface WorkerIdentity {
   trace: boolean;
   /** restore --same-pids: children (workers and zombies) at their dumped pids. */
   samePids?: boolean;
+  /**
+   * restore --pidns new: `init` for the root, the init (pid 1) of the new pid namespace
+   * (its parent, outside it, shows as 0; it mounts the namespace's own /proc); `member`
+   * for every other worker (pids inside it: launch/ns-pids.ts).
+   */
+  pidns?: 'init' | 'member';
 }
 
 export function encodeIdentity(id: WorkerIdentity): string {
@@ -43,7 +49,8 @@ export function decodeIdentity(text: string | undefined): WorkerIdentity {
     Number.isInteger(id.spawnerPid) &&
     typeof id.stderrUsable === 'boolean' &&
     typeof id.trace === 'boolean' &&
-    (id.samePids === undefined || typeof id.samePids === 'boolean');
+    (id.samePids === undefined || typeof id.samePids === 'boolean') &&
+    (id.pidns === undefined || id.pidns === 'init' || id.pidns === 'member');
   if (!ok) throw new PcrError('PCR_ERR_USAGE', `${WORKER_ENV} is malformed: ${text}`);
   return id as WorkerIdentity;
 }

@@ -56,6 +56,12 @@ export interface RestoreOptions {
    * starts). Default false: new pids and a pid map.
    */
   samePids?: boolean;
+  /**
+   * 'new': the restored root is the init (pid 1) of a fresh pid namespace (and mount
+   * namespace, with its own /proc); with `samePids` every task gets its innermost dumped
+   * pid there (docs/restore.md "Pid namespaces"). Needs root. Default: ours.
+   */
+  pidns?: 'new';
 }
 
 /** Every option resolved: what restoreImage runs with. */
@@ -67,6 +73,7 @@ export interface ResolvedRestoreOptions {
   pidMapPath: string | undefined;
   adoptOrphans: boolean;
   samePids: boolean;
+  pidnsNew: boolean;
 }
 
 const DEFAULT_TIMEOUT_MS = 30_000;
@@ -93,6 +100,7 @@ export function resolveRestoreOptions(o: RestoreOptions): ResolvedRestoreOptions
     pidMapPath: o.pidMapPath,
     adoptOrphans: o.adoptOrphans ?? false,
     samePids: o.samePids ?? false,
+    pidnsNew: o.pidns === 'new',
   };
 }
 
@@ -113,6 +121,7 @@ export function checkRestoreOptions(o: RestoreOptions): RestoreLimits {
   checkInt('timeoutMs', o.timeoutMs, 1, MAX_DELAY_MS);
   checkInt('teardownGraceMs', o.teardownGraceMs, 0, MAX_DELAY_MS);
   if (o.workerStderr !== null) checkInt('workerStderr', o.workerStderr, 0, MAX_DELAY_MS);
+  if (o.pidns !== undefined && o.pidns !== 'new') throw usage('pidns', o.pidns, "'new'");
   if (o.hold && o.signal === undefined)
     throw new PcrError('PCR_ERR_USAGE', 'restore option hold needs a signal to end the hold');
   for (const [option, path] of [

@@ -22,6 +22,7 @@ import { makeRundir, removeRundir } from '../coordinator/rundir.js';
 import { Session } from '../coordinator/session.js';
 import type { VerifiedResult } from '../coordinator/settings.js';
 import { writeSpawnPlan } from '../launch/spawn-plan.js';
+import { writeNsPids } from '../launch/ns-pids.js';
 import { writePidMapFile } from './pid-map-file.js';
 import { prepareSamePids, checkSamePidsOnVerified } from './same-pids.js';
 export { removeLiveRundirs } from '../coordinator/rundir.js';
@@ -51,9 +52,11 @@ export async function restoreImage(
     externalDead: resolved.externalDead,
     currentBootId: bootId(),
     unprivileged: !hasDacOverride(),
+    pidnsNew: resolved.pidnsNew,
+    samePids: resolved.samePids,
   });
   checkPlanLimits(plan, resolved.limits);
-  if (resolved.samePids) prepareSamePids(image);
+  if (resolved.samePids || resolved.pidnsNew) prepareSamePids(image, resolved.pidnsNew);
   const pidDifferences: Difference[] = [];
   if (resolved.adoptOrphans) prctl(PR_SET_CHILD_SUBREAPER, 1);
   const pidMap = pidMapWriter(resolved.pidMapPath);
@@ -61,14 +64,16 @@ export async function restoreImage(
   let session: Session | undefined;
   try {
     writeSpawnPlan(rundir, plan);
+    if (resolved.pidnsNew && resolved.samePids) writeNsPids(rundir, image);
     const settings = resolved.session;
     const onVerified = pidMap.wrap(settings.onVerified);
     session = await Session.open(image, plan, rundir, {
       ...settings,
       onVerified: resolved.samePids
-        ? checkSamePidsOnVerified(image, pidDifferences, onVerified)
+        ? checkSamePidsOnVerified(image, pidDifferences, onVerified, resolved.pidnsNew)
         : onVerified,
       samePids: resolved.samePids,
+      pidnsNew: resolved.pidnsNew,
     });
     const output = await session.run();
     // A callback of ours (trace sink, onVerified) that failed first stopped the restore.

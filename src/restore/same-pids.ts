@@ -5,12 +5,16 @@
  * task is at its dumped pid under its dumped parent (verify/same-pids.ts).
  */
 import type { Image } from '../model/image.js';
-import { checkPidsAvailable } from '../sys/pid-choose.js';
+import { checkPidsAvailable, checkCanChoosePids } from '../sys/pid-choose.js';
 import { samePidDifferences } from '../verify/same-pids.js';
 import type { VerifiedResult } from '../coordinator/settings.js';
 
-/** Refuses (PCR_ERR_PID_PRIVILEGE, PCR_ERR_PID_TAKEN) before anything starts. */
-export function prepareSamePids(image: Image): void {
+/**
+ * Refuses (PCR_ERR_PID_PRIVILEGE, PCR_ERR_PID_TAKEN) before anything starts. In a new
+ * pid namespace every pid is free: only the privilege is checked.
+ */
+export function prepareSamePids(image: Image, pidnsNew = false): void {
+  if (pidnsNew) return checkCanChoosePids();
   checkPidsAvailable(
     image.tasks.map((t) => ({
       pid: t.pid,
@@ -24,9 +28,10 @@ export function checkSamePidsOnVerified(
   image: Image,
   found: Array<VerifiedResult['differences'][number]>,
   onVerified: ((r: VerifiedResult) => void) | undefined,
+  pidnsNew = false,
 ): (r: VerifiedResult) => void {
   return (r) => {
-    found.push(...samePidDifferences(image, r.pidMap));
+    found.push(...samePidDifferences(image, r.pidMap, pidnsNew));
     onVerified?.({ pidMap: r.pidMap, differences: [...r.differences, ...found] });
   };
 }

@@ -31,6 +31,8 @@ export interface CleanSpawn {
   setsid?: boolean;
   /** The child must get this pid (restore --same-pids: sys/pid-choose.ts). */
   choosePid?: PidChoice;
+  /** The child is the init of a new pid namespace, in a new mount namespace (clone3). */
+  newPidNs?: boolean;
 }
 
 /** Our fds that would survive exec: not close-on-exec. */
@@ -90,6 +92,7 @@ export function spawnClean(req: CleanSpawn): number {
     };
     const choice = req.choosePid;
     if (choice) return spawnAtPid(choice, () => spawnAt({ ...how, pid: choice.pid }));
+    if (req.newPidNs) return spawnAt({ ...how, newPidNs: true });
     return posixSpawn(how);
   } finally {
     closeQuiet(devnull);

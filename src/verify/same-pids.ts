@@ -21,20 +21,26 @@ function ppidOf(pid: number): number | undefined {
   }
 }
 
-export function samePidDifferences(image: Image, pidMap: PidMap): Difference[] {
+/**
+ * With `pidnsNew` the pids are those of the new namespace: each task's innermost dumped
+ * pid (last NSpid entry); the parents are then checked from inside, by the workers'
+ * reports of their pidfds, not here (our /proc shows other pids).
+ */
+export function samePidDifferences(image: Image, pidMap: PidMap, pidnsNew = false): Difference[] {
   const out: Difference[] = [];
   for (const task of image.tasks) {
     const name = `task ${task.pid} (${task.comm})`;
+    const want = pidnsNew ? (task.nsPids[task.nsPids.length - 1] ?? task.pid) : task.pid;
     const restored = restoredPid(pidMap, task.pid);
-    if (restored !== task.pid) {
+    if (restored !== want) {
       out.push({
         kind: 'pid',
         pid: task.pid,
-        message: `${name}: restored at pid ${restored ?? '(none)'}, not at its dumped pid`,
+        message: `${name}: restored at pid ${restored ?? '(none)'}, not at its dumped pid ${want}`,
       });
       continue;
     }
-    if (task.pid === image.rootPid) continue;
+    if (task.pid === image.rootPid || pidnsNew) continue;
     const ppid = ppidOf(task.pid);
     if (ppid !== task.ppid) {
       out.push({

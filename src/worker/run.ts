@@ -35,6 +35,7 @@ const effects = new WorkerEffects({
   trace: identity.trace,
   prespawned,
   ...(identity.samePids ? { samePids: true } : {}),
+  ...(identity.pidns ? { inPidns: true } : {}),
 });
 injectStartupFault(fault, pid, identity.rundir, 'connect');
 

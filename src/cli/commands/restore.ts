@@ -20,7 +20,7 @@ import { abortOnOutputFailure } from '../output.js';
 
 const HELP = `usage: pidfd-cr restore -D DIR [--trace] [--trace-file F] [--pid-map FILE] [--hold]
                         [--timeout S] [--external-dead] [--max-processes N] [--pidfile F]
-                        [--viz FILE] [--same-pids]
+                        [--viz FILE] [--same-pids] [--pidns new]
 
 Restores the pidfds of the image DIR/pidfd-cr.img: one worker process per dumped task,
 in the dumped tree shape, each holding the dumped pidfds at the dumped fd numbers (alive,
@@ -40,6 +40,8 @@ every restored fd from /proc against the image and tears the tree down.
                          also when the restore fails
       --same-pids        every task and zombie at its dumped pid (needs root or
                          CAP_CHECKPOINT_RESTORE; the pids must be free: dump --kill)
+      --pidns new        the restored root is the init (pid 1) of a new pid namespace;
+                         with --same-pids every task at its innermost dumped pid there
 Exit statuses: 0 restored and verified; 1 restored but different from the image (the
 differences are printed); 2 bad command line or output path; 5 a worker exited during
 the restore; 6 no usable image directory; 8 damaged or invalid image; 9 the image holds
@@ -200,6 +202,7 @@ export async function run(argv: string[]): Promise<number> {
     pidfile: { type: 'string' },
     viz: { type: 'string' },
     'same-pids': { type: 'boolean' },
+    pidns: { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help) {
@@ -264,6 +267,7 @@ export async function run(argv: string[]): Promise<number> {
       ...(pidMapPath !== undefined ? { pidMapPath } : {}),
       externalDead: values['external-dead'] === true,
       samePids: values['same-pids'] === true,
+      ...(values.pidns === undefined ? {} : { pidns: pidnsOption(values.pidns) }),
       ...(maxProcesses === undefined ? {} : { limits: { maxProcesses } }),
       signal: controller.signal,
       // Orphans of the restored tree (if a worker dies) come back to us, not to init.
@@ -298,4 +302,10 @@ export async function run(argv: string[]): Promise<number> {
   // A trace write that failed late (teardown, after verification) fails the command too.
   if (traceFile?.error) throw traceFile.error;
   return status;
+}
+
+function pidnsOption(value: unknown): 'new' {
+  if (value !== 'new')
+    throw new UsageError(`restore: --pidns must be 'new', got '${String(value)}'`);
+  return value;
 }

@@ -21,6 +21,7 @@ export function prespawnChildren(id: WorkerIdentity): void {
       reservedFds: c.reservedFds,
       stderrFd: id.stderrUsable ? 2 : null,
       trace: id.trace,
+      ...(id.pidns ? { pidns: 'member' as const } : {}),
       ...(id.samePids
         ? {
             samePids: true,
