@@ -213,9 +213,18 @@ export function unreproducibleComm(comm: string): string | undefined {
 
 export function taskRefusals(
   ix: ImageIndex,
-  opts: { pidnsNew?: boolean; samePids?: boolean } = {},
+  opts: { pidnsNew?: boolean; samePids?: boolean; externalDead?: boolean } = {},
 ): string[] {
   const out: string[] = [];
+  if (opts.pidnsNew && !opts.externalDead) {
+    // pidfd_open and pidfs handles only reach processes visible in the caller's pid
+    // namespace (open_by_handle_at gives ESTALE from inside a child namespace).
+    for (const t of ix.image.targets.filter((x) => x.kind === 'external')) {
+      out.push(
+        `external target pid ${t.pid} (${t.comm || '?'}) cannot be reopened from inside a new pid namespace; restore it as dead with --external-dead`,
+      );
+    }
+  }
   const root = ix.image.tasks.find((t) => t.pid === ix.image.rootPid);
   const rootLevels = root?.nsPids.length ?? 1;
   if (opts.pidnsNew && opts.samePids && root && root.nsPids[rootLevels - 1] !== 1) {
