@@ -243,7 +243,7 @@ export function taskRefusals(
       );
     } else if (!opts.pidnsNew && task.nsPids.length > 1) {
       out.push(
-        `${name} lives in a nested pid namespace (NSpid ${task.nsPids.join(' ')}); pidfd-cr restores tasks into its own pid namespace only`,
+        `${name} lives in a nested pid namespace (NSpid ${task.nsPids.join(' ')}); pidfd-cr restores tasks into its own pid namespace only (a tree whose root is the init of that namespace: restore --pidns new)`,
       );
     }
     if (task.state !== 'zombie') continue;
