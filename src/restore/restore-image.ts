@@ -56,7 +56,8 @@ export async function restoreImage(
     samePids: resolved.samePids,
   });
   checkPlanLimits(plan, resolved.limits);
-  if (resolved.samePids || resolved.pidnsNew) prepareSamePids(image, resolved.pidnsNew);
+  if (resolved.samePids || resolved.pidnsNew)
+    prepareSamePids(image, resolved.pidnsNew, resolved.samePids);
   const pidDifferences: Difference[] = [];
   if (resolved.adoptOrphans) prctl(PR_SET_CHILD_SUBREAPER, 1);
   const pidMap = pidMapWriter(resolved.pidMapPath);

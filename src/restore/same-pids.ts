@@ -5,7 +5,7 @@
  * task is at its dumped pid under its dumped parent (verify/same-pids.ts).
  */
 import type { Image } from '../model/image.js';
-import { checkPidsAvailable, checkCanChoosePids } from '../sys/pid-choose.js';
+import { checkPidsAvailable, checkCanChoosePids, checkCanMakePidns } from '../sys/pid-choose.js';
 import { samePidDifferences } from '../verify/same-pids.js';
 import type { VerifiedResult } from '../coordinator/settings.js';
 
@@ -13,8 +13,12 @@ import type { VerifiedResult } from '../coordinator/settings.js';
  * Refuses (PCR_ERR_PID_PRIVILEGE, PCR_ERR_PID_TAKEN) before anything starts. In a new
  * pid namespace every pid is free: only the privilege is checked.
  */
-export function prepareSamePids(image: Image, pidnsNew = false): void {
-  if (pidnsNew) return checkCanChoosePids();
+export function prepareSamePids(image: Image, pidnsNew: boolean, samePids: boolean): void {
+  if (pidnsNew) {
+    checkCanMakePidns();
+    if (samePids) checkCanChoosePids();
+    return;
+  }
   checkPidsAvailable(
     image.tasks.map((t) => ({
       pid: t.pid,

@@ -97,6 +97,16 @@ export function canChoosePids(): boolean {
   return ((caps >> CAP_CHECKPOINT_RESTORE) & 1n) === 1n || ((caps >> CAP_SYS_ADMIN) & 1n) === 1n;
 }
 
+/** restore --pidns new: making a pid (and mount) namespace needs CAP_SYS_ADMIN. */
+export function checkCanMakePidns(): void {
+  if (((effectiveCaps() >> CAP_SYS_ADMIN) & 1n) !== 1n) {
+    throw new PcrError(
+      'PCR_ERR_PID_PRIVILEGE',
+      `--pidns new needs CAP_SYS_ADMIN (root) to make a pid namespace; this process (uid ${process.getuid?.() ?? '?'}) does not have it`,
+    );
+  }
+}
+
 export function checkCanChoosePids(): void {
   if (!canChoosePids()) {
     throw new PcrError(

@@ -287,39 +287,64 @@ test(
   },
 );
 
-test('without CAP_CHECKPOINT_RESTORE (uid 65534): a clear error, exit 20', { skip }, async (t) => {
-  if (process.getuid?.() !== 0 || !existsSync('/usr/bin/setpriv')) {
-    t.skip('needs root to drop to another uid with setpriv');
-    return;
-  }
-  const dir = mkdtempSync(join(tmpdir(), 'pcr-same-pids-nobody-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  chmodSync(dir, 0o755);
-  prctl(PR_SET_CHILD_SUBREAPER, 1);
-  const built = await buildTree({ root: { name: 'solo' } });
-  t.after(() => built.destroy());
-  await dumpToDir(built.rootPid, dir);
-  chmodSync(imagePath(dir), 0o644);
-  const { cli, remove } = worldReadableCli();
-  t.after(remove);
-  const r = spawnSync(
-    '/usr/bin/setpriv',
-    [
-      '--reuid=65534',
-      '--regid=65534',
-      '--clear-groups',
-      process.execPath,
-      cli,
-      'restore',
-      '-D',
-      dir,
-      '--same-pids',
-    ],
-    { encoding: 'utf8', cwd: '/', timeout: 60_000 },
-  );
-  assert.equal(r.status, 20, r.stderr);
-  assert.equal(
-    r.stderr,
-    'pidfd-cr: --same-pids needs CAP_CHECKPOINT_RESTORE (or CAP_SYS_ADMIN, or root) to choose pids (clone3 set_tid); this process (uid 65534) has neither\n',
-  );
-});
+test(
+  'without CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN (uid 65534): a clear error, exit 20',
+  { skip },
+  async (t) => {
+    if (process.getuid?.() !== 0 || !existsSync('/usr/bin/setpriv')) {
+      t.skip('needs root to drop to another uid with setpriv');
+      return;
+    }
+    const dir = mkdtempSync(join(tmpdir(), 'pcr-same-pids-nobody-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    chmodSync(dir, 0o755);
+    prctl(PR_SET_CHILD_SUBREAPER, 1);
+    const built = await buildTree({ root: { name: 'solo' } });
+    t.after(() => built.destroy());
+    await dumpToDir(built.rootPid, dir);
+    chmodSync(imagePath(dir), 0o644);
+    const { cli, remove } = worldReadableCli();
+    t.after(remove);
+    const r = spawnSync(
+      '/usr/bin/setpriv',
+      [
+        '--reuid=65534',
+        '--regid=65534',
+        '--clear-groups',
+        process.execPath,
+        cli,
+        'restore',
+        '-D',
+        dir,
+        '--same-pids',
+      ],
+      { encoding: 'utf8', cwd: '/', timeout: 60_000 },
+    );
+    assert.equal(r.status, 20, r.stderr);
+    assert.equal(
+      r.stderr,
+      'pidfd-cr: --same-pids needs CAP_CHECKPOINT_RESTORE (or CAP_SYS_ADMIN, or root) to choose pids (clone3 set_tid); this process (uid 65534) has neither\n',
+    );
+    const ns = spawnSync(
+      '/usr/bin/setpriv',
+      [
+        '--reuid=65534',
+        '--regid=65534',
+        '--clear-groups',
+        process.execPath,
+        cli,
+        'restore',
+        '-D',
+        dir,
+        '--pidns',
+        'new',
+      ],
+      { encoding: 'utf8', cwd: '/', timeout: 60_000 },
+    );
+    assert.equal(ns.status, 20, ns.stderr);
+    assert.equal(
+      ns.stderr,
+      'pidfd-cr: --pidns new needs CAP_SYS_ADMIN (root) to make a pid namespace; this process (uid 65534) does not have it\n',
+    );
+  },
+);
