@@ -147,6 +147,10 @@ export function spawnAtPid(choice: PidChoice, spawn: () => number): number {
         env: {},
         closeFrom: 3,
       });
+      // clone3 returns once the thief's exec released our memory, a moment (several ms on
+      // a loaded machine) before the kernel renames it: wait for its comm, so that the
+      // error names it as it is.
+      for (let i = 0; i < 1000 && holderOf(thief) !== 'true'; i++) Atomics.wait(pause, 0, 0, 1);
     }
     try {
       return spawn();
