@@ -13,7 +13,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
+import { promisify } from 'node:util';
 import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -30,6 +31,8 @@ import { waitUntil } from '../helpers/holder.js';
 import { CLI } from '../fixtures/dump-helpers.js';
 import { worldReadableCli } from '../helpers/world-readable.js';
 import { canChoosePids } from '../../src/sys/pid-choose.js';
+
+const execFileP = promisify(execFile);
 
 const skip = canChoosePids() ? false : 'needs CAP_CHECKPOINT_RESTORE (or root)';
 
@@ -184,10 +187,22 @@ test('a pidfd to itself keeps its Pid: (zdtm pidfd_self), through the CLI', { sk
   t.after(() => built.destroy());
   const self = built.rootPid;
   assert.equal(fdinfo(self, 7).pid, self);
-  const dumping = dumpToDir(self, dir, { kill: true });
+  // The CLI's dump --kill; we reap the killed task (our child), as a shell reaps its job.
+  const dumping = execFileP(
+    process.execPath,
+    [CLI, 'dump', '-t', String(self), '-D', dir, '--kill'],
+    {
+      encoding: 'utf8',
+      timeout: 60_000,
+    },
+  );
   await waitUntil('killed', () => !exists(self) || / Z /.test(stat(self)));
   await built.destroy();
-  await dumping;
+  const dumped = await dumping;
+  assert.equal(
+    dumped.stdout,
+    `dumped 1 task, 1 pidfd (1 open file, 1 target) to ${imagePath(dir)}\nkilled the dumped tree; its pids are free\n`,
+  );
   const pidfile = join(dir, 'root.pid');
   const r = spawnSync(
     process.execPath,
