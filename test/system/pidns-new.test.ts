@@ -2,7 +2,7 @@
  * restore --pidns new (issue 9), on a real container-like tree:
  *
  *     unshare --pid --fork --kill-child node tree.mjs     (our child, in our namespace)
- *      └─ node (pid 1 of a new namespace) ── sleep, sleep
+ *      └─ node (pid 1 of a new namespace) ── sleep, sleep, sh (a zombie, exit 5)
  *           pidfds: fd 5 → first sleep, fd 6 → second sleep, fd 7 → itself
  *
  * dumped with --kill (the init's pid chain recorded, innermost NSpid 1), then restored
@@ -50,6 +50,7 @@ for (const at of [5, 6]) {
   put(n.pidfdOpen(pid, 0), at);
 }
 put(n.pidfdOpen(process.pid, 0), 7);
+n.spawn({ path: '/bin/sh', argv: ['sh', '-c', 'exit 5'], closeFrom: 3 }); // a zombie child
 setInterval(() => {}, 1e9);
 `;
 
@@ -58,6 +59,7 @@ function nsPids(pid: number): number[] {
   return m![1]!.trim().split(/\s+/).map(Number);
 }
 const inner = (pid: number): number => nsPids(pid).at(-1)!;
+const isZombie = (pid: number): boolean => / Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
 const ppidOf = (pid: number): number =>
   Number(/^PPid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
 
@@ -88,7 +90,9 @@ test(
       init = childrenOf(unshare)[0] ?? 0;
       if (init === 0) return false;
       try {
-        return [5, 6, 7].every((fd) => fdinfo(init, fd).pid > 0) && childrenOf(init).length === 2;
+        const kids = childrenOf(init);
+        const zombie = kids.some((k) => / Z /.test(readFileSync(`/proc/${k}/stat`, 'utf8')));
+        return [5, 6, 7].every((fd) => fdinfo(init, fd).pid > 0) && kids.length === 3 && zombie;
       } catch {
         return false;
       }
@@ -98,6 +102,7 @@ test(
     const before = {
       pids: tasks.map(inner),
       parentOf: new Map(childrenOf(init).map((c) => [inner(c), 1])),
+      zombies: childrenOf(init).filter(isZombie).map(inner),
       fds: new Map([5, 6, 7].map((fd) => [fd, fdinfo(init, fd).nsPids.at(-1)])),
     };
     assert.equal(inner(init), 1);
@@ -122,7 +127,12 @@ test(
 
     const stop = new AbortController();
     let seen:
-      | { pids: number[]; parents: Map<number, number>; fds: Map<number, number | undefined> }
+      | {
+          pids: number[];
+          parents: Map<number, number>;
+          zombies: number[];
+          fds: Map<number, number | undefined>;
+        }
       | undefined;
     let everyone: number[] = [];
     const result = await restoreImage(image as Image, {
@@ -143,6 +153,7 @@ test(
         seen = {
           pids: [root, ...kids].map(inner),
           parents: new Map(kids.map((c) => [inner(c), inner(ppidOf(c))])),
+          zombies: kids.filter(isZombie).map(inner),
           fds: new Map([5, 6, 7].map((fd) => [fd, fdinfo(root, fd).nsPids.at(-1)])),
         };
         stop.abort('checked');
@@ -156,6 +167,8 @@ test(
       'every task at its inner pid',
     );
     assert.deepEqual(seen.parents, before.parentOf, 'every child under the init');
+    assert.equal(before.zombies.length, 1);
+    assert.deepEqual(seen.zombies, before.zombies, 'the zombie at its inner pid, a zombie');
     assert.deepEqual(seen.fds, before.fds, "every pidfd's innermost NSpid as before");
     assert.deepEqual(
       result.pidMap.pids.map((p) => p.restored).sort((a, b) => a - b),
