@@ -6,3 +6,5 @@ export * from './process.js';
 export * from './random.js';
 export { errnoName, errnoNumber, uvPoll, type UvPollHandle } from './libc.js';
 export * from './exec.js';
+export * from './clone3.js';
+export * from './mount.js';

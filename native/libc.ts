@@ -56,6 +56,10 @@ const PROTOTYPES = {
   close_range: 'int close_range(unsigned int first, unsigned int last, int flags)',
   signal: 'void *signal(int sig, void *handler)',
   sigprocmask: 'int sigprocmask(int how, void *set, void *old)',
+  mmap: 'void *mmap(void *addr, size_t len, int prot, int flags, int fd, long off)',
+  mprotect: 'int mprotect(void *addr, size_t len, int prot)',
+  mount:
+    'int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const void *data)',
 } as const;
 
 type LibcFunction = ReturnType<typeof lib.func>;

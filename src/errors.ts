@@ -24,6 +24,9 @@ export type PcrErrorCode =
   | 'PCR_ERR_HOOK_ABORTED'
   | 'PCR_ERR_EXEC'
   | 'PCR_ERR_HANDOFF_SOCKET'
+  | 'PCR_ERR_PID_TAKEN'
+  | 'PCR_ERR_PID_PRIVILEGE'
+  | 'PCR_ERR_PID_RACE'
   | 'PCR_ERR_INTERNAL';
 
 export class PcrError extends Error {
@@ -91,6 +94,9 @@ export const EXIT_CODES: Record<PcrErrorCode, number> = {
   PCR_ERR_HOOK_ABORTED: 23,
   PCR_ERR_EXEC: 27,
   PCR_ERR_HANDOFF_SOCKET: 28,
+  PCR_ERR_PID_TAKEN: 16,
+  PCR_ERR_PID_PRIVILEGE: 20,
+  PCR_ERR_PID_RACE: 21,
   PCR_ERR_INTERNAL: 70,
 };
 

@@ -16,7 +16,8 @@ import {
   WEXITED,
   WNOHANG,
 } from '../../native/index.js';
-import { spawnWorker } from '../launch/spawn-worker.js';
+import { spawnWorker, samePid } from '../launch/spawn-worker.js';
+import { nsPidOf } from '../launch/ns-pids.js';
 import { spawnZombie } from '../sys/temp-process.js';
 import { whenReadable } from '../sys/readiness.js';
 import type { WorkerChild, ZombieChild } from '../plan/types.js';
@@ -32,7 +33,20 @@ export class Children {
     private readonly trace: boolean,
     /** A zombie child was reaped at teardown (dumped pid, pid, its wait status): traced. */
     private readonly onZombieReaped?: (dumped: number, pid: number, status: number) => void,
+    /** restore --same-pids: children at their dumped pids. */
+    private readonly samePids = false,
+    /** restore --pidns new: we live in the new pid namespace (pids from ns-pids.json). */
+    private readonly inPidns = false,
   ) {}
+
+  private log = (line: string): void => {
+    if (this.stderrFd === null) return;
+    try {
+      process.stderr.write(`pidfd-cr worker: ${line}\n`);
+    } catch {
+      // stderr closed
+    }
+  };
 
   /** Takes over child workers spawned before the plan came (prespawn.ts). */
   adopt(prespawned: ReadonlyMap<number, number>): void {
@@ -49,6 +63,8 @@ export class Children {
         reservedFds: c.reservedFds,
         stderrFd: this.stderrFd,
         trace: this.trace,
+        ...(this.samePids ? { samePids: true, log: this.log } : {}),
+        ...(this.inPidns ? { pidns: 'member' as const } : {}),
       });
       // No helper pidfd is kept: the child is ours, its pid stays valid until we reap it.
       closeQuiet(pidfd);
@@ -57,12 +73,19 @@ export class Children {
     });
   }
 
+  private wanted(dumped: number): number {
+    return this.inPidns ? nsPidOf(this.rundir, dumped) : dumped;
+  }
+
   spawnZombies(list: readonly ZombieChild[]): PidPair[] {
     if (list.length === 0) return [];
     const linkDir = join(this.rundir, `comm-${process.pid}`);
     mkdirSync(linkDir, { recursive: true });
     return list.map((z) => {
-      const pid = spawnZombie(z.exitStatus, z.comm, linkDir);
+      const choice = this.samePids
+        ? samePid(this.wanted(z.pid), `zombie ${z.pid}`, this.log)
+        : undefined;
+      const pid = spawnZombie(z.exitStatus, z.comm, linkDir, choice);
       this.zombies.set(z.pid, pid);
       return { dumped: z.pid, restored: pid };
     });

@@ -81,6 +81,10 @@ export interface WorkerEffectsOptions {
   prespawned?: ReadonlyMap<number, number>;
   /** How long teardown waits for child workers before SIGKILL. */
   teardownGraceMs?: number;
+  /** restore --same-pids: children at their dumped pids (WorkerIdentity.samePids). */
+  samePids?: boolean;
+  /** restore --pidns new: this worker lives in the new pid namespace. */
+  inPidns?: boolean;
 }
 
 export class WorkerEffects {
@@ -100,22 +104,29 @@ export class WorkerEffects {
 
   constructor(private readonly opts: WorkerEffectsOptions) {
     this.inbox = new FdInbox(opts.rundir, opts.dumpedPid);
-    this.children = new Children(opts.rundir, opts.stderrFd, opts.trace, (task, pid, status) => {
-      const time = now();
-      opts.note?.({
-        kind: 'process',
-        time,
-        process: {
-          action: 'exit',
-          role: 'zombie',
-          pid,
-          ppid: process.pid,
-          task,
-          exitTime: time,
-          waitStatus: status,
-        },
-      });
-    });
+    this.children = new Children(
+      opts.rundir,
+      opts.stderrFd,
+      opts.trace,
+      (task, pid, status) => {
+        const time = now();
+        opts.note?.({
+          kind: 'process',
+          time,
+          process: {
+            action: 'exit',
+            role: 'zombie',
+            pid,
+            ppid: process.pid,
+            task,
+            exitTime: time,
+            waitStatus: status,
+          },
+        });
+      },
+      opts.samePids,
+      opts.inPidns,
+    );
     if (opts.prespawned) this.children.adopt(opts.prespawned);
   }
 

@@ -114,9 +114,15 @@ export const FEATURES: readonly FeatureSpec[] = [
   {
     command: 'restore',
     id: 'same-pids',
-    text: 'tasks at their dumped pids (ns_last_pid or clone3 set_tid; not done by this version)',
-    needs: ['ns-last-pid', 'clone3-set-tid'],
-    anyOf: true,
+    text: 'restore --same-pids: tasks at their dumped pids (clone3 set_tid)',
+    needs: ['clone3-set-tid'],
+    needed: false,
+  },
+  {
+    command: 'restore',
+    id: 'pidns-new',
+    text: 'restore --pidns new: the root as init of a new pid namespace (its ns_last_pid)',
+    needs: ['clone3-set-tid', 'ns-last-pid'],
     needed: false,
   },
 ];

@@ -24,10 +24,12 @@ const commands: Record<string, () => Promise<Command>> = {
 const USAGE = `usage: pidfd-cr <command> [options]
 
 commands:
-  dump -t PID -D DIR [--leave-stopped] [--force]   checkpoint the pidfds of a tree
+  dump -t PID -D DIR [--leave-stopped | --kill] [--force]
+                                                   checkpoint the pidfds of a tree
   show -D DIR [--json]                             print an image
   restore -D DIR [--trace] [--trace-file F] [--pid-map F] [--hold] [--timeout S]
           [--external-dead] [--max-processes N] [--pidfile F] [--viz FILE]
+          [--same-pids] [--pidns new]
                                                    restore the pidfds of an image
   demo [--trace] [--trace-file F] [--viz FILE]    dump and restore a built-in example
   trace FILE [--format html|chrome|text] [-o OUT]  draw a restore's trace file

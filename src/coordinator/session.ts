@@ -50,6 +50,8 @@ import { execSocketPath } from '../protocol/paths.js';
 import { handoffBatches } from '../protocol/handoff.js';
 import { FAULT_ENV, WORKER_ENV } from '../protocol/identity.js';
 import type { HandoffMessage } from '../protocol/messages.js';
+import { PidnsView } from './pidns.js';
+import { innermostPid } from '../launch/ns-pids.js';
 
 /** How long an abort waits for the workers' last TRACE frames. */
 const ABORT_FINAL_TRACE_MS = 100;
@@ -81,6 +83,8 @@ export class Session {
   private execWatch: ExecWatch | undefined;
   /** Workers that exec'd their host program: no frame goes to them any more. */
   private readonly execed = new Set<number>();
+  /** restore --pidns new: pids of the new namespace <-> ours (pidns.ts). */
+  private ns: PidnsView | undefined;
 
   private constructor(
     private readonly image: Image,
@@ -202,7 +206,11 @@ export class Session {
       case 'ignore':
         return this.frameIgnored(r.reason);
       case 'hello': {
-        const hello = r.message;
+        // Proofs and expectations are by our pids; a worker in a new namespace says its own.
+        const inner = r.message.restoredPid;
+        const hello = this.ns
+          ? { ...r.message, restoredPid: this.ns.outerOf(inner) ?? inner }
+          : r.message;
         return this.admit(() => this.registry.hello(hello));
       }
       case 'trace':
@@ -316,14 +324,19 @@ export class Session {
 
   private childrenSpawned(message: Extract<WorkerMessage, { type: 'CHILDREN_SPAWNED' }>): void {
     const parent = this.registry.restoredOf(message.pid) ?? 0;
-    for (const c of message.children) {
+    // The machine keeps the workers' pids; the runtime uses ours (pidns.ts).
+    const ours = message.children.map((c) => ({
+      dumped: c.dumped,
+      restored: this.ns?.outerOf(c.restored) ?? c.restored,
+    }));
+    for (const c of ours) {
       this.tree.remember(c.restored);
       const worker = this.workers.has(c.dumped);
       if (worker) this.tree.watch(c.dumped, c.restored);
       this.noteSpawn(c.dumped, c.restored, parent, worker ? 'worker' : 'zombie', message.pid);
     }
     this.deliver(message);
-    this.admit(() => this.registry.expect(message.children));
+    this.admit(() => this.registry.expect(ours));
   }
 
   /** Delivers what the registry admits; a refused impostor stops the restore. */
@@ -344,6 +357,10 @@ export class Session {
           { step: 'spawn', task: m.pid, worker: m.restoredPid },
           `spawn: task ${m.pid} registered (pid ${m.restoredPid})`,
         );
+        if (this.ns) {
+          this.deliver({ ...m, restoredPid: this.ns.innerOf(m.restoredPid) ?? m.restoredPid });
+          continue;
+        }
       }
       this.deliver(m);
     }
@@ -358,14 +375,21 @@ export class Session {
       stderrFd: settings.workerStderr,
       trace: settings.traceWorkers,
       ...(settings.fault ? { fault: settings.fault } : {}),
+      ...(settings.samePids ? { samePids: true } : {}),
+      ...(settings.pidnsNew ? { pidns: 'init' as const } : {}),
+      ...(settings.pidnsNew && settings.samePids
+        ? { nsPark: Math.max(...this.image.tasks.map(innermostPid)) }
+        : {}),
     });
+    if (settings.pidnsNew) this.ns = new PidnsView(restoredPid);
     this.noteSpawn(root.pid, restoredPid, process.pid, 'worker');
     settings.logger.info(
       { step: 'spawn', task: root.pid, worker: restoredPid },
       `spawn: root worker, pid ${restoredPid}`,
     );
     this.admit(() => this.registry.expect([{ dumped: root.pid, restored: restoredPid }]));
-    return { restoredPid };
+    // In a new pid namespace the root is its init: pid 1 there, as the workers see it.
+    return { restoredPid: settings.pidnsNew ? 1 : restoredPid };
   };
 
   /** Awaits the caller's hook, if any; `{ abort }` or a throw stops the restore. */

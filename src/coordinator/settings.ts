@@ -71,4 +71,8 @@ export interface SessionSettings {
   logger: Logger;
   /** Hand the verified pidfds off; undefined: none. */
   handoff?: HandoffSettings | undefined;
+  /** restore --same-pids: every worker and zombie at its dumped pid (sys/pid-choose.ts). */
+  samePids?: boolean;
+  /** restore --pidns new: the root is the init of a new pid namespace (pidns.ts). */
+  pidnsNew?: boolean;
 }

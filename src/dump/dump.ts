@@ -24,6 +24,7 @@ import type { WalkedTask } from './walk.js';
 import { readStatus } from '../procfs/read.js';
 import { silentLogger, type Logger } from '../log.js';
 import { count } from '../text.js';
+import { killTree, waitTreeGone } from './kill.js';
 
 export interface DumpOptions extends FreezeOptions {
   /** Leave every live task stopped (group-stop) after the dump. Not on failure. */
@@ -35,11 +36,18 @@ export interface DumpOptions extends FreezeOptions {
    * (a pino Logger fits; default: says nothing).
    */
   logger?: Logger;
+  /** Called with the image while the tree is still frozen (dumpToDir's write and kill). */
+  onRead?: (image: Image) => void;
 }
 
 export interface DumpToDirOptions extends DumpOptions {
   /** Replace an image already in the directory. */
   force?: boolean;
+  /**
+   * Once the image is written and synced, SIGKILL the tree while it is still frozen and
+   * wait until its pids are free (dump/kill.ts), for `restore --same-pids`.
+   */
+  kill?: boolean;
 }
 
 /**
@@ -79,6 +87,7 @@ export async function dumpTree(rootPid: number, opts: DumpOptions = {}): Promise
     await opts.onFrozen?.(frozen.tasks);
     const image = readFrozenTree(rootPid, frozen.tasks, kernelProbes, frozenKcmp, log);
     frozen.checkStillFrozen();
+    opts.onRead?.(image);
     ok = true;
     return image;
   } finally {
@@ -98,9 +107,25 @@ export async function dumpToDir(
   opts: DumpToDirOptions = {},
 ): Promise<{ image: Image; path: string }> {
   checkImageDir(dir, opts.force ?? false);
-  const image = await dumpTree(rootPid, opts);
-  const path = writeImage(dir, image, { force: opts.force ?? false });
-  opts.logger?.info({ step: 'write', path }, `write: ${path}`);
+  if (!opts.kill) {
+    const image = await dumpTree(rootPid, opts);
+    const path = writeImage(dir, image, { force: opts.force ?? false });
+    opts.logger?.info({ step: 'write', path }, `write: ${path}`);
+    return { image, path };
+  }
+  if (opts.leaveStopped) throw new UsageError('dump: --kill and --leave-stopped contradict');
+  let path = '';
+  const image = await dumpTree(rootPid, {
+    ...opts,
+    onRead: (img) => {
+      path = writeImage(dir, img, { force: opts.force ?? false });
+      opts.logger?.info({ step: 'write', path }, `write: ${path}`);
+      killTree(img);
+      opts.logger?.info({ step: 'kill' }, 'kill: the dumped tree is SIGKILLed (--kill)');
+    },
+  });
+  await waitTreeGone(image);
+  opts.logger?.info({ step: 'kill' }, 'kill: every dumped pid is free');
   return { image, path };
 }
 

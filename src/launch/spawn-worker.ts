@@ -9,6 +9,12 @@
 import { fileURLToPath } from 'node:url';
 import { pidfdOpen } from '../../native/index.js';
 import { spawnClean } from '../sys/spawn-clean.js';
+import type { PidChoice } from '../sys/pid-choose.js';
+import { nsPidOf } from './ns-pids.js';
+
+/** The pid a same-pids spawn wants: the dumped one, or the one inside a new namespace. */
+const wantedPid = (req: WorkerSpawn): number =>
+  req.pidns === 'member' ? nsPidOf(req.rundir, req.dumpedPid) : req.dumpedPid;
 import {
   WORKER_ENV,
   FAULT_ENV,
@@ -44,6 +50,19 @@ export interface WorkerSpawn {
   env?: Readonly<Record<string, string | undefined>>;
   /** The root worker leads a new session: every worker is in its process group. */
   setsid?: boolean;
+  /** restore --same-pids: the worker at its dumped pid, and so are its children. */
+  samePids?: boolean;
+  /** restore --pidns new: the worker's place in the new pid namespace (WorkerIdentity). */
+  pidns?: 'init' | 'member';
+  /**
+   * With pidns 'init' and samePids: the highest pid the tasks want in the new namespace.
+   * The init starts as a /bin/sh gate that writes it to its namespace's ns_last_pid and
+   * execs the worker, so that Node's own threads (made before any JavaScript runs) take
+   * pids above it instead of 2, 3, … (docs/restore.md "Pid namespaces").
+   */
+  nsPark?: number;
+  /** With samePids: told of every lost race for the pid (one line). */
+  log?: (line: string) => void;
 }
 
 export interface SpawnedWorker {
@@ -65,6 +84,8 @@ export function workerEnv(req: WorkerSpawn): Record<string, string> {
     spawnerPid: process.pid,
     stderrUsable: req.stderrFd !== null && !reservedFds.includes(2),
     trace: req.trace ?? false,
+    ...(req.samePids ? { samePids: true } : {}),
+    ...(req.pidns ? { pidns: req.pidns } : {}),
   };
   env[WORKER_ENV] = encodeIdentity(id);
   if (req.fault) env[FAULT_ENV] = req.fault;
@@ -72,14 +93,44 @@ export function workerEnv(req: WorkerSpawn): Record<string, string> {
 }
 
 export function spawnWorker(req: WorkerSpawn): SpawnedWorker {
+  const gate = req.pidns === 'init' && req.nsPark !== undefined;
   const pid = spawnClean({
-    path: process.execPath,
-    argv: [process.execPath, WORKER_SCRIPT],
+    path: gate ? '/bin/sh' : process.execPath,
+    argv: gate
+      ? [
+          'sh',
+          '-c',
+          `echo ${req.nsPark} > /proc/sys/kernel/ns_last_pid && exec "$0" "$@"`,
+          process.execPath,
+          WORKER_SCRIPT,
+        ]
+      : [process.execPath, WORKER_SCRIPT],
     env: workerEnv(req),
     stdio: [null, null, req.stderrFd],
     reserve: req.reservedFds,
     ...(req.setsid ? { setsid: true } : {}),
+    ...(req.pidns === 'init' ? { newPidNs: true } : {}),
+    ...(req.samePids && req.pidns !== 'init'
+      ? { choosePid: samePid(wantedPid(req), `task ${req.dumpedPid}`, req.log) }
+      : {}),
   });
   // The child is ours and not reaped, so its pid cannot have been reused yet.
   return { pid, pidfd: pidfdOpen(pid) };
+}
+
+/**
+ * The choice of a same-pids spawn at pid `pid`; `log` gets one line per lost race (a
+ * worker's diagnostics, when its stderr is usable).
+ */
+export function samePid(pid: number, what: string, log?: (line: string) => void): PidChoice {
+  return {
+    pid,
+    what,
+    ...(log
+      ? {
+          onRetry: (attempt: number, holder: string) =>
+            log(`${what}: pid ${pid} was taken by ${holder} at the spawn; retry ${attempt}`),
+        }
+      : {}),
+  };
 }

@@ -370,6 +370,13 @@ function hookState<T extends readonly object[], O extends object = object>(
     },
   } as const;
 }
+/** restore --same-pids: the root's pid taken, no privilege, a race lost keep their codes. */
+const pidErrorCode = (event: unknown): PcrErrorCode | undefined => {
+  const error = (event as ErrorActorEvent).error;
+  return error instanceof PcrError && error.code.startsWith('PCR_ERR_PID_')
+    ? error.code
+    : undefined;
+};
 
 export const coordinatorMachine = setup({
   types: {
@@ -406,7 +413,7 @@ export const coordinatorMachine = setup({
         abortReason(
           context,
           `spawning the root task ${context.plan.rootPid} failed: ${errorText(event)}`,
-          'PCR_ERR_RESTORE',
+          pidErrorCode(event) ?? 'PCR_ERR_RESTORE',
           context.plan.rootPid,
         ),
     }),

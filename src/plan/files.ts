@@ -211,15 +211,39 @@ export function unreproducibleComm(comm: string): string | undefined {
   return undefined;
 }
 
-export function taskRefusals(ix: ImageIndex): string[] {
+export function taskRefusals(
+  ix: ImageIndex,
+  opts: { pidnsNew?: boolean; samePids?: boolean; externalDead?: boolean } = {},
+): string[] {
   const out: string[] = [];
+  if (opts.pidnsNew && !opts.externalDead) {
+    // pidfd_open and pidfs handles only reach processes visible in the caller's pid
+    // namespace (open_by_handle_at gives ESTALE from inside a child namespace).
+    for (const t of ix.image.targets.filter((x) => x.kind === 'external')) {
+      out.push(
+        `external target pid ${t.pid} (${t.comm || '?'}) cannot be reopened from inside a new pid namespace; restore it as dead with --external-dead`,
+      );
+    }
+  }
+  const root = ix.image.tasks.find((t) => t.pid === ix.image.rootPid);
+  const rootLevels = root?.nsPids.length ?? 1;
+  if (opts.pidnsNew && opts.samePids && root && root.nsPids[rootLevels - 1] !== 1) {
+    out.push(
+      `--same-pids in a new pid namespace: the root task ${root.pid} (${root.comm}) was not the init (pid 1) of its pid namespace (NSpid ${root.nsPids.join(' ')}), but the new namespace's init is the restored root`,
+    );
+  }
   for (const task of ix.image.tasks) {
     const name = `task ${task.pid} (${task.comm})`;
     // NSpid lists the pid from the dumper's pid namespace down: more than one level means
     // the task lives in a nested namespace, where it sees other pids (its own included).
-    if (task.nsPids.length > 1) {
+    // With --pidns new, the root's own namespace is recreated: its tasks are fine.
+    if (opts.pidnsNew && task.nsPids.length !== rootLevels) {
       out.push(
-        `${name} lives in a nested pid namespace (NSpid ${task.nsPids.join(' ')}); pidfd-cr restores tasks into its own pid namespace only`,
+        `${name} lives in another pid namespace than the root (NSpid ${task.nsPids.join(' ')}); a tree that spans several nested pid namespaces is not restored`,
+      );
+    } else if (!opts.pidnsNew && task.nsPids.length > 1) {
+      out.push(
+        `${name} lives in a nested pid namespace (NSpid ${task.nsPids.join(' ')}); pidfd-cr restores tasks into its own pid namespace only (a tree whose root is the init of that namespace: restore --pidns new)`,
       );
     }
     if (task.state !== 'zombie') continue;

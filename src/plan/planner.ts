@@ -26,7 +26,7 @@ export function planRestore(image: Image, opts: PlanOptions = {}): RestorePlan {
   const ix = indexImage(image);
   checkTree(ix);
   const { files, deadGroups, refusals } = planFiles(ix, opts);
-  const all = [...taskRefusals(ix), ...refusals];
+  const all = [...taskRefusals(ix, opts), ...refusals];
   if (all.length > 0) {
     throw new PcrError('PCR_ERR_UNSUPPORTED', `cannot restore faithfully: ${all.join('; ')}`);
   }

@@ -186,4 +186,11 @@ export interface PlanOptions {
    * (O_LARGEFILE, other access modes) are refused at plan time instead of failing later.
    */
   unprivileged?: boolean;
+  /**
+   * restore --pidns new: the root becomes the init of a new pid namespace, so tasks that
+   * lived in the root's own (nested) namespace are fine; with `samePids` the root must
+   * have been that namespace's init (innermost pid 1).
+   */
+  pidnsNew?: boolean;
+  samePids?: boolean;
 }

@@ -22,6 +22,14 @@ export interface WorkerIdentity {
   stderrUsable: boolean;
   /** Send TRACE messages (the coordinator has a trace sink that wants worker events). */
   trace: boolean;
+  /** restore --same-pids: children (workers and zombies) at their dumped pids. */
+  samePids?: boolean;
+  /**
+   * restore --pidns new: `init` for the root, the init (pid 1) of the new pid namespace
+   * (its parent, outside it, shows as 0; it mounts the namespace's own /proc); `member`
+   * for every other worker (pids inside it: launch/ns-pids.ts).
+   */
+  pidns?: 'init' | 'member';
 }
 
 export function encodeIdentity(id: WorkerIdentity): string {
@@ -40,7 +48,9 @@ export function decodeIdentity(text: string | undefined): WorkerIdentity {
     id.reservedFds.every(Number.isInteger) &&
     Number.isInteger(id.spawnerPid) &&
     typeof id.stderrUsable === 'boolean' &&
-    typeof id.trace === 'boolean';
+    typeof id.trace === 'boolean' &&
+    (id.samePids === undefined || typeof id.samePids === 'boolean') &&
+    (id.pidns === undefined || id.pidns === 'init' || id.pidns === 'member');
   if (!ok) throw new PcrError('PCR_ERR_USAGE', `${WORKER_ENV} is malformed: ${text}`);
   return id as WorkerIdentity;
 }

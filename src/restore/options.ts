@@ -79,6 +79,18 @@ export interface RestoreOptions {
    * socket the host listens on here, with descriptors (proto/handoff.proto).
    */
   handoffSocket?: string;
+  /**
+   * Restore every task and zombie at its dumped pid (docs/restore.md "Same pids"). Needs
+   * CAP_CHECKPOINT_RESTORE or root; every dumped pid must be free (checked before anything
+   * starts). Default false: new pids and a pid map.
+   */
+  samePids?: boolean;
+  /**
+   * 'new': the restored root is the init (pid 1) of a fresh pid namespace (and mount
+   * namespace, with its own /proc); with `samePids` every task gets its innermost dumped
+   * pid there (docs/restore.md "Pid namespaces"). Needs root. Default: ours.
+   */
+  pidns?: 'new';
 }
 
 /** Every option resolved: what restoreImage runs with. */
@@ -89,6 +101,8 @@ export interface ResolvedRestoreOptions {
   runDirParent: string | undefined;
   pidMapPath: string | undefined;
   adoptOrphans: boolean;
+  samePids: boolean;
+  pidnsNew: boolean;
 }
 
 const DEFAULT_TIMEOUT_MS = 30_000;
@@ -120,6 +134,8 @@ export function resolveRestoreOptions(o: RestoreOptions): ResolvedRestoreOptions
     runDirParent: o.runDirParent,
     pidMapPath: o.pidMapPath,
     adoptOrphans: o.adoptOrphans ?? false,
+    samePids: o.samePids ?? false,
+    pidnsNew: o.pidns === 'new',
   };
 }
 
@@ -140,6 +156,7 @@ export function checkRestoreOptions(o: RestoreOptions): RestoreLimits {
   checkInt('timeoutMs', o.timeoutMs, 1, MAX_DELAY_MS);
   checkInt('teardownGraceMs', o.teardownGraceMs, 0, MAX_DELAY_MS);
   if (o.workerStderr !== null) checkInt('workerStderr', o.workerStderr, 0, MAX_DELAY_MS);
+  if (o.pidns !== undefined && o.pidns !== 'new') throw usage('pidns', o.pidns, "'new'");
   if (o.hold && o.signal === undefined)
     throw new PcrError('PCR_ERR_USAGE', 'restore option hold needs a signal to end the hold');
   if (o.detach && o.exec === undefined)

@@ -22,10 +22,12 @@ import { makeRundir, removeRundir } from '../coordinator/rundir.js';
 import { Session } from '../coordinator/session.js';
 import type { VerifiedResult } from '../coordinator/settings.js';
 import { writeSpawnPlan } from '../launch/spawn-plan.js';
+import { writeNsPids } from '../launch/ns-pids.js';
 import { writePidMapFile } from './pid-map-file.js';
 import { checkExecSpec } from '../coordinator/exec-spec.js';
 import { sendFdMessages } from '../sys/fd-channel.js';
 import { encodeHandoffHello } from '../protocol/handoff.js';
+import { prepareSamePids, checkSamePidsOnVerified } from './same-pids.js';
 export { removeLiveRundirs } from '../coordinator/rundir.js';
 export type { RestoreOptions } from './options.js';
 
@@ -57,6 +59,8 @@ export async function restoreImage(
     externalDead: resolved.externalDead,
     currentBootId: bootId(),
     unprivileged: !hasDacOverride(),
+    pidnsNew: resolved.pidnsNew,
+    samePids: resolved.samePids,
   });
   checkPlanLimits(plan, resolved.limits);
   const log = resolved.session.logger;
@@ -75,6 +79,9 @@ export async function restoreImage(
     refuseExecWithThreads(plan);
   }
   if (handoff?.socketPath !== undefined) greetHandoffHost(handoff.socketPath, image);
+  if (resolved.samePids || resolved.pidnsNew)
+    prepareSamePids(image, resolved.pidnsNew, resolved.samePids);
+  const pidDifferences: Difference[] = [];
   if (resolved.adoptOrphans) prctl(PR_SET_CHILD_SUBREAPER, 1);
   const pidMap = pidMapWriter(resolved.pidMapPath);
   const rundir = makeRundir(resolved.runDirParent);
@@ -82,20 +89,27 @@ export async function restoreImage(
   let session: Session | undefined;
   try {
     writeSpawnPlan(rundir, plan);
+    if (resolved.pidnsNew && resolved.samePids) writeNsPids(rundir, image);
     const settings = resolved.session;
+    const onVerified = pidMap.wrap(settings.onVerified);
     session = await Session.open(image, plan, rundir, {
       ...settings,
-      onVerified: pidMap.wrap(settings.onVerified),
+      onVerified: resolved.samePids
+        ? checkSamePidsOnVerified(image, pidDifferences, onVerified, resolved.pidnsNew)
+        : onVerified,
+      samePids: resolved.samePids,
+      pidnsNew: resolved.pidnsNew,
     });
     const output = await session.run();
     // A callback of ours (trace sink, onVerified) that failed first stopped the restore.
     if (session.callerError) throw session.callerError;
     if (output.failure) throw abortError(output.failure);
     if (pidMap.error) throw pidMap.error;
+    const differences = [...output.differences, ...pidDifferences];
     return {
-      ok: output.ok,
+      ok: output.ok && pidDifferences.length === 0,
       pidMap: output.pidMap,
-      differences: output.differences,
+      differences,
       plan,
       detached: output.detached,
       ...(output.rootStatus === undefined ? {} : { rootStatus: output.rootStatus }),

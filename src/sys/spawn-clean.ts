@@ -8,12 +8,14 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { PcrError } from '../errors.js';
 import {
   spawn as posixSpawn,
+  spawnAt,
   openPath,
   dupAbove,
   closeQuiet,
   getCloexec,
   O_CLOEXEC,
 } from '../../native/index.js';
+import { spawnAtPid, type PidChoice } from './pid-choose.js';
 
 const O_RDWR = 0o2;
 
@@ -27,6 +29,10 @@ export interface CleanSpawn {
   reserve?: readonly number[];
   /** Start a new session (and process group) led by the child. */
   setsid?: boolean;
+  /** The child must get this pid (restore --same-pids: sys/pid-choose.ts). */
+  choosePid?: PidChoice;
+  /** The child is the init of a new pid namespace, in a new mount namespace (clone3). */
+  newPidNs?: boolean;
 }
 
 /** Our fds that would survive exec: not close-on-exec. */
@@ -75,14 +81,19 @@ export function spawnClean(req: CleanSpawn): number {
     });
     for (const n of reserve) dup2.push([nul, n]);
     const targets = new Set(dup2.map(([, to]) => to));
-    return posixSpawn({
+    const close = inheritableFds().filter((fd) => !targets.has(fd));
+    const how = {
       path: req.path,
       argv: req.argv,
       env: req.env,
       dup2,
-      close: inheritableFds().filter((fd) => !targets.has(fd)),
+      close,
       ...(req.setsid ? { setsid: true } : {}),
-    });
+    };
+    const choice = req.choosePid;
+    if (choice) return spawnAtPid(choice, () => spawnAt({ ...how, pid: choice.pid }));
+    if (req.newPidNs) return spawnAt({ ...how, newPidNs: true });
+    return posixSpawn(how);
   } finally {
     closeQuiet(devnull);
     lifted.forEach(closeQuiet);

@@ -18,6 +18,7 @@ import { existsSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { PcrError } from '../errors.js';
 import { spawnClean } from './spawn-clean.js';
+import type { PidChoice } from './pid-choose.js';
 import { watchReadable } from './readiness.js';
 
 const SIGKILL = 9;
@@ -59,7 +60,12 @@ const unsupported = (w: number, why: string): PcrError =>
  * teardown: a zombie child. Its comm is `comm` when given (exec through a symlink named
  * so in `linkDir`: the kernel takes comm from the executed path's last component).
  */
-export function spawnZombie(status: number, comm?: string, linkDir?: string): number {
+export function spawnZombie(
+  status: number,
+  comm?: string,
+  linkDir?: string,
+  choosePid?: PidChoice,
+): number {
   const script = scriptFor(status).replace('read _; ', '');
   let path = '/bin/sh';
   if (comm && linkDir && /^[^/\0]{1,15}$/.test(comm)) {
@@ -71,6 +77,7 @@ export function spawnZombie(status: number, comm?: string, linkDir?: string): nu
     argv: [comm || 'sh', '-c', script],
     env: { PATH: '/usr/bin:/bin' },
     stdio: [null, null, null],
+    ...(choosePid ? { choosePid } : {}),
   });
 }
 

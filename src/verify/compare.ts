@@ -24,7 +24,8 @@ export type DifferenceKind =
   | 'exit-status'
   | 'zombie-state'
   | 'ino-class'
-  | 'file-class';
+  | 'file-class'
+  | 'pid';
 
 export interface Difference {
   kind: DifferenceKind;

@@ -35,6 +35,8 @@ const effects = new WorkerEffects({
   trace: identity.trace,
   ...(identity.trace ? { note: (n: WorkerNote) => forwardNote(n) } : {}),
   prespawned,
+  ...(identity.samePids ? { samePids: true } : {}),
+  ...(identity.pidns ? { inPidns: true } : {}),
 });
 injectStartupFault(fault, pid, identity.rundir, 'connect');
 

@@ -34,13 +34,16 @@ test('no PIDFD_INFO_EXIT: dead targets fail in dump and restore, nothing else', 
   assert.deepEqual(r.find((f) => f.id === 'dead')!.failed, ['pidfd-exit-info']);
 });
 
-test('same pids: either ns_last_pid or clone3 set_tid is enough (anyOf)', () => {
-  const one = judgeFeatures(failing('ns-last-pid')).find((f) => f.id === 'same-pids')!;
-  assert.equal(one.works, true);
-  assert.deepEqual(one.failed, ['ns-last-pid']);
-  const both = judgeFeatures(failing('ns-last-pid', 'clone3-set-tid'));
-  assert.equal(both.find((f) => f.id === 'same-pids')!.works, false);
-  assert.equal(both.find((f) => f.id === 'same-pids')!.needed, false);
+test('same pids need clone3 set_tid; a new pid namespace also its ns_last_pid; both optional', () => {
+  const noLastPid = judgeFeatures(failing('ns-last-pid'));
+  assert.equal(noLastPid.find((f) => f.id === 'same-pids')!.works, true);
+  assert.equal(noLastPid.find((f) => f.id === 'pidns-new')!.works, false);
+  assert.deepEqual(noLastPid.find((f) => f.id === 'pidns-new')!.failed, ['ns-last-pid']);
+  const noClone3 = judgeFeatures(failing('clone3-set-tid'));
+  assert.equal(noClone3.find((f) => f.id === 'same-pids')!.works, false);
+  assert.deepEqual(noClone3.find((f) => f.id === 'same-pids')!.failed, ['clone3-set-tid']);
+  assert.equal(noClone3.find((f) => f.id === 'same-pids')!.needed, false);
+  assert.equal(noClone3.find((f) => f.id === 'pidns-new')!.needed, false);
 });
 
 test('CapEff parsing keeps the four capabilities that matter', () => {

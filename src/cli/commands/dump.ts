@@ -1,12 +1,12 @@
-/** `pidfd-cr dump -t PID -D DIR [--leave-stopped] [--force]`: checkpoint a tree's pidfds. */
+/** `pidfd-cr dump -t PID -D DIR [--leave-stopped | --kill] [--force]`: checkpoint a tree's pidfds. */
 import { UsageError } from '../../errors.js';
 import { intOption, parseCommandArgs } from '../args.js';
 import { dumpToDir } from '../../dump/index.js';
 import { count } from '../../text.js';
 import { LOG_HELP, LOG_OPTIONS, cliLogger } from '../log.js';
 
-const HELP = `usage: pidfd-cr dump -t PID -D DIR [--leave-stopped] [--force] [-v] [--log-level LEVEL]
-                     [--log-file F]
+const HELP = `usage: pidfd-cr dump -t PID -D DIR [--leave-stopped | --kill] [--force] [-v]
+                     [--log-level LEVEL] [--log-file F]
 
 Freezes the process tree rooted at PID (ptrace, invisible to the tasks' parents), reads
 every pidfd of every task, and writes the image DIR/pidfd-cr.img. The tree runs on
@@ -14,10 +14,13 @@ afterwards.
   -t, --tree PID      root of the tree
   -D, --dir DIR       image directory (must exist and be writable)
       --leave-stopped leave every live task stopped (SIGSTOP) after the dump
+      --kill          once the image is written, SIGKILL the tree (still frozen) and
+                      wait until its pids are free: for restore --same-pids
       --force         replace an image already in DIR
 ${LOG_HELP}
 Exit statuses: 3 no such process, 4 permission (ptrace access), 5 a task exited while
-being dumped, 6 image directory unusable, 7 image exists (use --force); see docs/dump.md.
+being dumped, 6 image directory unusable, 7 image exists (use --force), 11 --kill: a
+pid still in use 10 s after the kill (the image is written); see docs/dump.md.
 `;
 
 export async function run(argv: string[]): Promise<number> {
@@ -27,6 +30,7 @@ export async function run(argv: string[]): Promise<number> {
     'leave-stopped': { type: 'boolean' },
     force: { type: 'boolean' },
     ...LOG_OPTIONS,
+    kill: { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help) {
@@ -43,6 +47,7 @@ export async function run(argv: string[]): Promise<number> {
     dumped = await dumpToDir(pid, dir, {
       leaveStopped: values['leave-stopped'] === true,
       force: values.force === true,
+      kill: values.kill === true,
       ...(log.logger ? { logger: log.logger } : {}),
     });
   } finally {
@@ -54,5 +59,8 @@ export async function run(argv: string[]): Promise<number> {
     `dumped ${count(image.tasks.length, 'task')}, ${count(fds, 'pidfd')} ` +
       `(${count(image.files.length, 'open file')}, ${count(image.targets.length, 'target')}) to ${path}\n`,
   );
+  if (values.kill === true) {
+    process.stdout.write(`killed the dumped tree; its pids are free\n`);
+  }
   return 0;
 }

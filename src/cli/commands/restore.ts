@@ -24,6 +24,7 @@ const HELP = `usage: pidfd-cr restore -D DIR [--trace] [--trace-file F] [--pid-m
                         [--timeout S] [--external-dead] [--max-processes N] [--pidfile F]
                         [--viz FILE] [--action-script PATH]... [--status-fd N]
                         [--exec JSON|@FILE [-d]] [--handoff-socket PATH]
+                        [--same-pids] [--pidns new]
                         [-v] [--log-level LEVEL] [--log-file F]
 
 Restores the pidfds of the image DIR/pidfd-cr.img: one worker process per dumped task,
@@ -56,6 +57,10 @@ every restored fd from /proc against the image and tears the tree down.
                          running (as criu restore -d)
       --handoff-socket P after verification send every pidfd over SCM_RIGHTS to the Unix
                          SEQPACKET socket P (proto/handoff.proto), then tear down or --hold
+      --same-pids        every task and zombie at its dumped pid (needs root or
+                         CAP_CHECKPOINT_RESTORE; the pids must be free: dump --kill)
+      --pidns new        the restored root is the init (pid 1) of a new pid namespace;
+                         with --same-pids every task at its innermost dumped pid there
 ${LOG_HELP}
 Exit statuses: 0 restored and verified; 1 restored but different from the image (the
 differences are printed); 2 bad command line or output path; 5 a worker exited during
@@ -67,6 +72,8 @@ limits allow; 14 the trace file is not a v1 trace (trace); 15 stdout or stderr c
 27 an --exec program cannot be executed (named, before anything is spawned, or execve
 failed); 28 the --handoff-socket is not listening or its host left mid-hand-off;
 with --exec and no -d: the root program's exit status (128+N if killed by signal N);
+16/20/21 --same-pids: a dumped pid is in use (named, with its holder) / no privilege
+to choose pids / other processes took a pid at every retry;
 130/143 interrupted by SIGINT/SIGTERM (the tree is taken down; during --hold the signal
 ends the hold instead); 23 a hook (action script) stopped the restore. See docs/cli.md.
 `;
@@ -223,6 +230,8 @@ export async function run(argv: string[]): Promise<number> {
     exec: { type: 'string' },
     detach: { type: 'boolean', short: 'd' },
     'handoff-socket': { type: 'string' },
+    'same-pids': { type: 'boolean' },
+    pidns: { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help) {
@@ -299,6 +308,8 @@ export async function run(argv: string[]): Promise<number> {
       ...(trace ? { trace } : {}),
       ...(pidMapPath !== undefined ? { pidMapPath } : {}),
       externalDead: values['external-dead'] === true,
+      samePids: values['same-pids'] === true,
+      ...(values.pidns === undefined ? {} : { pidns: pidnsOption(values.pidns) }),
       ...(maxProcesses === undefined ? {} : { limits: { maxProcesses } }),
       signal: controller.signal,
       // Orphans of the restored tree (if a worker dies) come back to us, not to init.
@@ -369,4 +380,10 @@ function parseExecOption(text: string): string[] | Record<string, string[]> {
 /** A wait status word as a shell reports it: the exit code, or 128 + the signal. */
 export function statusOfWait(status: number): number {
   return (status & 0x7f) === 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f);
+}
+
+function pidnsOption(value: unknown): 'new' {
+  if (value !== 'new')
+    throw new UsageError(`restore: --pidns must be 'new', got '${String(value)}'`);
+  return value;
 }

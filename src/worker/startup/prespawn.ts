@@ -21,6 +21,16 @@ export function prespawnChildren(id: WorkerIdentity): void {
       reservedFds: c.reservedFds,
       stderrFd: id.stderrUsable ? 2 : null,
       trace: id.trace,
+      ...(id.pidns ? { pidns: 'member' as const } : {}),
+      ...(id.samePids
+        ? {
+            samePids: true,
+            log: (line: string) => {
+              if (id.stderrUsable)
+                process.stderr.write(`pidfd-cr worker ${id.dumpedPid}: ${line}\n`);
+            },
+          }
+        : {}),
     });
     // No helper pidfd is kept: the child is ours, its pid stays valid until we reap it.
     closeQuiet(w.pidfd);
