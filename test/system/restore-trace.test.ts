@@ -359,7 +359,10 @@ test('a restore that fails in kill-temp: the aborted temps are traced as killed 
       assert.equal(exit.from, 'failed', 'the creator had failed');
     } else {
       // Another creator may have finished its own in kill-temp, or been torn down first.
-      assert.ok([recorded, 9].includes(exit.process!.waitStatus), `ino ${g.ino}`);
+      assert.ok(
+        [recorded, 9].includes(exit.process!.waitStatus),
+        `ino ${g.ino}: status ${exit.process!.waitStatus}, recorded ${recorded}`,
+      );
     }
   }
 });
