@@ -87,5 +87,11 @@ export function childrenOf(pid: number): number[] {
 
 /** Every descendant of `pid`, depth first. */
 export function descendantsOf(pid: number): number[] {
-  return childrenOf(pid).flatMap((c) => [c, ...descendantsOf(c)]);
+  let children: number[];
+  try {
+    children = childrenOf(pid);
+  } catch {
+    return []; // it exited while we walked
+  }
+  return children.flatMap((c) => [c, ...descendantsOf(c)]);
 }

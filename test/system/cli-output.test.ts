@@ -18,24 +18,13 @@ import { prctl, PR_SET_CHILD_SUBREAPER } from '../../native/index.js';
 import { writeImage } from '../../src/image/store.js';
 import { sharedScm } from '../fixtures/scenarios.js';
 import { buildAndDump } from '../helpers/restore-run.js';
-import { childrenOf } from '../helpers/proc-view.js';
+import { descendantsOf } from '../helpers/proc-view.js';
 import { CLI } from '../fixtures/dump-helpers.js';
 
 interface Ended {
   code: number | null;
   stdout: string;
   stderr: string;
-}
-
-/** Every descendant of `pid`, skipping processes that exit while we walk. */
-function descendantsOf(pid: number): number[] {
-  let children: number[];
-  try {
-    children = childrenOf(pid);
-  } catch {
-    return [];
-  }
-  return children.flatMap((c) => [c, ...descendantsOf(c)]);
 }
 
 /** Runs `argv` with the given stdio until it exits (SIGKILL after 60 s: a hang fails). */

@@ -11,18 +11,13 @@ import {
   accessSync,
   chmodSync,
   constants,
-  cpSync,
   existsSync,
   mkdirSync,
-  mkdtempSync,
   readdirSync,
   readFileSync,
-  rmSync,
   writeFileSync,
 } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import {
   __WALL,
   closeFd,
@@ -47,8 +42,8 @@ import { buildTree, describeImage, type BuiltTree } from '../../src/testing/inde
 import { dumpToDir, dumpTree } from '../../src/dump/index.js';
 import { imagePath, readImage } from '../../src/image/store.js';
 import { alive } from '../fixtures/scenarios.js';
+import { worldReadableCopy } from '../helpers/world-readable.js';
 import {
-  CLI,
   cli,
   filesIn,
   liveTasks,
@@ -171,7 +166,10 @@ test('dump with bad arguments: exit 2 and a message naming the argument', (t) =>
   assert.deepEqual(filesIn(dir), []);
   const help = cli(['dump', '--help']);
   assert.equal(help.status, 0);
-  assert.match(help.stdout, /^usage: pidfd-cr dump -t PID -D DIR \[--leave-stopped\] \[--force\]/);
+  assert.match(
+    help.stdout,
+    /^usage: pidfd-cr dump -t PID -D DIR \[--leave-stopped \| --kill\] \[--force\]/,
+  );
 });
 
 test('dump of a thread id: exit 2 naming the process it belongs to', (t) => {
@@ -240,31 +238,6 @@ test('dump of a tree with a task already traced: exit 4 naming it and its tracer
   assert.deepEqual(filesIn(dir), []);
   assertRunningUntraced(built);
 });
-
-/**
- * What the CLI needs to run, copied to a world-readable directory: the checkout may sit
- * in a directory other users cannot enter (root cloning into /root or a `mktemp -d`), and
- * uid 65534 must still load the CLI. dist/, package.json and the runtime packages of
- * package-lock.json (those not marked dev), so the copy runs as the installed package.
- */
-function worldReadableCopy(): { cli: string; remove: () => void } {
-  const root = fileURLToPath(new URL('../../../', import.meta.url));
-  const lock = JSON.parse(readFileSync(join(root, 'package-lock.json'), 'utf8')) as {
-    packages: Record<string, { dev?: boolean; link?: boolean }>;
-  };
-  const copy = mkdtempSync(join(tmpdir(), 'pcr-nobody-cli-'));
-  chmodSync(copy, 0o755);
-  cpSync(join(root, 'dist'), join(copy, 'dist'), { recursive: true });
-  cpSync(join(root, 'package.json'), join(copy, 'package.json'));
-  for (const [path, info] of Object.entries(lock.packages)) {
-    // Optional packages for other platforms are in the lock but not installed.
-    if (path === '' || info.dev === true || info.link === true) continue;
-    if (!existsSync(join(root, path))) continue;
-    cpSync(join(root, path), join(copy, path), { recursive: true, dereference: true });
-  }
-  const cli = join(copy, relative(root, CLI));
-  return { cli, remove: () => rmSync(copy, { recursive: true, force: true }) };
-}
 
 test('dump without ptrace access (run as nobody): exit 4 explaining the rule', async (t) => {
   if (process.getuid?.() !== 0 || !existsSync('/usr/bin/setpriv')) {

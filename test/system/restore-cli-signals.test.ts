@@ -17,7 +17,7 @@ import { prctl, PR_SET_CHILD_SUBREAPER } from '../../native/index.js';
 import { writeImage } from '../../src/image/store.js';
 import { sharedScm } from '../fixtures/scenarios.js';
 import { buildAndDump } from '../helpers/restore-run.js';
-import { childrenOf, exists } from '../helpers/proc-view.js';
+import { descendantsOf, exists } from '../helpers/proc-view.js';
 import { CLI } from '../fixtures/dump-helpers.js';
 
 /** Every process whose process group or session is `id`. */
@@ -34,17 +34,6 @@ function inGroupOrSession(id: number): number[] {
     }
   }
   return out;
-}
-
-/** Every descendant of `pid`, skipping processes that exit while we walk. */
-function descendantsOf(pid: number): number[] {
-  let children: number[];
-  try {
-    children = childrenOf(pid);
-  } catch {
-    return [];
-  }
-  return children.flatMap((c) => [c, ...descendantsOf(c)]);
 }
 
 interface Interrupted {

@@ -28,19 +28,8 @@ import { encodeToCoordinator } from '../../src/protocol/wire.js';
 import { EXIT_CODES } from '../../src/errors.js';
 import { deadStatuses, sharedScm } from '../fixtures/scenarios.js';
 import { buildAndDump, waitGone } from '../helpers/restore-run.js';
-import { childrenOf, exists, procState } from '../helpers/proc-view.js';
+import { descendantsOf, exists, procState } from '../helpers/proc-view.js';
 import { CLI } from '../fixtures/dump-helpers.js';
-
-/** Every descendant of `pid`, skipping processes that exit while we walk. */
-function descendantsOf(pid: number): number[] {
-  let children: number[];
-  try {
-    children = childrenOf(pid);
-  } catch {
-    return [];
-  }
-  return children.flatMap((c) => [c, ...descendantsOf(c)]);
-}
 
 interface Running {
   child: ChildProcess;
