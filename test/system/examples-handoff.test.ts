@@ -10,7 +10,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdirSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { writeImage } from '../../src/image/store.js';
 import type { Image } from '../../src/model/image.js';
@@ -101,8 +101,10 @@ test('examples/handoff-exec.sh: each task runs the C program with its pidfds at 
   writeImage(dir, image);
   const work = join(dir, 'work');
   mkdirSync(work);
-  const everyone: number[] = [];
+  const mapPath = join(work, 'pid-map.json');
+  const readMap = () => JSON.parse(readFileSync(mapPath, 'utf8')) as Record<string, number>;
   t.after(async () => {
+    const everyone = existsSync(mapPath) ? Object.values(readMap()) : [];
     for (const pid of everyone) {
       try {
         process.kill(pid, 'SIGKILL');
@@ -116,12 +118,9 @@ test('examples/handoff-exec.sh: each task runs the C program with its pidfds at 
     PIDFD_CR: `${process.execPath} ${CLI}`,
     TMPDIR: dir, // a run directory left behind would be found here
   });
-  const map = JSON.parse(readFileSync(join(work, 'pid-map.json'), 'utf8')) as Record<
-    string,
-    number
-  >;
-  everyone.push(...Object.values(map));
   assert.equal(run.code, 0, run.stderr);
+  const map = readMap();
+  const everyone = Object.values(map);
   const restored = (dumped: number): number => {
     const r = map[String(dumped)];
     assert.ok(r !== undefined, `task ${dumped} in the pid map`);

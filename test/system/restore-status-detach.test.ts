@@ -12,6 +12,7 @@ import { once } from 'node:events';
 import {
   chmodSync,
   closeSync,
+  existsSync,
   openSync,
   readFileSync,
   readdirSync,
@@ -58,7 +59,12 @@ async function runWithStatusFd(
   const fd3 = child.stdio[3] as Readable;
   const bytes: Buffer[] = [];
   fd3.on('data', (d: Buffer) => bytes.push(d));
-  await once(fd3, 'end');
+  // Bounded: a process that kept a copy of fd 3 would keep EOF away for ever.
+  const limit = setTimeout(
+    () => fd3.destroy(new Error('fd 3 never reached EOF: a process keeps a copy')),
+    60_000,
+  );
+  await once(fd3, 'end').finally(() => clearTimeout(limit));
   const [code] = (await exit) as [number | null];
   const stdout = readFileSync(out, 'utf8');
   const stderr = readFileSync(err, 'utf8');
@@ -81,8 +87,8 @@ test('--exec -d --status-fd: the byte once every task exec’d, then EOF while t
   const { image, dir } = await buildAndDump(t, alive);
   writeImage(dir, image);
   const mapPath = join(dir, 'pids.json');
-  const everyone: number[] = [];
   t.after(async () => {
+    const everyone = existsSync(mapPath) ? readMap(mapPath) : [];
     for (const pid of everyone)
       try {
         process.kill(pid, 'SIGKILL');
@@ -96,7 +102,7 @@ test('--exec -d --status-fd: the byte once every task exec’d, then EOF while t
     ['--pid-map', mapPath, '-d', '--status-fd', '3', '--exec', JSON.stringify([sleep, '1000'])],
     dir,
   );
-  everyone.push(...readMap(mapPath));
+  const everyone = readMap(mapPath);
   assert.equal(run.code, 0, run.stderr);
   assert.deepEqual(run.status, Buffer.of(0), 'the status byte');
   assert.match(run.stdout, /^detached: every task runs its --exec program/m);
