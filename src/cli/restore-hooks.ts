@@ -2,7 +2,8 @@
  * The CLI's side of restoreImage's hooks, as criu's: `--action-script PATH` (repeatable)
  * runs each script at each hook with CRTOOLS_SCRIPT_ACTION and the pidfd-cr variables;
  * one that exits non-zero stops the restore naming it. `--status-fd N` gets one byte once
- * the held tree is ready, then is closed. Both are checked before anything starts.
+ * the held tree is ready (--hold) or every task exec'd its program (--exec -d), then is
+ * closed. Both are checked before anything starts.
  */
 import { accessSync, closeSync, constants, fstatSync, statSync, writeSync } from 'node:fs';
 import { spawn } from 'node:child_process';
@@ -46,16 +47,19 @@ export function checkActionScripts(paths: readonly string[]): string[] {
 const O_ACCMODE = 3;
 const O_RDONLY = 0;
 
-/** `--status-fd N`: an open, writable fd above stderr, made close-on-exec (no child keeps it). */
-export function checkStatusFd(value: string, hold: boolean): number {
+/**
+ * `--status-fd N`: an open, writable fd above stderr, made close-on-exec (no child keeps
+ * it). `readyAt`: when the byte comes (--hold or --exec -d); without either, a usage error.
+ */
+export function checkStatusFd(value: string, readyAt: 'hold' | 'detach' | undefined): number {
   if (!/^[0-9]+$/.test(value) || !Number.isSafeInteger(Number(value)))
     throw new UsageError(`restore: --status-fd must be an fd number, got '${value}'`);
   const fd = Number(value);
   if (fd <= 2)
     throw new UsageError(`restore: --status-fd ${fd} is stdin, stdout or stderr; give another fd`);
-  if (!hold)
+  if (readyAt === undefined)
     throw new UsageError(
-      'restore: --status-fd needs --hold (the byte says the held tree is ready)',
+      'restore: --status-fd needs --hold or --exec with -d (the byte says the held or detached tree is ready)',
     );
   try {
     fstatSync(fd);
@@ -69,7 +73,7 @@ export function checkStatusFd(value: string, hold: boolean): number {
 }
 
 /** Writes the one status byte (criu writes '\0') if `ready`, and closes the fd. */
-function signalReady(fd: number, ready: boolean): void {
+export function signalReady(fd: number, ready: boolean): void {
   try {
     if (ready) writeSync(fd, Buffer.of(0));
   } catch (err) {
@@ -123,6 +127,7 @@ const signalNumber = (sig: NodeJS.Signals | null): number =>
 export interface CliHookOptions {
   scripts: readonly string[];
   imageDir: string;
+  /** The --status-fd written at beforeHandoff (--hold); with -d the caller writes it. */
   statusFd: number | undefined;
 }
 

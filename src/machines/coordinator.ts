@@ -70,6 +70,8 @@ export interface CoordinatorContext {
   handoff: HandoffMode | undefined;
   /** Tasks that handed off (sent to the socket, or exec'd when exec is asked). */
   handedOff: number[];
+  /** The caller's STOP came during a hand-off that ends in a hold: ends it at once. */
+  stopAfterHandoff?: true;
   /** Wait status of the root's program once it exited (exec without detach). */
   rootStatus?: number;
   phase: Phase;
@@ -540,6 +542,7 @@ export const coordinatorMachine = setup({
           'PCR_ERR_TIMEOUT',
         ),
     }),
+    deferStop: assign({ stopAfterHandoff: () => true as const }),
     recordHandedOff: assign({
       handedOff: ({ context, event }) =>
         event.type !== 'HANDED_OFF' || context.handedOff.includes(event.pid)
@@ -612,6 +615,7 @@ export const coordinatorMachine = setup({
       context.handedOff.includes(event.pid),
     execsDetached: ({ context }) => context.handoff?.exec === true && context.handoff.detach,
     execs: ({ context }) => context.handoff?.exec === true,
+    stopDeferred: ({ context }) => context.stopAfterHandoff === true,
     rootExited: ({ context }) => context.rootStatus !== undefined,
   },
   delays: {
@@ -766,12 +770,19 @@ export const coordinatorMachine = setup({
           { guard: 'isHandedOff', actions: 'recordHostExit' },
           { target: 'aborting', actions: 'recordWorkerExited' },
         ],
+        // A STOP meant to end the hold that follows (the host got its pidfds and says
+        // so) lets the hand-off finish, then takes the tree down the normal way.
+        STOP: [
+          { guard: 'shouldHold', actions: 'deferStop' },
+          { target: 'aborting', actions: 'recordStop' },
+        ],
       },
       after: { phaseTimeout: { target: 'aborting', actions: 'handoffTimedOut' } },
     },
     /** Every task handed off: detach, wait for the root's program, hold, or tear down. */
     'handed-off': {
       always: [
+        { guard: 'stopDeferred', target: 'before-teardown' },
         { guard: 'execsDetached', target: 'detached' },
         { guard: 'execs', target: 'running' },
         { guard: 'shouldHold', target: 'holding' },

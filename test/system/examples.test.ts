@@ -3,7 +3,8 @@
  * trees: examples/library-hooks.mjs (the library with hooks, imported as 'pidfd-cr') and
  * examples/action-script.sh (the CLI with --action-script and --status-fd). What they
  * print is checked against the image, and the restored tree is gone afterwards.
- * (examples/swrk-client.py is run by swrk-python.test.ts.)
+ * (examples/swrk-client.py is run by swrk-python.test.ts, the hand-off examples by
+ * examples-handoff.test.ts.)
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';

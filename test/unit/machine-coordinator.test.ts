@@ -205,6 +205,31 @@ test('hand-off to a socket: HANDOFF for all once verified, then teardown (or hol
   assert.equal(held.value, 'holding');
 });
 
+test('a STOP during a socket hand-off that ends in a hold lets it finish, then tears down; without hold it aborts', () => {
+  const held = verify(new Driver({ ...handoff(false), hold: true }));
+  held.send({ type: 'HANDED_OFF', pid: 100 });
+  held.send({ type: 'STOP', reason: 'SIGTERM' }); // the host has what it came for
+  assert.equal(held.value, 'handing-off', 'the other tasks still hand off');
+  held.send({ type: 'HANDED_OFF', pid: 200 });
+  held.send({ type: 'HANDED_OFF', pid: 300 });
+  assert.equal(held.value, 'before-teardown', 'no hold: the STOP ends it at once');
+  hookDone(held, 'beforeTeardown');
+  held.send({ type: 'xstate.done.actor.tearDownTree', output: undefined });
+  assert.equal(held.snapshot.output?.ok, true);
+  assert.equal(held.snapshot.output?.failure, undefined);
+
+  const lost = verify(new Driver({ ...handoff(false), hold: true }));
+  lost.send({ type: 'STOP', reason: 'SIGTERM' });
+  lost.send({ type: 'WORKER_EXITED', pid: 100, status: 9 }); // still a loss
+  assert.equal(lost.value, 'aborting');
+  assert.equal(lost.snapshot.context.failure?.code, 'PCR_ERR_TASK_EXITED');
+
+  const d = verify(new Driver(handoff(false)));
+  d.send({ type: 'STOP', reason: 'SIGTERM' });
+  assert.equal(d.value, 'aborting');
+  assert.match(d.snapshot.context.failure!.message, /SIGTERM/);
+});
+
 test('a worker lost during a socket hand-off aborts, naming it; so does the timeout', () => {
   const d = verify(new Driver(handoff(false)));
   d.send({ type: 'HANDED_OFF', pid: 100 });

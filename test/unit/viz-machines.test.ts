@@ -51,9 +51,9 @@ for (const name of ['task', 'coordinator'] as const) {
     const invokes = g.nodes.flatMap((n) => n.invokes.map((i) => `${n.id}:${i.split(' ')[0]}`));
     assert.deepEqual(invokes.sort(), want.invokes.sort());
     // toJSON() drops eventless transitions; the graph has them (the coordinator's
-    // comparing: 1, handed-off: 4, running: 1).
+    // comparing: 1, handed-off: 5, running: 1).
     const always = g.edges.filter((e) => e.event === '');
-    assert.equal(always.length, name === 'coordinator' ? 6 : 0);
+    assert.equal(always.length, name === 'coordinator' ? 7 : 0);
     // Guards by name, parameters shown.
     if (name === 'task') assert.ok(g.edges.some((e) => e.guard === 'isPhase(open-alive)'));
     const mermaid = toMermaid(g);

@@ -18,7 +18,7 @@ import { count, printable } from '../../text.js';
 import { restoredRoot, writePidFile } from '../pidfile.js';
 import { abortOnOutputFailure } from '../output.js';
 import { LOG_HELP, LOG_OPTIONS, cliLogger } from '../log.js';
-import { checkActionScripts, checkStatusFd, cliHooks } from '../restore-hooks.js';
+import { checkActionScripts, checkStatusFd, cliHooks, signalReady } from '../restore-hooks.js';
 
 const HELP = `usage: pidfd-cr restore -D DIR [--trace] [--trace-file F] [--pid-map FILE] [--hold]
                         [--timeout S] [--external-dead] [--max-processes N] [--pidfile F]
@@ -46,8 +46,8 @@ every restored fd from /proc against the image and tears the tree down.
       --action-script PATH  run PATH at each hook (CRTOOLS_SCRIPT_ACTION=post-setup-
                          namespaces, post-restore, pre-resume, pre-teardown; repeatable);
                          a non-zero exit stops the restore (exit 23)
-      --status-fd N      with --hold: write one byte to fd N once the held tree is
-                         verified and ready, then close it
+      --status-fd N      with --hold or --exec -d: write one byte to fd N once the held
+                         tree is verified and ready (-d: every task exec'd), then close it
       --exec JSON|@FILE  after verification every task execs a program keeping its pidfds
                          at their numbers: ["/abs/prog","arg",…] for all tasks, or
                          {"<dumped pid>": [...], "*": [...]}; placeholders {dumped_pid}
@@ -285,8 +285,11 @@ export async function run(argv: string[]): Promise<number> {
   const hold = values.hold === true;
   const scripts = checkActionScripts((values['action-script'] as string[] | undefined) ?? []);
   const statusFd =
-    typeof values['status-fd'] === 'string' ? checkStatusFd(values['status-fd'], hold) : undefined;
-  const hooks = cliHooks({ scripts, imageDir: dir, statusFd });
+    typeof values['status-fd'] === 'string'
+      ? checkStatusFd(values['status-fd'], hold ? 'hold' : detach ? 'detach' : undefined)
+      : undefined;
+  // With -d the byte comes once every task exec'd (below), as criu restore -d's.
+  const hooks = cliHooks({ scripts, imageDir: dir, statusFd: detach ? undefined : statusFd });
   if (pidMapPath !== undefined) checkPidMapPath(pidMapPath);
   if (pidfile !== undefined) checkPidMapPath(pidfile, '--pidfile');
   const traceFile = traceFilePath !== undefined ? openTraceFile(traceFilePath) : undefined;
@@ -343,6 +346,7 @@ export async function run(argv: string[]): Promise<number> {
         `detached: every task runs its --exec program (root pid ${restoredRoot(result.pidMap, image.rootPid)})\n`,
       );
     else if (result.rootStatus !== undefined) status = statusOfWait(result.rootStatus);
+    if (detach && statusFd !== undefined) signalReady(statusFd, result.detached === true);
   } catch (err) {
     // A signal that ended a held tree is not an interruption: restoreImage returned.
     if (signals.received && err !== traceFile?.error)
