@@ -29,7 +29,8 @@ commands:
   show -D DIR [--json]                             print an image
   restore -D DIR [--trace] [--trace-file F] [--pid-map F] [--hold] [--timeout S]
           [--external-dead] [--max-processes N] [--pidfile F] [--viz FILE]
-          [--same-pids] [--pidns new]
+          [--action-script PATH]... [--status-fd N] [--exec JSON|@FILE [-d]]
+          [--handoff-socket PATH] [--same-pids] [--pidns new]
                                                    restore the pidfds of an image
   demo [--trace] [--trace-file F] [--viz FILE]    dump and restore a built-in example
   trace FILE [--format html|chrome|text] [-o OUT]  draw a restore's trace file
