@@ -6,14 +6,13 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { EXIT_CODES, PcrError, UsageError } from '../../errors.js';
+import { EXIT_CODES, PcrError } from '../../errors.js';
 import { parseCommandArgs } from '../args.js';
 import { buildTree, DEMO_TREE } from '../../testing/index.js';
 import { dumpToDir } from '../../dump/index.js';
 import { formatImage } from '../../image/show.js';
 import { restoreImage } from '../../restore/restore-image.js';
-import { stderrTraceSink, fileTraceSink, teeSinks } from '../../restore/trace-sinks.js';
-import { vizWriter } from '../../viz/collect.js';
+import { traceOutputs } from '../trace-outputs.js';
 import { formatPidMap, formatVerification, interruptedStatus, stopOnSignals } from './restore.js';
 import { count } from '../../text.js';
 import { abortOnOutputFailure } from '../output.js';
@@ -47,13 +46,7 @@ export async function run(argv: string[]): Promise<number> {
   }
   const log = cliLogger('demo', values);
   const logger = log.logger ? { logger: log.logger } : {};
-  const viz = vizWriter('demo', values.viz);
-  const traceFile = traceFileSink('demo', values['trace-file']);
-  const stderrTrace = values.trace ? stderrTraceSink() : undefined;
-  const trace =
-    values.trace || traceFile || viz
-      ? teeSinks(stderrTrace, traceFile?.sink, viz?.sink)
-      : undefined;
+  const { trace, stderrTrace, traceFile, viz } = traceOutputs('demo', values);
   const controller = new AbortController();
   let dir: string | undefined;
   const removeDir = (): void => {
@@ -110,25 +103,5 @@ export async function run(argv: string[]): Promise<number> {
     signals.unhook();
     outputGuard();
     log.close();
-  }
-}
-
-/** `--trace-file F`, opened (truncated) before anything runs; a bad path is a usage error. */
-function traceFileSink(
-  command: string,
-  path: string | boolean | (string | boolean)[] | undefined,
-): ReturnType<typeof fileTraceSink> | undefined {
-  if (typeof path !== 'string') return undefined;
-  if (path === '') throw new UsageError(`${command}: --trace-file needs a file name, got ''`);
-  try {
-    return fileTraceSink(path);
-  } catch (err) {
-    throw new PcrError(
-      'PCR_ERR_USAGE',
-      `${command}: --trace-file ${path}: ${(err as Error).message}`,
-      {
-        cause: err,
-      },
-    );
   }
 }

@@ -10,10 +10,9 @@ import { intOption, parseCommandArgs } from '../args.js';
 import { imagePath, readImage } from '../../image/store.js';
 import type { Image } from '../../model/image.js';
 import { restoreImage, removeLiveRundirs } from '../../restore/restore-image.js';
-import { stderrTraceSink, fileTraceSink, teeSinks } from '../../restore/trace-sinks.js';
+import { traceOutputs } from '../trace-outputs.js';
 import type { PidMap } from '../../protocol/messages.js';
 import type { Difference } from '../../verify/compare.js';
-import { vizWriter } from '../../viz/collect.js';
 import { count, printable } from '../../text.js';
 import { restoredRoot, writePidFile } from '../pidfile.js';
 import { abortOnOutputFailure } from '../output.js';
@@ -140,15 +139,6 @@ function checkPidMapPath(path: string, option = '--pid-map'): void {
     throw pathError(option, path, err);
   }
   rmSync(probe, { force: true });
-}
-
-/** Opens (truncates) the trace file before restoring, naming the option if that fails. */
-function openTraceFile(path: string): ReturnType<typeof fileTraceSink> {
-  try {
-    return fileTraceSink(path);
-  } catch (err) {
-    throw pathError('--trace-file', path, err);
-  }
 }
 
 const SIGNAL_NUMBERS: Record<'SIGINT' | 'SIGTERM', number> = { SIGINT: 2, SIGTERM: 15 };
@@ -292,13 +282,7 @@ export async function run(argv: string[]): Promise<number> {
   const hooks = cliHooks({ scripts, imageDir: dir, statusFd: detach ? undefined : statusFd });
   if (pidMapPath !== undefined) checkPidMapPath(pidMapPath);
   if (pidfile !== undefined) checkPidMapPath(pidfile, '--pidfile');
-  const traceFile = traceFilePath !== undefined ? openTraceFile(traceFilePath) : undefined;
-  const viz = vizWriter('restore', values.viz);
-  const stderrTrace = values.trace ? stderrTraceSink() : undefined;
-  const trace =
-    values.trace || traceFile || viz
-      ? teeSinks(stderrTrace, traceFile?.sink, viz?.sink)
-      : undefined;
+  const { trace, stderrTrace, traceFile, viz } = traceOutputs('restore', values);
   const controller = new AbortController();
   const signals = stopOnSignals(controller);
   const outputGuard = abortOnOutputFailure(controller);
