@@ -87,10 +87,15 @@ const SO_TYPE = 3;
 
 /** SO_TYPE of a socket fd (SOCK_SEQPACKET is 5); a SyscallError (ENOTSOCK, EBADF) otherwise. */
 export function socketType(fd: number): number {
+  return getsockoptInt(fd, SO_TYPE, 'getsockopt(SO_TYPE)');
+}
+
+/** An int-valued SOL_SOCKET option; a SyscallError named `syscall` on failure. */
+function getsockoptInt(fd: number, option: number, syscall: string): number {
   const out = Buffer.alloc(4);
   const len = Buffer.alloc(4);
   len.writeUInt32LE(4, 0);
-  check(libc.getsockopt(fd, SOL_SOCKET, SO_TYPE, out, len), 'getsockopt(SO_TYPE)');
+  check(libc.getsockopt(fd, SOL_SOCKET, option, out, len), syscall);
   return out.readInt32LE(0);
 }
 export const SOCKET_SEQPACKET = SOCK_SEQPACKET;
@@ -109,11 +114,7 @@ export function peerCred(fd: number): PeerCred {
  * safe against pid reuse). Close it.
  */
 export function peerPidfd(fd: number): number {
-  const out = Buffer.alloc(4);
-  const len = Buffer.alloc(4);
-  len.writeUInt32LE(4, 0);
-  check(libc.getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, out, len), 'getsockopt(SO_PEERPIDFD)');
-  return out.readInt32LE(0);
+  return getsockoptInt(fd, SO_PEERPIDFD, 'getsockopt(SO_PEERPIDFD)');
 }
 
 const cmsgSpace = (n: number): number => 16 + ((4 * n + 7) & ~7);
