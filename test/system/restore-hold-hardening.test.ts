@@ -144,9 +144,9 @@ test('stray frames during --hold are ignored and counted; the held tree lives; S
     ['intruder', Buffer.from('not a protobuf at all')],
     // About a real task, from a peer with another routing id.
     // (Each peer its own routing id: the ROUTER refuses a second peer with a taken one.)
-    ['forger', encodeToCoordinator({ type: 'PHASE_DONE', pid: root, phase: 'verify' })],
+    ['forger', encodeToCoordinator({ type: 'STEP', pid: root, phase: 'verify' })],
     // A routing id that is a pid, but of no registered worker.
-    ['4194303', encodeToCoordinator({ type: 'PHASE_DONE', pid: 4194303, phase: 'verify' })],
+    ['4194303', encodeToCoordinator({ type: 'STEP', pid: 4194303, phase: 'verify' })],
     // A HELLO after registration.
     [
       String(999_999),
