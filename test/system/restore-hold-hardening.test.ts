@@ -233,6 +233,15 @@ test('a worker SIGKILLed during --hold: the task is reported lost with its statu
 const STOPS = ['spawn', 'open-alive', 'dead', 'kill-temp', 'finalize', 'verify', 'hold'] as const;
 type Stop = (typeof STOPS)[number];
 
+/** The root's state (deadStatuses: it creates every dead group) at each hung step. */
+const ROOT_STATE: Record<Exclude<Stop, 'spawn' | 'hold'>, string> = {
+  'open-alive': 'open-alive',
+  dead: 'become-creator.opening',
+  'kill-temp': 'kill-temp',
+  finalize: 'finalizing',
+  verify: 'reporting',
+};
+
 /** Starts a restore held at `stop` and resolves once it is there. */
 async function restoreHeldAt(
   image: { rootPid: number },
@@ -247,8 +256,9 @@ async function restoreHeldAt(
   if (stop === 'hold') args.push('--hold');
   else env.PCR_FAULT = `hang@${image.rootPid}:${stop}`;
   const r = startCli(args, env);
-  const coordinatorIn = (state: string) => (): boolean =>
-    traceEvents(tracePath).some((e) => e.source === 'coordinator' && e.to === state);
+  // After GO each task runs its own steps: the hung root's own state says where it is.
+  const rootIn = (state: string) => (): boolean =>
+    traceEvents(tracePath).some((e) => e.source === `task:${image.rootPid}` && e.to === state);
   if (stop === 'hold') await until('holding', () => r.out().includes('holding the restored'), r);
   else if (stop === 'spawn')
     await until(
@@ -256,7 +266,7 @@ async function restoreHeldAt(
       () => traceEvents(tracePath).some((e) => e.kind === 'register'),
       r,
     );
-  else await until(`phase ${stop}`, coordinatorIn(`phases.${stop}`), r);
+  else await until(`phase ${stop}`, rootIn(ROOT_STATE[stop]), r);
   await sleep(100); // the root worker is in its hang now
   return r;
 }
