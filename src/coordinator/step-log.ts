@@ -1,6 +1,7 @@
 /**
  * The restore's steps in the log, read from the coordinator machine's snapshots: the
- * start of registration (spawn), of each phase and its end with its duration, the
+ * start of registration (spawn), of each phase and its end with its duration (after GO
+ * the restore is in the earliest phase any task whose report is not in works in), the
  * verification's result, the hold, the teardown or abort and its end. One subscription
  * (session.ts); the machine itself stays pure.
  */
@@ -10,6 +11,8 @@ interface Snapshot {
   value: unknown;
   status: string;
   context: {
+    /** The restore's phase: in state phases, the earliest phase a task still works in. */
+    phase?: string;
     differences?: readonly unknown[];
     failure?: { message: string; code: string; phase: string } | undefined;
   };
@@ -41,7 +44,8 @@ export function stepLogger(log: Logger): (snap: Snapshot) => void {
   let current = '';
   let since = 0;
   return (snap) => {
-    const state = stateName(snap.value);
+    const value = stateName(snap.value);
+    const state = value === 'phases' ? `phases.${snap.context.phase ?? ''}` : value;
     if (state === current) return;
     const now = performance.now();
     const failure = snap.context.failure;
@@ -50,7 +54,7 @@ export function stepLogger(log: Logger): (snap: Snapshot) => void {
       log.info({ step, ms: Math.round(now - since) }, `${step}: done`);
       // comparing is transient (an eventless transition): the reports are compared
       // between the end of phase verify and the hold or the teardown.
-      if (current === 'phases.verify' && state !== 'aborting') {
+      if (current.startsWith('phases.') && !state.startsWith('phases.') && state !== 'aborting') {
         const n = snap.context.differences?.length ?? 0;
         log.info(
           { step: 'verify', differences: n },
