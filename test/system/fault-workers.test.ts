@@ -250,7 +250,7 @@ test('a worker with children crashes: it is named, not a child that died with it
  * The points where a task waits on another after GO (docs/restore.md "Phases"): a receiver
  * in wait-for-fd waits for its creator's pidfds, in wait-for-temp-exit for its creator's
  * notice that the temps are reaped. The creator hangs at its step (test hook) until the
- * receiver is seen waiting in the trace, then is SIGKILLed from outside: the restore must
+ * receiver is seen waiting in the trace, then (100 ms later) is SIGKILLed from outside: the restore must
  * fail naming the creator, take the tree down, and leave nothing.
  */
 for (const [step, hangsIn, waiting] of [
@@ -279,7 +279,8 @@ for (const [step, hangsIn, waiting] of [
         if (e.source === `task:${receiver}` && e.to === waiting) receiverThere = true;
         if (creatorThere && receiverThere && !killedWhile) {
           killedWhile = waiting;
-          process.kill(creatorPid, 'SIGKILL');
+          // Once its STEP is out (a task says where it is after 5 ms in a step).
+          setTimeout(() => process.kill(creatorPid, 'SIGKILL'), 100);
         }
       },
     });
