@@ -2,8 +2,8 @@
  * The design's lower bound for one restore worker (`npm run bench`, "skeleton"): a Node
  * process that loads what every worker must load — koffi (one call: PR_SET_PDEATHSIG),
  * zeromq (a DEALER), xstate, the protocol's protobuf code — says HELLO over the control
- * link, then plays each PHASE through its machine (an invoked actor with no work) and
- * answers PHASE_DONE, until TEARDOWN. No pidfd, no socket of its own, no verification.
+ * link, then plays the GO through its machine (an invoked actor with no work) and answers
+ * an empty FD_REPORT, until TEARDOWN. No pidfd, no socket of its own, no verification.
  * Started like a worker (skeleton-start.cts: code cache; bundled by scripts/build.mjs).
  * Environment: SKELETON_ADDR (the ROUTER's ipc:// address), SKELETON_ID (routing id).
  */
@@ -12,7 +12,6 @@ import { Dealer } from 'zeromq';
 import { prctl, PR_SET_PDEATHSIG } from '../native/index.js';
 import { decodeToWorker, encodeToCoordinator } from '../src/protocol/wire.js';
 import type { CoordinatorMessage, WorkerMessage } from '../src/protocol/messages.js';
-import type { BroadcastPhase } from '../src/plan/types.js';
 
 prctl(PR_SET_PDEATHSIG, 9);
 const id = Number(process.env.SKELETON_ID);
@@ -21,10 +20,10 @@ dealer.connect(process.env.SKELETON_ADDR ?? '');
 const send = (m: WorkerMessage): void => void dealer.send(encodeToCoordinator(m));
 
 const machine = setup({
-  types: { events: {} as CoordinatorMessage, context: {} as { phase?: BroadcastPhase } },
-  actors: { work: fromPromise<void, BroadcastPhase | undefined>(async () => {}) },
+  types: { events: {} as CoordinatorMessage, context: {} as { go?: true } },
+  actors: { work: fromPromise<void, true | undefined>(async () => {}) },
   actions: {
-    done: ({ context }) => send({ type: 'PHASE_DONE', pid: id, phase: context.phase! }),
+    done: () => send({ type: 'FD_REPORT', report: { pid: id, restoredPid: process.pid, fds: [] } }),
   },
 }).createMachine({
   id: 'skeleton',
@@ -33,10 +32,7 @@ const machine = setup({
   states: {
     ready: {
       on: {
-        PHASE: {
-          target: 'working',
-          actions: assign({ phase: ({ event }) => event.phase }),
-        },
+        GO: { target: 'working', actions: assign({ go: true as const }) },
         TEARDOWN: 'done',
       },
     },
@@ -44,7 +40,7 @@ const machine = setup({
       invoke: {
         id: 'work',
         src: 'work',
-        input: ({ context }) => context.phase,
+        input: ({ context }) => context.go,
         onDone: { target: 'ready', actions: 'done' },
       },
     },

@@ -10,7 +10,6 @@ import { fileURLToPath } from 'node:url';
 import { Router } from 'zeromq';
 import { encodeToWorker } from '../src/protocol/wire.js';
 import type { CoordinatorMessage } from '../src/protocol/messages.js';
-import { BROADCAST_PHASES } from '../src/plan/types.js';
 import { spawnClean } from '../src/sys/spawn-clean.js';
 import { workerEnv } from '../src/launch/spawn-worker.js';
 import { pidfdOpen, waitPidfd, closeQuiet, WEXITED } from '../native/index.js';
@@ -48,16 +47,16 @@ export const floor = (n: number): Promise<number> =>
 const SKELETON = fileURLToPath(new URL('./skeleton-start.cjs', import.meta.url));
 
 export interface SkeletonRun {
-  /** From the first spawn to the last PHASE_DONE of `verify` (the analogue of "verified"). */
+  /** From the first spawn to the last FD_REPORT (the analogue of "verified"). */
   verifiedMs: number;
-  /** Every HELLO in → last PHASE_DONE of `verify` (the restore's "pidfd phases"). */
+  /** Every HELLO in → GO → the last FD_REPORT (the restore's "pidfd phases"). */
   phasesMs: number;
 }
 
 /**
  * The design's lower bound: `n` skeleton workers (bench/skeleton-worker.ts: Node + koffi
- * + zeromq + xstate + protobuf, code-cached; HELLO, then each phase as an empty barrier
- * through the machine, then TEARDOWN) started at once.
+ * + zeromq + xstate + protobuf, code-cached; HELLO, then one GO played through the
+ * machine and answered by an empty FD_REPORT, then TEARDOWN) started at once.
  */
 export async function skeleton(n: number): Promise<SkeletonRun> {
   const dir = mkdtempSync(join(tmpdir(), 'pidfd-cr-bench-'));
@@ -84,16 +83,14 @@ export async function skeleton(n: number): Promise<SkeletonRun> {
     const marks: number[] = [];
     const played = (async () => {
       const ids: Buffer[] = [];
-      const phases = [...BROADCAST_PHASES];
       let answers = 0;
       for await (const [id] of router) {
-        if (phases.length === BROADCAST_PHASES.length && ids.length < n) ids.push(id!);
+        if (marks.length === 0 && ids.length < n) ids.push(id!);
         if (++answers < n) continue;
         answers = 0;
         marks.push(performance.now());
-        const phase = phases.shift();
-        if (!phase) return broadcast(ids, { type: 'TEARDOWN', reason: 'bench' });
-        await broadcast(ids, { type: 'PHASE', phase, pidMap });
+        if (marks.length === 2) return broadcast(ids, { type: 'TEARDOWN', reason: 'bench' });
+        await broadcast(ids, { type: 'GO', pidMap });
       }
     })();
     await Promise.all(fds.map((fd) => whenReadable(fd)));
@@ -102,11 +99,11 @@ export async function skeleton(n: number): Promise<SkeletonRun> {
       closeQuiet(fd);
       return status;
     });
-    // Each exits 0 only after its TEARDOWN: then every phase was played.
+    // Each exits 0 only after its TEARDOWN: then GO was played.
     if (statuses.some((s) => s !== 0)) throw new Error(`skeleton workers ended: ${statuses}`);
     await played;
-    // marks: all HELLOs, then the end of open-alive, dead, kill-temp, finalize, verify.
-    return { verifiedMs: marks[5]! - t0, phasesMs: marks[5]! - marks[0]! };
+    // marks: all HELLOs, then all reports.
+    return { verifiedMs: marks[1]! - t0, phasesMs: marks[1]! - marks[0]! };
   } finally {
     router.close();
     rmSync(dir, { recursive: true, force: true });

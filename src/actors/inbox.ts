@@ -12,7 +12,7 @@ import { unlinkSync } from 'node:fs';
 import { closeQuiet, listenSeqpacket } from '../../native/index.js';
 import { decodeFdTransfer } from '../protocol/wire.js';
 import type { FdTransfer, PidMap } from '../protocol/messages.js';
-import type { OpenPhase, ReceiveStep } from '../plan/types.js';
+import type { BroadcastPhase, ReceiveStep } from '../plan/types.js';
 import { restoredPid } from '../protocol/pidmap.js';
 import { PcrError } from '../errors.js';
 
@@ -24,9 +24,14 @@ export interface Batch {
   at: number;
 }
 
+/** One expected message: its sender, phase and file ids (none: a creator's notice). */
+export interface Expected {
+  phase: BroadcastPhase;
+  step: ReceiveStep;
+}
+
 interface Waiter {
-  phase: OpenPhase;
-  steps: ReceiveStep[];
+  expected: Expected[];
   pidMap: PidMap;
   resolve(batches: Batch[]): void;
   reject(err: Error): void;
@@ -92,10 +97,10 @@ export class FdInbox {
     this.check();
   }
 
-  /** Resolves with one batch per step once all arrived. One receive at a time. */
-  receive(phase: OpenPhase, steps: ReceiveStep[], pidMap: PidMap): Promise<Batch[]> {
+  /** Resolves with one batch per expected message once all arrived. One receive at a time. */
+  receive(expected: Expected[], pidMap: PidMap): Promise<Batch[]> {
     return new Promise((resolve, reject) => {
-      this.waiter = { phase, steps, pidMap, resolve, reject };
+      this.waiter = { expected, pidMap, resolve, reject };
       this.check();
     });
   }
@@ -114,11 +119,12 @@ export class FdInbox {
       return w.reject(this.failure);
     }
     const found: Batch[] = [];
-    for (const step of w.steps) {
+    for (const { phase, step } of w.expected) {
       const b = this.batches.find(
         (x) =>
+          !found.includes(x) &&
           x.transfer.from === step.from &&
-          x.transfer.phase === w.phase &&
+          x.transfer.phase === phase &&
           sameIds(
             x.transfer.fileIds,
             step.files.map((f) => f.fileId),

@@ -47,6 +47,7 @@ import type {
   SpawnTempOutput,
   FinishTempInput,
   FinishTempOutput,
+  AwaitTempExitsInput,
   FinalizeFdsInput,
   FinalizeFdsOutput,
   ReportFdsInput,
@@ -306,17 +307,17 @@ export class WorkerEffects {
   }
 
   /**
-   * Waits for this phase's fds. A stopped actor's wait is ended by tearDown (the inbox
-   * cancels it when closed), not by an AbortSignal listener: the first one costs a Node
-   * process ≈ 1 ms of CPU, paid inside the phase (docs/restore.md "Performance").
+   * Waits for every fd other tasks send it (both open phases). A stopped actor's wait is
+   * ended by tearDown (the inbox cancels it when closed), not by an AbortSignal listener:
+   * the first one costs a Node process ≈ 1 ms of CPU (docs/restore.md "Performance").
    */
   async recvFds(input: RecvFdsInput): Promise<RecvFdsOutput> {
     this.inbox.setPidMap(input.pidMap);
-    if (input.phase === 'dead') await this.fault('dead');
-    const batches = await this.inbox.receive(input.phase, input.receives, input.pidMap);
+    if (input.receives.some((r) => r.phase === 'dead')) await this.fault('dead');
+    const batches = await this.inbox.receive(input.receives, input.pidMap);
     const files: FileFd[] = [];
     batches.forEach((b, i) => {
-      const step = input.receives[i]!;
+      const step = input.receives[i]!.step;
       const installed = step.files.map((f, j) => {
         const fd = b.fds[j]!;
         const at = f.installAt.map((x) => x.fd);
@@ -326,7 +327,7 @@ export class WorkerEffects {
       });
       // At the time it came off the socket, with the fds it is installed at now.
       if (b.transfer.messageId)
-        this.noteTransfer(b.at, input.phase, {
+        this.noteTransfer(b.at, b.transfer.phase, {
           id: b.transfer.messageId,
           side: 'recv',
           sender: b.transfer.from,
@@ -335,7 +336,21 @@ export class WorkerEffects {
           fds: installed,
         });
     });
-    return { files, helperFds: [], peers: input.receives.map((r) => r.from) };
+    return { files, helperFds: [], peers: input.receives.map((r) => r.step.from) };
+  }
+
+  /**
+   * Waits for each creator's notice that the temps whose pidfds it sent us died and were
+   * reaped (a message without fds, phase kill-temp): only then does fdinfo say Pid: -1
+   * and PIDFD_GET_INFO give the exit status. The pidfd itself cannot tell: its poll wakes
+   * on the exit, not on the reap (measured: a watch for POLLHUP never fired after it).
+   */
+  async awaitTempExits(input: AwaitTempExitsInput): Promise<void> {
+    const notices = input.creators.map((from) => ({
+      phase: 'kill-temp' as const,
+      step: { from, files: [] },
+    }));
+    await this.inbox.receive(notices, input.pidMap);
   }
 
   private noteTransfer(time: number, phase: string, transfer: TraceTransfer): void {
@@ -356,6 +371,16 @@ export class WorkerEffects {
         return { groupId: t.groupId, status };
       }),
     );
+    // Every temp is reaped: the tasks holding pidfds of them may report now.
+    const notice = Buffer.from(
+      encodeFdTransfer({ from: input.pid, phase: 'kill-temp', fileIds: [] }),
+    );
+    for (const to of input.notify)
+      sendFdMessages(
+        fdSocketPath(this.opts.rundir, to),
+        [{ payload: notice, fds: [] }],
+        restoredPid(input.pidMap, to),
+      );
     return { reaped };
   }
 
@@ -413,6 +438,9 @@ export class WorkerEffects {
       recvFds: fromPromise<RecvFdsOutput, RecvFdsInput>(({ input }) => this.recvFds(input)),
       finishTemp: fromPromise<FinishTempOutput, FinishTempInput>(({ input }) =>
         this.finishTemp(input),
+      ),
+      awaitTempExits: fromPromise<void, AwaitTempExitsInput>(({ input }) =>
+        this.awaitTempExits(input),
       ),
       finalizeFds: fromPromise<FinalizeFdsOutput, FinalizeFdsInput>(({ input }) =>
         this.finalizeFds(input),

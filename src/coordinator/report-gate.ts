@@ -2,8 +2,8 @@
  * Gives the reported fds their open-file classes (verify/report.ts: kcmp between the
  * reported fds of one ino, here once instead of in every worker). Reports are held until
  * every worker reported: by then each one holds its final table (a worker reports after
- * finalize and keeps every fd until TEARDOWN), and the phase cannot have ended: a worker
- * sends its FD_REPORT before its PHASE_DONE on the same ordered link.
+ * finalize and keeps every fd until TEARDOWN; it reports only once its own sends are done
+ * and the temps of every dead target it holds are reaped), so kcmp sees the final tree.
  */
 import type { WorkerMessage } from '../protocol/messages.js';
 import { fileClasses, withFileClasses } from '../verify/report.js';

@@ -319,6 +319,7 @@ export class Session {
     } catch (err) {
       return this.deliver({ type: 'FAIL', reason: `verification: ${(err as Error).message}` });
     }
+    if (classified.length === 0) this.deliver({ type: 'REPORT_HELD', pid: message.report.pid });
     for (const m of classified) this.deliver(m);
   }
 
@@ -503,7 +504,7 @@ export class Session {
         sendToWorker: (_, p: { to: number; message: CoordinatorMessage }) =>
           this.sendFrame(p.to, encodeToWorker(p.message)),
         broadcast: (_, p: { message: CoordinatorMessage }) => {
-          // One encoding for all: a PHASE carries the whole pid map.
+          // One encoding for all: GO carries the whole pid map.
           const frame = encodeToWorker(p.message);
           for (const pid of this.registry.accepted()) this.sendFrame(pid, frame);
         },

@@ -1,6 +1,7 @@
 /**
- * The coordinator machine: registers every worker, then runs the phases across all of
- * them, collects the fd reports and compares them with the image. Pure: the ZeroMQ
+ * The coordinator machine: registers every worker, sends the one GO, collects the fd
+ * report each task sends as soon as its own steps are done, and compares them with the
+ * image. Pure: the ZeroMQ
  * socket, process spawning and killing are named actors/actions the coordinator runtime
  * provides (`coordinatorMachine.provide`). See docs/machines.md.
  */
@@ -16,13 +17,14 @@ import type {
   FdReport,
   FdReportMessage,
   HandedOff,
-  PhaseDone,
   PidMap,
   PidPair,
+  StepMessage,
   WorkerFailed,
   WorkerHello,
 } from '../protocol/messages.js';
 import { EMPTY_PID_MAP, withPairs } from '../protocol/pidmap.js';
+import { PHASES } from '../plan/types.js';
 import type { BroadcastPhase, Phase, RestorePlan, WorkerChild } from '../plan/types.js';
 import { compareReports } from '../verify/compare.js';
 import type { Difference } from '../verify/compare.js';
@@ -32,7 +34,7 @@ import { describeWaitStatus } from '../plan/status.js';
 export interface CoordinatorInput {
   image: Image;
   plan: RestorePlan;
-  /** Longest wait for registration and for each phase. */
+  /** Longest wait for registration, for the reports after GO, and for each hook. */
   phaseTimeoutMs: number;
   /** Keep the restored tree until STOP instead of tearing it down after verification. */
   hold: boolean;
@@ -81,11 +83,20 @@ export interface CoordinatorContext {
   spawned: number[];
   /** Restored pids as their parents (or spawnRoot) report them, and planned threads. */
   pidMap: PidMap;
-  /** Workers done with the current phase. */
-  done: number[];
+  /** After GO: where each worker is (its last STEP), or reported. */
+  at: Record<number, TaskStep>;
   reports: FdReport[];
   differences: Difference[];
   failure?: AbortReason;
+}
+
+/** Where a task is after GO: the phase of its step, or its report is in. */
+export type TaskStep = BroadcastPhase | 'reported';
+
+/** The runtime holds a worker's FD_REPORT until every report is in (report-gate.ts). */
+export interface ReportHeld {
+  type: 'REPORT_HELD';
+  pid: number;
 }
 
 export interface WorkerExited {
@@ -111,7 +122,8 @@ export interface FailEvent {
 export type CoordinatorEvent =
   | WorkerHello
   | ChildrenSpawned
-  | PhaseDone
+  | StepMessage
+  | ReportHeld
   | WorkerFailed
   | FdReportMessage
   | WorkerExited
@@ -221,46 +233,55 @@ export function missingRegistrations(context: CoordinatorContext): string[] {
   return missing;
 }
 
-/** Workers not done with the current phase, as "task N". */
 /**
- * Tasks not done with the current phase. In an open phase a pending task that only waits
- * for fds from other pending tasks says so, so the stuck task stands out.
+ * The restore's phase after GO: the earliest phase (in PHASES order) any task whose
+ * report is not in is at; verify once every report is in.
+ */
+export function phaseOf(plan: RestorePlan, at: Record<number, TaskStep>): Phase {
+  let first: Phase = 'verify';
+  for (const pid of workerPids(plan)) {
+    const step = at[pid];
+    if (step === undefined || step === 'reported') continue;
+    if (PHASES.indexOf(step) < PHASES.indexOf(first)) first = step;
+  }
+  return first;
+}
+
+/** Where task `pid` is: its step after GO, else the restore's phase. */
+function phaseOfTask(context: CoordinatorContext, pid: number): Phase {
+  const step = context.at[pid];
+  return step === undefined ? context.phase : step === 'reported' ? 'verify' : step;
+}
+
+/**
+ * Tasks whose report is not in, with the phase of their step; a task that waits for fds
+ * or a creator's notice from other such tasks says so, so the stuck task stands out.
  */
 export function pendingTasks(context: CoordinatorContext): string[] {
-  const pending = workerPids(context.plan).filter((p) => !context.done.includes(p));
-  const phase = context.phase;
+  const pending = workerPids(context.plan).filter((p) => context.at[p] !== 'reported');
   return pending.map((pid) => {
     const task = context.plan.tasks.find((t) => t.pid === pid);
-    const steps = phase === 'open-alive' || phase === 'dead' ? task?.steps[phase] : undefined;
-    const peers = [...new Set((steps?.receives ?? []).map((r) => r.from))].filter((from) =>
-      pending.includes(from),
-    );
-    return peers.length === 0
-      ? `task ${pid}`
-      : `task ${pid} (waits for fds from ${peers.map((p) => `task ${p}`).join(', ')})`;
+    const step = context.at[pid] ?? 'open-alive';
+    const from = [
+      ...(task?.steps['open-alive'].receives ?? []),
+      ...(task?.steps.dead.receives ?? []),
+    ].map((r) => r.from);
+    const peers = [...new Set(from)].filter((p) => pending.includes(p) && p !== pid);
+    const waits =
+      (step === 'open-alive' || step === 'dead' || step === 'kill-temp') && peers.length > 0
+        ? `, may wait for ${peers.map((p) => `task ${p}`).join(', ')}`
+        : '';
+    return `task ${pid} (in ${step}${waits})`;
   });
 }
 
-/** Broadcasts PHASE for the current phase (set by enterPhase just before) with the pid map. */
-const broadcastPhase = {
+/** GO with the pid map to every worker. */
+const broadcastGo = {
   type: 'broadcast',
   params: ({ context }: { context: CoordinatorContext }) => ({
-    message: {
-      type: 'PHASE',
-      phase: context.phase as BroadcastPhase,
-      pidMap: context.pidMap,
-    } satisfies CoordinatorMessage,
+    message: { type: 'GO', pidMap: context.pidMap } satisfies CoordinatorMessage,
   }),
 } as const;
-
-/** One phase: broadcast PHASE, wait for every PHASE_DONE, then go to `next`. */
-function phaseState(phase: BroadcastPhase, next: string) {
-  return {
-    entry: [{ type: 'enterPhase', params: { phase } }, broadcastPhase],
-    on: { PHASE_DONE: { guard: 'completesPhase', target: next, actions: 'recordPhaseDone' } },
-    after: { phaseTimeout: { target: '#coordinator.aborting', actions: 'phaseTimedOut' } },
-  } as const;
-}
 
 /** ASSIGN the plan of the worker that said hello. */
 const sendAssign = {
@@ -419,26 +440,16 @@ export const coordinatorMachine = setup({
           context.plan.rootPid,
         ),
     }),
-    enterPhase: assign((_, params: { phase: BroadcastPhase }) => ({
-      phase: params.phase,
-      done: [],
+    /** GO goes out: every task starts in open-alive. */
+    startTasks: assign(({ context }) => ({
+      phase: 'open-alive' as const,
+      at: Object.fromEntries(workerPids(context.plan).map((p) => [p, 'open-alive' as const])),
     })),
-    recordPhaseDone: assign({
-      done: ({ context, event }) =>
-        event.type !== 'PHASE_DONE' || context.done.includes(event.pid)
-          ? context.done
-          : [...context.done, event.pid],
-    }),
-    recordStrayPhaseDone: assign({
-      failure: ({ context, event }) =>
-        event.type === 'PHASE_DONE'
-          ? abortReason(
-              context,
-              `task ${event.pid} finished phase ${event.phase} during phase ${context.phase}`,
-              'PCR_ERR_INTERNAL',
-              event.pid,
-            )
-          : context.failure,
+    /** A task's STEP, or its report held by the runtime: where it is now. */
+    recordStep: assign(({ context }, params: { pid: number; step: TaskStep }) => {
+      if (context.at[params.pid] === 'reported') return {};
+      const at = { ...context.at, [params.pid]: params.step };
+      return { at, phase: phaseOf(context.plan, at) };
     }),
     phaseTimedOut: assign({
       failure: ({ context }) =>
@@ -448,11 +459,13 @@ export const coordinatorMachine = setup({
           'PCR_ERR_TIMEOUT',
         ),
     }),
-    recordReport: assign({
-      reports: ({ context, event }) =>
-        event.type === 'FD_REPORT'
-          ? [...context.reports.filter((r) => r.pid !== event.report.pid), event.report]
-          : context.reports,
+    recordReport: assign(({ context }, params: { report: FdReport }) => {
+      const at = { ...context.at, [params.report.pid]: 'reported' as const };
+      return {
+        reports: [...context.reports.filter((r) => r.pid !== params.report.pid), params.report],
+        at,
+        phase: phaseOf(context.plan, at),
+      };
     }),
     compareReports: assign({
       differences: ({ context }) =>
@@ -475,8 +488,8 @@ export const coordinatorMachine = setup({
       failure: ({ context, event }) =>
         event.type === 'WORKER_EXITED'
           ? abortReason(
-              context,
-              `task ${event.pid} exited (${describeWaitStatus(event.status)}) during phase ${context.phase}`,
+              { ...context, phase: phaseOfTask(context, event.pid) },
+              `task ${event.pid} exited (${describeWaitStatus(event.status)}) during phase ${phaseOfTask(context, event.pid)}`,
               'PCR_ERR_TASK_EXITED',
               event.pid,
             )
@@ -590,14 +603,11 @@ export const coordinatorMachine = setup({
     /** Would this event make the registration wrong (unknown worker, pids disagree)? */
     registrationWrong: ({ context, event }) =>
       registrationProblem(registered(context, event)) !== undefined,
-    /** Is this PHASE_DONE for another phase than the current one? */
-    isStrayPhaseDone: ({ context, event }) =>
-      event.type === 'PHASE_DONE' && event.phase !== context.phase,
-    /** Is this PHASE_DONE the last one the current phase waits for? */
-    completesPhase: ({ context, event }) =>
-      event.type === 'PHASE_DONE' &&
-      event.phase === context.phase &&
-      workerPids(context.plan).every((p) => p === event.pid || context.done.includes(p)),
+    /** Is this FD_REPORT the last one? */
+    completesReports: ({ context }, params: { pid: number }) =>
+      workerPids(context.plan).every(
+        (p) => p === params.pid || context.reports.some((r) => r.pid === p),
+      ),
     shouldHold: ({ context }) => context.hold,
     /** Did the hook that just finished say the restore must stop? */
     hookAborted: ({ event }) => hookAbortText(event) !== undefined,
@@ -634,7 +644,7 @@ export const coordinatorMachine = setup({
     hello: [],
     spawned: [],
     pidMap: EMPTY_PID_MAP,
-    done: [],
+    at: {},
     reports: [],
     differences: [],
   }),
@@ -644,7 +654,9 @@ export const coordinatorMachine = setup({
     WORKER_EXITED: { target: '.aborting', actions: 'recordWorkerExited' },
     STOP: { target: '.aborting', actions: 'recordStop' },
     FAIL: { target: '.aborting', actions: 'recordStop' },
-    FD_REPORT: { actions: 'recordReport' },
+    FD_REPORT: {
+      actions: { type: 'recordReport', params: ({ event }) => ({ report: event.report }) },
+    },
   },
   states: {
     /** Waits for every worker's HELLO and CHILDREN_SPAWNED; answers each HELLO with ASSIGN. */
@@ -697,26 +709,35 @@ export const coordinatorMachine = setup({
     },
     /** Hook treeBuilt: every task registered, the pid map known, no pidfd opened yet. */
     'tree-built': hookState('treeBuilt', [{ target: 'phases' }] as const),
-    /** One child state per phase: broadcast PHASE, wait for every PHASE_DONE. */
+    /**
+     * One GO to every worker; each runs its own steps and reports as soon as they are
+     * done (STEPs say where each is). The last report ends it; one timeout bounds it.
+     */
     phases: {
-      initial: 'open-alive',
+      entry: ['startTasks', broadcastGo],
       on: {
-        PHASE_DONE: [
-          {
-            guard: 'isStrayPhaseDone',
-            target: '#coordinator.aborting',
-            actions: 'recordStrayPhaseDone',
+        STEP: {
+          actions: {
+            type: 'recordStep',
+            params: ({ event }) => ({ pid: event.pid, step: event.phase }),
           },
-          { actions: 'recordPhaseDone' },
+        },
+        REPORT_HELD: {
+          actions: {
+            type: 'recordStep',
+            params: ({ event }) => ({ pid: event.pid, step: 'reported' as const }),
+          },
+        },
+        FD_REPORT: [
+          {
+            guard: { type: 'completesReports', params: ({ event }) => ({ pid: event.report.pid }) },
+            target: 'comparing',
+            actions: { type: 'recordReport', params: ({ event }) => ({ report: event.report }) },
+          },
+          { actions: { type: 'recordReport', params: ({ event }) => ({ report: event.report }) } },
         ],
       },
-      states: {
-        'open-alive': phaseState('open-alive', 'dead'),
-        dead: phaseState('dead', 'kill-temp'),
-        'kill-temp': phaseState('kill-temp', 'finalize'),
-        finalize: phaseState('finalize', 'verify'),
-        verify: phaseState('verify', '#coordinator.comparing'),
-      },
+      after: { phaseTimeout: { target: 'aborting', actions: 'phaseTimedOut' } },
     },
     /** Every report is in: compare with the image, announce, then the verified hook. */
     comparing: {

@@ -83,10 +83,16 @@ export interface SendFdsOutput {
   peers?: number[];
 }
 
+/** One SCM_RIGHTS message a task waits for, and the open phase it belongs to. */
+export interface PhasedReceive {
+  phase: OpenPhase;
+  step: ReceiveStep;
+}
+
 export interface RecvFdsInput {
   pid: number;
-  phase: OpenPhase;
-  receives: ReceiveStep[];
+  /** Every message it receives, of both open phases, in any order of arrival. */
+  receives: PhasedReceive[];
   pidMap: PidMap;
 }
 export interface RecvFdsOutput {
@@ -99,10 +105,20 @@ export interface RecvFdsOutput {
 export interface FinishTempInput {
   pid: number;
   temps: TempProcess[];
+  /** Tasks it sent pidfds of these temps to: each gets a notice once all are reaped. */
+  notify: number[];
+  pidMap: PidMap;
 }
 export interface FinishTempOutput {
   /** How each temp really died (wait status word); must equal its exitStatus. */
   reaped: { groupId: number; status: number }[];
+}
+
+export interface AwaitTempExitsInput {
+  pid: number;
+  /** The creators whose temps' pidfds this task received. */
+  creators: number[];
+  pidMap: PidMap;
 }
 
 export interface FinalizeFdsInput {
@@ -147,6 +163,7 @@ export const taskActorPlaceholders = {
   sendFds: fromPromise<SendFdsOutput, SendFdsInput>(notProvided('sendFds')),
   recvFds: fromPromise<RecvFdsOutput, RecvFdsInput>(notProvided('recvFds')),
   finishTemp: fromPromise<FinishTempOutput, FinishTempInput>(notProvided('finishTemp')),
+  awaitTempExits: fromPromise<void, AwaitTempExitsInput>(notProvided('awaitTempExits')),
   finalizeFds: fromPromise<FinalizeFdsOutput, FinalizeFdsInput>(notProvided('finalizeFds')),
   reportFds: fromPromise<ReportFdsOutput, ReportFdsInput>(notProvided('reportFds')),
   handOff: fromPromise<HandOffOutput, HandOffInput>(notProvided('handOff')),

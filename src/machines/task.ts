@@ -1,18 +1,22 @@
 /**
- * The task machine: one per worker process, driven by the coordinator's PHASE and
- * TEARDOWN messages. It is pure: every effect is a named actor (task-actors.ts) or the
+ * The task machine: one per worker process. After its children are spawned it waits for
+ * the coordinator's one GO (with the pid map), then runs its own steps in the seed's
+ * order, waiting only on real dependencies: open-alive (and send what it opened);
+ * become-creator (temp, open, send) then kill-temp, when it creates dead targets;
+ * wait-for-fd, when it receives fds, then wait-for-temp-exit, when some of them are of
+ * another creator's dead targets (that creator's notice that it reaped them); finalizing;
+ * reporting (FD_REPORT) as soon as its own work is done. A step with nothing to do is
+ * skipped. It is pure: every effect is a named actor (task-actors.ts) or the
  * `notifyCoordinator` action, both provided by the worker runtime with `provide()`.
  * States and transitions are documented in docs/machines.md.
  */
-import { assign, setup } from 'xstate';
-import type { DoneActorEvent, ErrorActorEvent } from 'xstate';
+import { assign, enqueueActions, setup } from 'xstate';
 import type { BroadcastPhase, OpenPhase, Phase, PhaseSteps, TaskPlan } from '../plan/types.js';
-import { PHASES } from '../plan/types.js';
 import type {
   Failure,
   FdReport,
+  GoMessage,
   HandoffMessage,
-  PhaseMessage,
   PidMap,
   TeardownMessage,
   WorkerMessage,
@@ -20,13 +24,7 @@ import type {
 import { EMPTY_PID_MAP } from '../protocol/pidmap.js';
 import { failureFromError } from './failure.js';
 import { taskActorPlaceholders } from './task-actors.js';
-import type {
-  FileFd,
-  FinishTempOutput,
-  OpenFilesOutput,
-  SpawnTempOutput,
-  TempProcess,
-} from './task-actors.js';
+import type { FileFd, FinishTempOutput, TempProcess } from './task-actors.js';
 
 export interface TaskInput {
   plan: TaskPlan;
@@ -34,7 +32,7 @@ export interface TaskInput {
 
 export interface TaskContext {
   plan: TaskPlan;
-  /** The phase being worked on, or the last one finished. */
+  /** The phase of the step being worked on, or of the last one finished. */
   phase: Phase;
   pidMap: PidMap;
   /** Files this task holds so far, opened or received. */
@@ -46,27 +44,38 @@ export interface TaskContext {
   teardownReason?: string;
 }
 
-export type TaskEvent = PhaseMessage | TeardownMessage | HandoffMessage;
+export type TaskEvent = GoMessage | TeardownMessage | HandoffMessage;
 
 export interface TaskOutput {
   pid: number;
   failure?: Failure;
 }
 
-const EMPTY_STEPS: PhaseSteps = { temps: [], opens: [], sends: [], receives: [] };
-
-/** The steps of an open phase; other phases have none. */
-export function stepsOf(plan: TaskPlan, phase: Phase): PhaseSteps {
-  return phase === 'open-alive' || phase === 'dead' ? plan.steps[phase] : EMPTY_STEPS;
+/** The steps of an open phase. */
+export function stepsOf(plan: TaskPlan, phase: OpenPhase): PhaseSteps {
+  return plan.steps[phase];
 }
 
-function eventPhase(context: TaskContext, event: TaskEvent | { type: string }): Phase {
-  return event.type === 'PHASE' ? (event as PhaseMessage).phase : context.phase;
+/** Every receive of the task (both open phases), with its phase. */
+export function receivesOf(plan: TaskPlan) {
+  return (['open-alive', 'dead'] as const).flatMap((phase) =>
+    plan.steps[phase].receives.map((step) => ({ phase, step })),
+  );
 }
 
-function openPhase(context: TaskContext): OpenPhase {
-  return context.phase === 'dead' ? 'dead' : 'open-alive';
+/** The creators whose dead targets this task receives: it waits for their notices. */
+export function creatorsOf(plan: TaskPlan): number[] {
+  return [...new Set(plan.steps.dead.receives.map((r) => r.from))];
 }
+
+/** The tasks this creator sent dead targets to: each gets its notice after kill-temp. */
+export function deadPeersOf(plan: TaskPlan): number[] {
+  return [...new Set(plan.steps.dead.sends.map((s) => s.to))];
+}
+
+/** The phase of wait-for-fd: dead when any fd of a dead target comes, else open-alive. */
+export const receivePhase = (plan: TaskPlan): BroadcastPhase =>
+  plan.steps.dead.receives.length > 0 ? 'dead' : 'open-alive';
 
 /** A temp that did not die with its planned status, or undefined. */
 export function wrongTempDeath(
@@ -83,34 +92,27 @@ export function wrongTempDeath(
   return undefined;
 }
 
-function phaseDone(context: TaskContext): WorkerMessage {
-  return { type: 'PHASE_DONE', pid: context.plan.pid, phase: context.phase as BroadcastPhase };
-}
-
-/** The PHASE_DONE notification of the current phase. */
-const notifyPhaseDone = {
-  type: 'notifyCoordinator',
-  params: ({ context }: { context: TaskContext }) => phaseDone(context),
-} as const;
-
-/** The output of the actor whose done event this is. */
-const outputOf = <T>(event: unknown): T => (event as DoneActorEvent<T>).output;
-const errorOf = (event: unknown): unknown => (event as ErrorActorEvent).error;
-
-/** The parameterized guard "is the PHASE event for `phase`?". */
-const isPhase = (phase: BroadcastPhase) => ({ type: 'isPhase', params: { phase } }) as const;
-
-/** PHASE_DONE of the PHASE event's phase (when there is nothing to do in it). */
-const notifyPhaseDoneFromEvent = {
-  type: 'notifyCoordinator',
-  params: ({ context, event }: { context: TaskContext; event: TaskEvent }) => ({
-    type: 'PHASE_DONE' as const,
-    pid: context.plan.pid,
-    phase: eventPhase(context, event) as BroadcastPhase,
-  }),
-} as const;
-
 const fail = (context: TaskContext, error: unknown) => failureFromError(error, context.phase);
+
+/** Where a task goes once its open-alive work (opens, sends) is done. */
+const AFTER_OPEN_ALIVE = [
+  { guard: 'isCreator', target: 'become-creator' },
+  { guard: 'expectsFds', target: 'wait-for-fd' },
+  { target: 'finalizing' },
+] as const;
+
+/** Entering a step of `phase`: the coordinator hears of it when the phase changes. */
+const enterStep = (phase: BroadcastPhase) => ({ type: 'enterStep', params: { phase } }) as const;
+
+/** Records an actor's error as this task's failure and fails. */
+const toFailed = (target: string) =>
+  ({
+    target,
+    actions: {
+      type: 'recordActorError',
+      params: ({ event }: { event: { error: unknown } }) => ({ error: event.error }),
+    },
+  }) as const;
 
 export const taskMachine = setup({
   types: {
@@ -123,74 +125,66 @@ export const taskMachine = setup({
   actions: {
     /** Sends one message to the coordinator; the worker runtime provides it. */
     notifyCoordinator: (_, _message: WorkerMessage) => {},
-    /** Records the phase and pid map of a PHASE event. */
-    enterPhase: assign({
-      phase: ({ context, event }) => eventPhase(context, event),
-      pidMap: ({ context, event }) => (event.type === 'PHASE' ? event.pidMap : context.pidMap),
+    /** GO: the pid map, and the first step (open-alive, which the coordinator assumes). */
+    recordGo: assign((_, params: { pidMap: PidMap }) => ({
+      phase: 'open-alive' as const,
+      pidMap: params.pidMap,
+    })),
+    /** A step of `phase` starts: a STEP to the coordinator when the phase changes. */
+    enterStep: enqueueActions(({ context, enqueue }, params: { phase: BroadcastPhase }) => {
+      if (context.phase === params.phase) return;
+      enqueue.assign({ phase: params.phase });
+      // A named action of this machine (setup cannot type references to its own actions).
+      const step: WorkerMessage = { type: 'STEP', pid: context.plan.pid, phase: params.phase };
+      enqueue({ type: 'notifyCoordinator', params: step } as never);
     }),
     /** Adds the files and helper fds an openFiles/recvFds actor reports. */
-    recordFiles: assign(({ context, event }) => {
-      const out = outputOf<OpenFilesOutput>(event);
-      return {
-        files: [...context.files, ...out.files],
-        helperFds: [...context.helperFds, ...out.helperFds],
-      };
-    }),
-    recordTemps: assign(({ context, event }) => {
-      const out = outputOf<SpawnTempOutput>(event);
-      return { temps: out.temps, helperFds: [...context.helperFds, ...out.helperFds] };
-    }),
+    recordFiles: assign(({ context }, params: { files: FileFd[]; helperFds: number[] }) => ({
+      files: [...context.files, ...params.files],
+      helperFds: [...context.helperFds, ...params.helperFds],
+    })),
+    recordTemps: assign(({ context }, params: { temps: TempProcess[]; helperFds: number[] }) => ({
+      temps: params.temps,
+      helperFds: [...context.helperFds, ...params.helperFds],
+    })),
     clearHelperFds: assign({ helperFds: [] }),
-    recordReport: assign({ report: ({ event }) => outputOf<FdReport>(event) }),
+    recordReport: assign((_, params: { report: FdReport }) => ({ report: params.report })),
     /** An actor failed: keep its error as a Failure of the current phase. */
-    recordActorError: assign({
-      failure: ({ context, event }) => context.failure ?? fail(context, errorOf(event)),
-    }),
-    recordWrongTempDeath: assign({
-      failure: ({ context, event }) => ({
-        code: 'PCR_ERR_RESTORE',
+    recordActorError: assign(({ context }, params: { error: unknown }) => ({
+      failure: context.failure ?? fail(context, params.error),
+    })),
+    recordWrongTempDeath: assign(({ context }, params: FinishTempOutput) => ({
+      failure: {
+        code: 'PCR_ERR_RESTORE' as const,
         phase: context.phase,
-        message: wrongTempDeath(context.temps, outputOf<FinishTempOutput>(event)) ?? '',
-      }),
-    }),
-    recordOutOfOrderPhase: assign({
-      failure: ({ context, event }) => ({
-        code: 'PCR_ERR_INTERNAL',
+        message: wrongTempDeath(context.temps, params) ?? '',
+      },
+    })),
+    recordSecondGo: assign(({ context }) => ({
+      failure: context.failure ?? {
+        code: 'PCR_ERR_INTERNAL' as const,
         phase: context.phase,
-        message: `PHASE ${eventPhase(context, event)} is out of order after phase ${context.phase}`,
-      }),
-    }),
-    recordBusyPhase: assign({
-      failure: ({ context, event }) => ({
-        code: 'PCR_ERR_INTERNAL',
-        phase: context.phase,
-        message: `PHASE ${eventPhase(context, event)} arrived while phase ${context.phase} was not finished`,
-      }),
-    }),
-    recordTeardown: assign({
-      teardownReason: ({ event }) => (event.type === 'TEARDOWN' ? event.reason : 'teardown'),
-    }),
+        message: `GO arrived during phase ${context.phase}: a task takes one GO, once registered`,
+      },
+    })),
+    recordTeardown: assign((_, params: { reason: string }) => ({ teardownReason: params.reason })),
   },
   guards: {
-    /** Is the PHASE event not the phase right after the current one? */
-    isOutOfOrder: ({ context, event }) =>
-      event.type !== 'PHASE' || PHASES.indexOf(event.phase) !== PHASES.indexOf(context.phase) + 1,
-    isPhase: ({ event }, params: { phase: BroadcastPhase }) =>
-      event.type === 'PHASE' && event.phase === params.phase,
-    /** Phase dead: does this task create temporary processes for dead groups? */
-    isCreator: ({ context, event }) =>
-      eventPhase(context, event) === 'dead' && context.plan.steps.dead.temps.length > 0,
-    /** Does this task expect fds from other tasks in the (event's or current) phase? */
-    expectsFds: ({ context, event }) =>
-      stepsOf(context.plan, eventPhase(context, event)).receives.length > 0,
-    /** Does this task send fds to other tasks in the current phase? */
-    hasSends: ({ context }) => stepsOf(context.plan, context.phase).sends.length > 0,
-    /** Phase kill-temp: does this task hold temporary processes to finish? */
-    hasTemps: ({ context, event }) =>
-      eventPhase(context, event) === 'kill-temp' && context.temps.length > 0,
-    /** Did a temp die otherwise than planned (finishTemp's done event)? */
-    tempDiedWrong: ({ context, event }) =>
-      wrongTempDeath(context.temps, outputOf<FinishTempOutput>(event)) !== undefined,
+    /** Does this task create temporary processes for dead groups? */
+    isCreator: ({ context }) => context.plan.steps.dead.temps.length > 0,
+    /** Does this task expect fds from other tasks? */
+    expectsFds: ({ context }) => receivesOf(context.plan).length > 0,
+    /** Does this task send fds in the current phase (open-alive or dead)? */
+    hasSends: ({ context }) =>
+      (context.phase === 'dead' ? context.plan.steps.dead : context.plan.steps['open-alive']).sends
+        .length > 0,
+    /** Were the sends just done those of the dead phase (then kill-temp)? */
+    sentDead: ({ context }) => context.phase === 'dead' && context.plan.steps.dead.temps.length > 0,
+    /** Does this task hold fds of another creator's dead targets? */
+    awaitsTempExits: ({ context }) => creatorsOf(context.plan).length > 0,
+    /** Did a temp die otherwise than planned (finishTemp's output)? */
+    tempDiedWrong: ({ context }, params: FinishTempOutput) =>
+      wrongTempDeath(context.temps, params) !== undefined,
   },
 }).createMachine({
   id: 'task',
@@ -204,8 +198,11 @@ export const taskMachine = setup({
   }),
   initial: 'spawning',
   on: {
-    TEARDOWN: { target: '.tearing-down', actions: 'recordTeardown' },
-    PHASE: { target: '.failed', actions: 'recordBusyPhase' },
+    TEARDOWN: {
+      target: '.tearing-down',
+      actions: { type: 'recordTeardown', params: ({ event }) => ({ reason: event.reason }) },
+    },
+    GO: { target: '.failed', actions: 'recordSecondGo' },
   },
   states: {
     spawning: {
@@ -230,25 +227,19 @@ export const taskMachine = setup({
             }),
           },
         },
-        onError: { target: 'failed', actions: 'recordActorError' },
+        onError: toFailed('failed'),
       },
     },
-    /** Between phases: waits for the next PHASE and goes where that phase starts. */
+    /** Registered: waits for the one GO. */
     ready: {
       on: {
-        PHASE: [
-          { guard: 'isOutOfOrder', target: 'failed', actions: 'recordOutOfOrderPhase' },
-          { guard: isPhase('open-alive'), target: 'open-alive', actions: 'enterPhase' },
-          { guard: isPhase('finalize'), target: 'finalizing', actions: 'enterPhase' },
-          { guard: isPhase('verify'), target: 'reporting', actions: 'enterPhase' },
-          { guard: 'isCreator', target: 'become-creator', actions: 'enterPhase' },
-          { guard: 'expectsFds', target: 'wait-for-fd', actions: 'enterPhase' },
-          { guard: 'hasTemps', target: 'kill-temp', actions: 'enterPhase' },
-          // dead or kill-temp with nothing to do here: done at once.
-          { actions: ['enterPhase', notifyPhaseDoneFromEvent] },
-        ],
+        GO: {
+          target: 'open-alive',
+          actions: { type: 'recordGo', params: ({ event }) => ({ pidMap: event.pidMap }) },
+        },
       },
     },
+    /** Opens the alive, zombie, thread and external targets it opens (maybe none). */
     'open-alive': {
       invoke: {
         id: 'openFiles',
@@ -261,14 +252,29 @@ export const taskMachine = setup({
           temps: [],
         }),
         onDone: [
-          { guard: 'hasSends', target: 'sending', actions: 'recordFiles' },
-          { guard: 'expectsFds', target: 'wait-for-fd', actions: 'recordFiles' },
-          { target: 'ready', actions: ['recordFiles', notifyPhaseDone] },
+          {
+            guard: 'hasSends',
+            target: 'sending',
+            actions: { type: 'recordFiles', params: ({ event }) => event.output },
+          },
+          ...AFTER_OPEN_ALIVE.map((t) => ({
+            ...t,
+            actions: {
+              type: 'recordFiles' as const,
+              params: ({
+                event,
+              }: {
+                event: { output: { files: FileFd[]; helperFds: number[] } };
+              }) => event.output,
+            },
+          })),
         ],
-        onError: { target: 'failed', actions: 'recordActorError' },
+        onError: toFailed('failed'),
       },
     },
+    /** Temporary processes for its dead groups, then the pidfds to them. */
     'become-creator': {
+      entry: enterStep('dead'),
       initial: 'spawning-temp',
       states: {
         'spawning-temp': {
@@ -279,8 +285,11 @@ export const taskMachine = setup({
               pid: context.plan.pid,
               temps: context.plan.steps.dead.temps,
             }),
-            onDone: { target: 'opening', actions: 'recordTemps' },
-            onError: { target: '#task.failed', actions: 'recordActorError' },
+            onDone: {
+              target: 'opening',
+              actions: { type: 'recordTemps', params: ({ event }) => event.output },
+            },
+            onError: toFailed('#task.failed'),
           },
         },
         opening: {
@@ -294,63 +303,112 @@ export const taskMachine = setup({
               pidMap: context.pidMap,
               temps: context.temps,
             }),
-            onDone: { target: 'created', actions: 'recordFiles' },
-            onError: { target: '#task.failed', actions: 'recordActorError' },
+            onDone: {
+              target: 'created',
+              actions: { type: 'recordFiles', params: ({ event }) => event.output },
+            },
+            onError: toFailed('#task.failed'),
           },
         },
         created: { type: 'final' },
       },
-      onDone: [
-        { guard: 'hasSends', target: 'sending' },
-        { guard: 'expectsFds', target: 'wait-for-fd' },
-        { target: 'ready', actions: notifyPhaseDone },
-      ],
+      onDone: [{ guard: 'hasSends', target: 'sending' }, { target: 'kill-temp' }],
     },
+    /** Sends what it opened in the current phase to every other holder. */
     sending: {
       invoke: {
         id: 'sendFds',
         src: 'sendFds',
+        input: ({ context }) => {
+          const phase: OpenPhase = context.phase === 'dead' ? 'dead' : 'open-alive';
+          return {
+            pid: context.plan.pid,
+            phase,
+            sends: stepsOf(context.plan, phase).sends,
+            files: context.files,
+            pidMap: context.pidMap,
+          };
+        },
+        onDone: [{ guard: 'sentDead', target: 'kill-temp' }, ...AFTER_OPEN_ALIVE],
+        onError: toFailed('failed'),
+      },
+    },
+    /**
+     * Its pidfds to the temps are sent: the temps die with their recorded status, are
+     * reaped and checked; then every task it sent them to gets its notice.
+     */
+    'kill-temp': {
+      entry: enterStep('kill-temp'),
+      invoke: {
+        id: 'finishTemp',
+        src: 'finishTemp',
         input: ({ context }) => ({
           pid: context.plan.pid,
-          phase: openPhase(context),
-          sends: stepsOf(context.plan, context.phase).sends,
-          files: context.files,
+          temps: context.temps,
+          notify: deadPeersOf(context.plan),
           pidMap: context.pidMap,
         }),
         onDone: [
+          {
+            guard: { type: 'tempDiedWrong', params: ({ event }) => event.output },
+            target: 'failed',
+            actions: { type: 'recordWrongTempDeath', params: ({ event }) => event.output },
+          },
           { guard: 'expectsFds', target: 'wait-for-fd' },
-          { target: 'ready', actions: notifyPhaseDone },
+          { target: 'finalizing' },
         ],
-        onError: { target: 'failed', actions: 'recordActorError' },
+        onError: toFailed('failed'),
       },
     },
+    /** Waits for the fds other tasks open and send it (both phases). */
     'wait-for-fd': {
+      entry: {
+        type: 'enterStep',
+        params: ({ context }) => ({ phase: receivePhase(context.plan) }),
+      },
       invoke: {
         id: 'recvFds',
         src: 'recvFds',
         input: ({ context }) => ({
           pid: context.plan.pid,
-          phase: openPhase(context),
-          receives: stepsOf(context.plan, context.phase).receives,
+          receives: receivesOf(context.plan),
           pidMap: context.pidMap,
         }),
-        onDone: { target: 'ready', actions: ['recordFiles', notifyPhaseDone] },
-        onError: { target: 'failed', actions: 'recordActorError' },
+        onDone: [
+          {
+            guard: 'awaitsTempExits',
+            target: 'wait-for-temp-exit',
+            actions: { type: 'recordFiles', params: ({ event }) => event.output },
+          },
+          {
+            target: 'finalizing',
+            actions: { type: 'recordFiles', params: ({ event }) => event.output },
+          },
+        ],
+        onError: toFailed('failed'),
       },
     },
-    'kill-temp': {
+    /**
+     * It holds pidfds of other creators' temps: waits for each creator's notice that its
+     * temps died and were reaped, so that its report reads them as verification expects
+     * (fdinfo Pid: -1, the exit status from PIDFD_GET_INFO).
+     */
+    'wait-for-temp-exit': {
+      entry: enterStep('kill-temp'),
       invoke: {
-        id: 'finishTemp',
-        src: 'finishTemp',
-        input: ({ context }) => ({ pid: context.plan.pid, temps: context.temps }),
-        onDone: [
-          { guard: 'tempDiedWrong', target: 'failed', actions: 'recordWrongTempDeath' },
-          { target: 'ready', actions: notifyPhaseDone },
-        ],
-        onError: { target: 'failed', actions: 'recordActorError' },
+        id: 'awaitTempExits',
+        src: 'awaitTempExits',
+        input: ({ context }) => ({
+          pid: context.plan.pid,
+          creators: creatorsOf(context.plan),
+          pidMap: context.pidMap,
+        }),
+        onDone: 'finalizing',
+        onError: toFailed('failed'),
       },
     },
     finalizing: {
+      entry: enterStep('finalize'),
       invoke: {
         id: 'finalizeFds',
         src: 'finalizeFds',
@@ -359,11 +417,13 @@ export const taskMachine = setup({
           fds: context.plan.fds,
           drop: context.helperFds,
         }),
-        onDone: { target: 'ready', actions: ['clearHelperFds', notifyPhaseDone] },
-        onError: { target: 'failed', actions: 'recordActorError' },
+        onDone: { target: 'reporting', actions: 'clearHelperFds' },
+        onError: toFailed('failed'),
       },
     },
+    /** Its own work is done: reports its fd table at once. */
     reporting: {
+      entry: enterStep('verify'),
       invoke: {
         id: 'reportFds',
         src: 'reportFds',
@@ -371,18 +431,17 @@ export const taskMachine = setup({
         onDone: {
           target: 'holding',
           actions: [
-            'recordReport',
+            { type: 'recordReport', params: ({ event }) => ({ report: event.output }) },
             {
               type: 'notifyCoordinator',
               params: ({ event }) => ({ type: 'FD_REPORT', report: event.output }),
             },
-            notifyPhaseDone,
           ],
         },
-        onError: { target: 'failed', actions: 'recordActorError' },
+        onError: toFailed('failed'),
       },
     },
-    /** Restored and verified: holds every fd until TEARDOWN (or hands them off). */
+    /** Restored and reported: holds every fd until TEARDOWN (or hands them off). */
     holding: {
       on: { HANDOFF: 'handing-off' },
     },
@@ -407,7 +466,7 @@ export const taskMachine = setup({
             params: ({ context }) => ({ type: 'HANDED_OFF', pid: context.plan.pid }),
           },
         },
-        onError: { target: 'failed', actions: 'recordActorError' },
+        onError: toFailed('failed'),
       },
     },
     /** Told the coordinator; waits for TEARDOWN. */
@@ -424,10 +483,10 @@ export const taskMachine = setup({
           },
         }),
       },
-      on: { PHASE: {} },
+      on: { GO: {} },
     },
     'tearing-down': {
-      on: { TEARDOWN: {}, PHASE: {} },
+      on: { TEARDOWN: {}, GO: {} },
       invoke: {
         id: 'tearDown',
         src: 'tearDown',
@@ -436,7 +495,7 @@ export const taskMachine = setup({
           reason: context.teardownReason ?? 'teardown',
         }),
         onDone: 'done',
-        onError: { target: 'done', actions: 'recordActorError' },
+        onError: toFailed('done'),
       },
     },
     done: { type: 'final' },

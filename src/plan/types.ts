@@ -5,7 +5,7 @@
  * it reserves, and what it opens, sends and receives in every phase.
  *
  * All pids and tids are DUMPED ids; the worker resolves them through the PidMap that comes
- * with every PHASE message. Inode numbers are decimal strings (64-bit, never narrowed, and
+ * with the GO message. Inode numbers are decimal strings (64-bit, never narrowed, and
  * JSON-safe inside XState snapshots and traces).
  */
 import type { TargetKind } from '../model/image.js';
@@ -15,7 +15,10 @@ import type { ExitStatusSource, OpenHow } from '../kinds/open-how.js';
 export const PHASES = ['spawn', 'open-alive', 'dead', 'kill-temp', 'finalize', 'verify'] as const;
 export type Phase = (typeof PHASES)[number];
 
-/** The phases the coordinator broadcasts; `spawn` starts by itself when a worker gets its plan. */
+/**
+ * The phases of a task's steps after GO (what STEP names); `spawn` starts by itself when
+ * a worker gets its plan. (Once the phases the coordinator broadcast one by one.)
+ */
 export const BROADCAST_PHASES = ['open-alive', 'dead', 'kill-temp', 'finalize', 'verify'] as const;
 export type BroadcastPhase = (typeof BROADCAST_PHASES)[number];
 

@@ -2,7 +2,7 @@
  * Coordinator <-> worker messages as TypeScript values. On the wire each is one protobuf
  * frame (`pidfdcr.protocol.ToWorker` / `ToCoordinator`, see proto/protocol.proto and
  * wire.ts). The `type` of a worker message is also the coordinator machine's event type,
- * and PHASE / TEARDOWN are the task machine's events, so a decoded frame can be sent to
+ * and GO / TEARDOWN / HANDOFF are the task machine's events, so a decoded frame can be sent to
  * the machine as it is.
  */
 import type { PcrErrorCode } from '../errors.js';
@@ -103,8 +103,13 @@ export interface ChildrenSpawned {
   /** Threads made for the planned thread targets of this task. */
   threads: PidPair[];
 }
-export interface PhaseDone {
-  type: 'PHASE_DONE';
+/**
+ * The task started its work of `phase` (after GO every task is in open-alive; it says so
+ * only when its step's phase changes). Nobody waits for it: it tells the coordinator
+ * where a task is, for the messages of a failure, a timeout or a stop.
+ */
+export interface StepMessage {
+  type: 'STEP';
   pid: number;
   phase: BroadcastPhase;
 }
@@ -130,7 +135,7 @@ export interface HandedOff {
 export type WorkerMessage =
   | WorkerHello
   | ChildrenSpawned
-  | PhaseDone
+  | StepMessage
   | WorkerFailed
   | FdReportMessage
   | TraceMessage
@@ -144,14 +149,17 @@ export type AuthMessage =
   | { type: 'AUTH_PROOF'; pid: number; nonce: Uint8Array }
   | { type: 'STARTUP_FAILED'; pid: number; failure: Failure };
 
-// Coordinator -> worker (PHASE and TEARDOWN are the task machine's events).
+// Coordinator -> worker (GO, TEARDOWN and HANDOFF are the task machine's events).
 export interface AssignMessage {
   type: 'ASSIGN';
   plan: TaskPlan;
 }
-export interface PhaseMessage {
-  type: 'PHASE';
-  phase: BroadcastPhase;
+/**
+ * The one go-signal: every task registered (and the treeBuilt hook passed). Carries the
+ * complete pid map; each task then runs its own steps (docs/restore.md "Phases").
+ */
+export interface GoMessage {
+  type: 'GO';
   pidMap: PidMap;
 }
 /**
@@ -181,9 +189,13 @@ export interface HandoffMessage {
   /** "NAME=value", the program's whole environment. */
   execEnv: string[];
 }
-export type CoordinatorMessage = AssignMessage | PhaseMessage | TeardownMessage | HandoffMessage;
+export type CoordinatorMessage = AssignMessage | GoMessage | TeardownMessage | HandoffMessage;
 
-/** Payload byte(s) that accompany fds over SCM_RIGHTS: which files, in fd order. */
+/**
+ * Payload byte(s) that accompany fds over SCM_RIGHTS: which files, in fd order. A
+ * creator's notice that it reaped its temporaries (phase kill-temp) names no file and
+ * carries no fd.
+ */
 export interface FdTransfer {
   /** Dumped pid of the sender. */
   from: number;

@@ -222,14 +222,8 @@ export function encodeToWorker(msg: CoordinatorMessage): Uint8Array {
     case 'ASSIGN':
       props = { assign: { plan: taskPlanToPb(msg.plan) } };
       break;
-    case 'PHASE':
-      props = {
-        phase: {
-          phase: PHASE_TO_PB[msg.phase],
-          pids: pairs(msg.pidMap.pids),
-          tids: pairs(msg.pidMap.tids),
-        },
-      };
+    case 'GO':
+      props = { go: { pids: pairs(msg.pidMap.pids), tids: pairs(msg.pidMap.tids) } };
       break;
     case 'TEARDOWN':
       props = { teardown: { reason: msg.reason } };
@@ -256,12 +250,8 @@ export function decodeToWorker(bytes: Uint8Array): CoordinatorMessage {
         type: 'ASSIGN',
         plan: taskPlanFromPb(m.assign?.plan ?? bad('ASSIGN without a plan')),
       };
-    case 'phase':
-      return {
-        type: 'PHASE',
-        phase: broadcastPhaseFromPb(m.phase?.phase),
-        pidMap: pidMapFromPb(m.phase ?? {}),
-      };
+    case 'go':
+      return { type: 'GO', pidMap: pidMapFromPb(m.go ?? {}) };
     case 'teardown':
       return { type: 'TEARDOWN', reason: m.teardown?.reason ?? '' };
     case 'handoff':
@@ -356,8 +346,8 @@ export function encodeToCoordinator(msg: WorkerMessage): Uint8Array {
         },
       };
       break;
-    case 'PHASE_DONE':
-      props = { phaseDone: { pid: msg.pid, phase: PHASE_TO_PB[msg.phase] } };
+    case 'STEP':
+      props = { step: { pid: msg.pid, phase: PHASE_TO_PB[msg.phase] } };
       break;
     case 'WORKER_FAILED':
       props = { failed: failureToPb(msg.pid, msg.failure) };
@@ -392,11 +382,11 @@ export function decodeToCoordinator(bytes: Uint8Array): WorkerMessage {
         children: pairsFromPb(m.childrenSpawned?.children),
         threads: pairsFromPb(m.childrenSpawned?.threads),
       };
-    case 'phaseDone':
+    case 'step':
       return {
-        type: 'PHASE_DONE',
-        pid: m.phaseDone?.pid ?? 0,
-        phase: broadcastPhaseFromPb(m.phaseDone?.phase),
+        type: 'STEP',
+        pid: m.step?.pid ?? 0,
+        phase: broadcastPhaseFromPb(m.step?.phase),
       };
     case 'failed':
       return { type: 'WORKER_FAILED', pid: m.failed?.pid ?? 0, failure: failureFromPb(m.failed!) };

@@ -2,7 +2,7 @@
  * Which drawn states and transitions of a statechart a restore visited: the trace's state
  * changes (from, to, event) matched to the machine's transitions. A trace records one
  * change per macrostep, so a change may have gone through an eventless or `done.state`
- * transition too (`phases.verify → tearing-down` on PHASE_DONE went through `comparing`):
+ * transition too (`phases → verified` on the last FD_REPORT went through `comparing`):
  * then both transitions are credited.
  */
 import type { GraphEdge, MachineGraph } from './graph.js';

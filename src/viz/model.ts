@@ -347,9 +347,15 @@ export function buildTimeline(input: readonly VizEvent[], warningsIn: string[] =
       `the trace ends with the coordinator in ${outcome}: the run was cut off (killed, or the file is incomplete)`,
     );
 
+  // One band from GO to the last report (each task runs its own steps in it: its lane
+  // shows them); a trace of the older barrier design has one band per phase.
   const phases: PhaseBand[] = (coordinator?.slices ?? [])
-    .filter((s) => s.state.startsWith('phases.'))
-    .map((s) => ({ name: s.state.slice('phases.'.length), start: s.start, end: s.end }));
+    .filter((s) => s.state === 'phases' || s.state.startsWith('phases.'))
+    .map((s) => ({
+      name: s.state === 'phases' ? 'GO → reports' : s.state.slice('phases.'.length),
+      start: s.start,
+      end: s.end,
+    }));
 
   return {
     ...(events.find((e) => e.run)?.run ? { run: events.find((e) => e.run)!.run! } : {}),

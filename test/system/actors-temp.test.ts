@@ -26,6 +26,7 @@ import { PcrError } from '../../src/errors.js';
 import { fdinfo, exists, fdNumbers, fdLink, childrenOf } from '../helpers/proc-view.js';
 import { WorkerEffects } from '../../src/actors/task-effects.js';
 import type { TempStep } from '../../src/plan/types.js';
+import { EMPTY_PID_MAP } from '../../src/protocol/pidmap.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -102,7 +103,12 @@ test('a late prestartTemps after spawnTemp and finishTemp starts no x', async ()
       statusSource: 'recorded',
     }));
     const { temps } = await effects.spawnTemp({ pid: 4242, temps: steps });
-    const { reaped } = await effects.finishTemp({ pid: 4242, temps });
+    const { reaped } = await effects.finishTemp({
+      pid: 4242,
+      temps,
+      notify: [],
+      pidMap: EMPTY_PID_MAP,
+    });
     assert.deepEqual(
       reaped.map((r) => r.status),
       steps.map((s) => s.exitStatus),

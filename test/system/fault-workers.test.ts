@@ -14,11 +14,12 @@ import { alive, sharedFork, external, tree33 } from '../fixtures/scenarios.js';
 import { buildAndDump, waitGone } from '../helpers/restore-run.js';
 import { descendantsOf, fdinfo } from '../helpers/proc-view.js';
 import { exitStatusThroughCopy } from '../helpers/restored-view.js';
+import { planRestore } from '../../src/plan/planner.js';
 
 /** Runs a restore expected to fail; returns the error and every process it ever started. */
 async function failingRestore(
   image: Parameters<typeof restoreImage>[0],
-  { onTrace, ...opts }: RestoreOptions & { onTrace?: () => void },
+  { onTrace, ...opts }: RestoreOptions & { onTrace?: (e: TraceEvent) => void },
 ): Promise<{ err: PcrError; started: number[] }> {
   const started = new Set<number>();
   const before = new Set(descendantsOf(process.pid));
@@ -31,7 +32,7 @@ async function failingRestore(
       } catch {
         // it went away meanwhile
       }
-      onTrace?.();
+      onTrace?.(e);
     }
   };
   const err = await restoreImage(image, { ...opts, trace, workerStderr: null }).then(
@@ -244,3 +245,52 @@ test('a worker with children crashes: it is named, not a child that died with it
   assert.deepEqual(await waitGone(started), []);
   assert.deepEqual(readdirSync(dir), []);
 });
+
+/**
+ * The points where a task waits on another after GO (docs/restore.md "Phases"): a receiver
+ * in wait-for-fd waits for its creator's pidfds, in wait-for-temp-exit for its creator's
+ * notice that the temps are reaped. The creator hangs at its step (test hook) until the
+ * receiver is seen waiting in the trace, then (100 ms later) is SIGKILLed from outside: the restore must
+ * fail naming the creator, take the tree down, and leave nothing.
+ */
+for (const [step, hangsIn, waiting] of [
+  ['dead', 'become-creator.opening', 'wait-for-fd'],
+  ['kill-temp', 'kill-temp', 'wait-for-temp-exit'],
+] as const) {
+  test(`a creator killed while a receiver is in ${waiting}: the creator is named, nothing left`, async (t) => {
+    const { image, dir } = await buildAndDump(t, sharedFork);
+    const plan = planRestore(image);
+    const creator = plan.deadGroups[0]!.creator;
+    const receiver = plan.tasks.find((x) =>
+      x.steps.dead.receives.some((r) => r.from === creator),
+    )!.pid;
+    assert.notEqual(receiver, creator);
+    let creatorPid = 0;
+    let creatorThere = false;
+    let receiverThere = false;
+    let killedWhile: string | undefined;
+    const { err, started } = await failingRestore(image, {
+      runDirParent: dir,
+      timeoutMs: 20_000,
+      fault: `hang@${creator}:${step}`,
+      onTrace: (e) => {
+        if (e.source === `task:${creator}` && e.pid > 0) creatorPid = e.pid;
+        if (e.source === `task:${creator}` && e.to === hangsIn) creatorThere = true;
+        if (e.source === `task:${receiver}` && e.to === waiting) receiverThere = true;
+        if (creatorThere && receiverThere && !killedWhile) {
+          killedWhile = waiting;
+          // Once its STEP is out (a task says where it is after 5 ms in a step).
+          setTimeout(() => process.kill(creatorPid, 'SIGKILL'), 100);
+        }
+      },
+    });
+    assert.equal(killedWhile, waiting, `the receiver ${receiver} was seen in ${waiting}`);
+    assert.equal(err.code, 'PCR_ERR_TASK_EXITED', err.message);
+    assert.match(
+      err.message,
+      new RegExp(`task ${creator} exited \\(killed by signal 9\\) during phase ${step}`),
+    );
+    assert.deepEqual(await waitGone(started), []);
+    assert.deepEqual(readdirSync(dir), []);
+  });
+}

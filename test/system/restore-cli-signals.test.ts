@@ -102,8 +102,6 @@ function assertNothingLeft(r: Interrupted, pid: number, before: Set<number>): vo
   );
 }
 
-const TASK_TRANSITION = /task:\d+ +\S+ -> \S+/;
-
 /** A private TMPDIR; we become a subreaper (orphans of the CLI would come to us). */
 function setUp(t: { after(fn: () => void): void }): { tmp: string } {
   prctl(PR_SET_CHILD_SUBREAPER, 1);
@@ -119,9 +117,11 @@ test('demo: a group SIGINT while it restores stops it at once: 130, nothing left
   const { tmp } = setUp(t);
   const before = below();
   let pid = 0;
+  // The restore's start (registration): after GO the demo's restore is done in ≈ 10 ms, too
+  // soon after a task's first transition for a signal sent then to find it running.
   const r = await interruptWhen(['demo', '--trace'], { ...process.env, TMPDIR: tmp }, (o) => {
     pid = o.pid;
-    return TASK_TRANSITION.test(o.stderr);
+    return /coordinator +\(start\) -> registering/.test(o.stderr);
   });
   assert.equal(r.code, 130, r.stderr);
   assert.ok(r.ms < 5000, `exited ${r.ms.toFixed(0)} ms after the SIGINT`);
@@ -155,9 +155,11 @@ test('restore: a group SIGINT in the middle of the restore: 130, tree taken down
   const before = below();
   const env = { ...process.env, TMPDIR: dir };
   let pid = 0;
+  // A worker's first transition: the restore after it can be done in ≈ 10 ms (one GO), so
+  // this waits for the root's start, well before its GO can come.
   const r = await interruptWhen(['restore', '-D', dir, '--trace'], env, (o) => {
     pid = o.pid;
-    return TASK_TRANSITION.test(o.stderr);
+    return /task:\d+ +\(start\) -> spawning/.test(o.stderr);
   });
   assert.equal(r.code, 130, r.stderr);
   assert.ok(r.ms < 5000, `exited ${r.ms.toFixed(0)} ms after the SIGINT`);

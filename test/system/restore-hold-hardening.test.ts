@@ -133,9 +133,9 @@ test('stray frames during --hold are ignored and counted; the held tree lives; S
     ['intruder', Buffer.from('not a protobuf at all')],
     // About a real task, from a peer with another routing id.
     // (Each peer its own routing id: the ROUTER refuses a second peer with a taken one.)
-    ['forger', encodeToCoordinator({ type: 'PHASE_DONE', pid: root, phase: 'verify' })],
+    ['forger', encodeToCoordinator({ type: 'STEP', pid: root, phase: 'verify' })],
     // A routing id that is a pid, but of no registered worker.
-    ['4194303', encodeToCoordinator({ type: 'PHASE_DONE', pid: 4194303, phase: 'verify' })],
+    ['4194303', encodeToCoordinator({ type: 'STEP', pid: 4194303, phase: 'verify' })],
     // A HELLO after registration.
     [
       String(999_999),
@@ -222,6 +222,15 @@ test('a worker SIGKILLed during --hold: the task is reported lost with its statu
 const STOPS = ['spawn', 'open-alive', 'dead', 'kill-temp', 'finalize', 'verify', 'hold'] as const;
 type Stop = (typeof STOPS)[number];
 
+/** The root's state (deadStatuses: it creates every dead group) at each hung step. */
+const ROOT_STATE: Record<Exclude<Stop, 'spawn' | 'hold'>, string> = {
+  'open-alive': 'open-alive',
+  dead: 'become-creator.opening',
+  'kill-temp': 'kill-temp',
+  finalize: 'finalizing',
+  verify: 'reporting',
+};
+
 /** Starts a restore held at `stop` and resolves once it is there. */
 async function restoreHeldAt(
   image: { rootPid: number },
@@ -236,8 +245,9 @@ async function restoreHeldAt(
   if (stop === 'hold') args.push('--hold');
   else env.PCR_FAULT = `hang@${image.rootPid}:${stop}`;
   const r = startCli(args, env);
-  const coordinatorIn = (state: string) => (): boolean =>
-    traceEvents(tracePath).some((e) => e.source === 'coordinator' && e.to === state);
+  // After GO each task runs its own steps: the hung root's own state says where it is.
+  const rootIn = (state: string) => (): boolean =>
+    traceEvents(tracePath).some((e) => e.source === `task:${image.rootPid}` && e.to === state);
   if (stop === 'hold') await until('holding', () => r.out().includes('holding the restored'), r);
   else if (stop === 'spawn')
     await until(
@@ -245,7 +255,7 @@ async function restoreHeldAt(
       () => traceEvents(tracePath).some((e) => e.kind === 'register'),
       r,
     );
-  else await until(`phase ${stop}`, coordinatorIn(`phases.${stop}`), r);
+  else await until(`phase ${stop}`, rootIn(ROOT_STATE[stop]), r);
   await sleep(100); // the root worker is in its hang now
   return r;
 }

@@ -85,7 +85,7 @@ test('a real restore traces every temp process and both sides of every fd transf
       events.push(e);
       const p = e.process;
       if (p?.role === 'temp' && p.action === 'spawn') {
-        // The spawn event comes before its creator's PHASE_DONE of `dead`, and x lives
+        // The spawn event comes before its creator's sends of `dead`, and x lives
         // until `kill-temp`: it must be there now. (Not its cmdline: posix_spawn returns
         // while the child's exec may still be setting up its arguments.)
         seenAlive.set(p.pid, statOf(p.pid));

@@ -162,7 +162,7 @@ test('the page of a real demo restore, in Chromium', { skip, timeout: 240_000 },
       .pop()!;
     return `coordinator.${last.to}`;
   };
-  const openAlive = events.find((e) => e.source === 'coordinator' && e.to === 'phases.open-alive')!;
+  const openAlive = events.find((e) => e.source === 'coordinator' && e.to === 'phases')!;
   const early = openAlive.time - t0 + 0.01;
   const late = events[events.length - 1]!.time - t0;
   const atEarly = await scrubTo(page, early);

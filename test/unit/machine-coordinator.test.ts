@@ -6,7 +6,6 @@ import { coordinatorMachine } from '../../src/machines/coordinator.js';
 import type { CoordinatorInput } from '../../src/machines/coordinator.js';
 import type { CoordinatorMessage } from '../../src/protocol/messages.js';
 import { planRestore } from '../../src/plan/planner.js';
-import { BROADCAST_PHASES } from '../../src/plan/types.js';
 import { SAMPLE_PID_MAP, faithfulReportsFor, sampleImage } from '../fixtures/plan-images.js';
 
 type Snapshot = ReturnType<typeof initialTransition<typeof coordinatorMachine>>[0];
@@ -108,31 +107,41 @@ function registerOnly(d: Driver): Driver {
   return d;
 }
 
-function runPhase(d: Driver, phase: string): void {
-  for (const pid of WORKERS) d.send({ type: 'PHASE_DONE', pid, phase });
+/** Every task's report comes in (held by the runtime until the last, as report-gate.ts). */
+function reportAll(d: Driver, reports = faithfulReportsFor(image, SAMPLE_PID_MAP)): Driver {
+  for (const report of reports) d.send({ type: 'FD_REPORT', report });
+  return d;
 }
 
-test('happy path: registration, every phase in order, comparison, teardown', () => {
+const GO = { type: 'GO', pidMap: SAMPLE_PID_MAP };
+
+test('happy path: registration, one GO, the reports, comparison, teardown', () => {
   const d = new Driver();
   assert.equal(d.value, 'registering');
   register(d);
-  assert.deepEqual(d.value, { phases: 'open-alive' });
+  assert.equal(d.value, 'phases');
   assert.deepEqual(d.snapshot.context.pidMap, SAMPLE_PID_MAP);
-  assert.deepEqual(d.sent, [['*', { type: 'PHASE', phase: 'open-alive', pidMap: SAMPLE_PID_MAP }]]);
+  assert.deepEqual(d.sent, [['*', GO]], 'one GO, the only message of the phases');
+  assert.deepEqual(d.snapshot.context.at, {
+    100: 'open-alive',
+    200: 'open-alive',
+    300: 'open-alive',
+  });
 
-  for (const phase of BROADCAST_PHASES) {
-    assert.deepEqual(d.value, { phases: phase });
-    if (phase === 'verify') {
-      for (const report of faithfulReportsFor(image, SAMPLE_PID_MAP)) {
-        d.send({ type: 'FD_REPORT', report });
-      }
-    }
-    d.send({ type: 'PHASE_DONE', pid: 100, phase });
-    d.send({ type: 'PHASE_DONE', pid: 100, phase }); // a duplicate counts once
-    d.send({ type: 'PHASE_DONE', pid: 200, phase });
-    assert.deepEqual(d.value, { phases: phase }, `still in ${phase} until 300 is done`);
-    d.send({ type: 'PHASE_DONE', pid: 300, phase });
-  }
+  // Each task goes its own way; STEPs only say where it is, nothing is sent back.
+  d.send({ type: 'STEP', pid: 200, phase: 'dead' });
+  d.send({ type: 'STEP', pid: 200, phase: 'kill-temp' });
+  d.send({ type: 'STEP', pid: 100, phase: 'dead' });
+  d.send({ type: 'STEP', pid: 300, phase: 'finalize' });
+  assert.deepEqual(d.sent, []);
+  assert.equal(d.snapshot.context.phase, 'dead');
+  const [r100, r200, r300] = faithfulReportsFor(image, SAMPLE_PID_MAP);
+  d.send({ type: 'FD_REPORT', report: r200! });
+  d.send({ type: 'FD_REPORT', report: r100! });
+  d.send({ type: 'FD_REPORT', report: r100! }); // a duplicate counts once
+  assert.equal(d.value, 'phases', 'still in phases until 300 reported');
+  assert.equal(d.snapshot.context.phase, 'finalize');
+  d.send({ type: 'FD_REPORT', report: r300! });
   assert.equal(d.value, 'verified');
   const types = d.actions.map((a) => a.type as string);
   assert.ok(types.includes('reportResult'));
@@ -170,13 +179,7 @@ test('happy path: registration, every phase in order, comparison, teardown', () 
  * verified and beforeHandoff let it through (the hand-off comes after them).
  */
 function verify(d: Driver): Driver {
-  register(d);
-  for (const phase of BROADCAST_PHASES) {
-    if (phase === 'verify')
-      for (const report of faithfulReportsFor(image, SAMPLE_PID_MAP))
-        d.send({ type: 'FD_REPORT', report });
-    runPhase(d, phase);
-  }
+  reportAll(register(d));
   assert.equal(d.value, 'verified');
   return hookDone(hookDone(d, 'verified'), 'beforeHandoff');
 }
@@ -247,15 +250,9 @@ test('a worker lost during a socket hand-off aborts, naming it; so does the time
 
 test('a verification difference means no hand-off: teardown, not ok', () => {
   const d = new Driver(handoff(true, true));
-  register(d);
-  for (const phase of BROADCAST_PHASES) {
-    if (phase === 'verify') {
-      const reports = faithfulReportsFor(image, SAMPLE_PID_MAP);
-      reports[0] = { ...reports[0]!, fds: reports[0]!.fds.slice(1) };
-      for (const report of reports) d.send({ type: 'FD_REPORT', report });
-    }
-    runPhase(d, phase);
-  }
+  const reports = faithfulReportsFor(image, SAMPLE_PID_MAP);
+  reports[0] = { ...reports[0]!, fds: reports[0]!.fds.slice(1) };
+  reportAll(register(d), reports);
   hookDone(hookDone(d, 'verified'), 'beforeHandoff');
   assert.equal(d.value, 'before-teardown');
   assert.ok(!d.actions.some((a) => a.type === 'startHandoff'));
@@ -323,14 +320,9 @@ test('spawnRoot is invoked with the root and its reserved fds', () => {
 
 test('with hold it holds after verification until STOP; differences make ok false', () => {
   const d = register(new Driver({ hold: true }));
-  for (const phase of BROADCAST_PHASES) {
-    if (phase === 'verify') {
-      const reports = faithfulReportsFor(image, SAMPLE_PID_MAP);
-      reports[0]!.fds[0]!.cloexec = !reports[0]!.fds[0]!.cloexec;
-      for (const report of reports) d.send({ type: 'FD_REPORT', report });
-    }
-    runPhase(d, phase);
-  }
+  const reports = faithfulReportsFor(image, SAMPLE_PID_MAP);
+  reports[0]!.fds[0]!.cloexec = !reports[0]!.fds[0]!.cloexec;
+  reportAll(d, reports);
   hookDone(hookDone(d, 'verified'), 'beforeHandoff');
   assert.equal(d.value, 'holding');
   assert.deepEqual(
@@ -353,7 +345,7 @@ test('with hold it holds after verification until STOP; differences make ok fals
 
 test('a worker failure aborts, naming task, phase and cause', () => {
   const d = register(new Driver());
-  runPhase(d, 'open-alive');
+  d.send({ type: 'STEP', pid: 200, phase: 'dead' });
   d.send({
     type: 'WORKER_FAILED',
     pid: 200,
@@ -397,33 +389,38 @@ test('a worker that exits mid-restore aborts with its status', () => {
   assert.equal(d.value, 'failed');
 });
 
-test('a phase timeout aborts, naming the tasks still pending', () => {
+test('the reports timeout aborts, naming the tasks whose report is not in and where they are', () => {
   const d = register(new Driver());
-  const timeout = d.timeoutEvent; // scheduled on entering open-alive
-  d.send({ type: 'PHASE_DONE', pid: 100, phase: 'open-alive' });
-  d.send({ type: 'PHASE_DONE', pid: 300, phase: 'open-alive' });
+  const timeout = d.timeoutEvent; // scheduled on entering phases
+  d.send({ type: 'REPORT_HELD', pid: 100 });
+  d.send({ type: 'STEP', pid: 200, phase: 'kill-temp' });
+  d.send({ type: 'REPORT_HELD', pid: 300 });
+  d.send({ type: 'STEP', pid: 300, phase: 'dead' }); // late: a task that reported stays so
   d.send(timeout);
   assert.equal(d.value, 'aborting');
   assert.equal(d.snapshot.context.failure?.code, 'PCR_ERR_TIMEOUT');
   assert.equal(
     d.snapshot.context.failure?.message,
-    'phase open-alive timed out after 5000 ms waiting for task 200',
+    'phase kill-temp timed out after 5000 ms waiting for task 200 (in kill-temp)',
   );
 });
 
-test('a phase timeout tells a task waiting for fds from a pending peer apart from the stuck one', () => {
-  const waiting = plan.tasks.find((t) => t.steps['open-alive'].receives.length > 0);
-  assert.ok(waiting, 'the sample plan has a task that receives fds in open-alive');
-  const from = waiting.steps['open-alive'].receives[0]!.from;
+test('the reports timeout tells a task that may wait for a pending peer apart from the stuck one', () => {
+  const waiting = plan.tasks.find((t) => t.steps.dead.receives.length > 0);
+  assert.ok(waiting, 'the sample plan has a task that receives pidfds of dead targets');
+  const from = waiting.steps.dead.receives[0]!.from;
   const d = register(new Driver());
   const timeout = d.timeoutEvent;
   for (const pid of WORKERS.filter((p) => p !== waiting.pid && p !== from)) {
-    d.send({ type: 'PHASE_DONE', pid, phase: 'open-alive' });
+    d.send({ type: 'REPORT_HELD', pid });
   }
+  d.send({ type: 'STEP', pid: waiting.pid, phase: 'dead' });
+  d.send({ type: 'STEP', pid: from, phase: 'dead' });
   d.send(timeout);
   const message = d.snapshot.context.failure?.message ?? '';
-  assert.match(message, new RegExp(`task ${waiting.pid} \\(waits for fds from task ${from}\\)`));
-  assert.match(message, new RegExp(`task ${from}(,|$)`));
+  assert.match(message, /^phase dead timed out/);
+  assert.match(message, new RegExp(`task ${waiting.pid} \\(in dead, may wait for task ${from}\\)`));
+  assert.match(message, new RegExp(`task ${from} \\(in dead\\)`));
 });
 
 test('registration timeout names what is missing', () => {
@@ -469,14 +466,24 @@ test('a root that cannot be spawned aborts', () => {
   );
 });
 
-test('a PHASE_DONE for another phase aborts', () => {
+test("STEPs say where each task is: a stop names the earliest, an exit the task's own", () => {
   const d = register(new Driver());
-  d.send({ type: 'PHASE_DONE', pid: 100, phase: 'dead' });
-  assert.equal(d.value, 'aborting');
-  assert.match(
-    d.snapshot.context.failure!.message,
-    /task 100 finished phase dead during phase open-alive/,
+  d.send({ type: 'STEP', pid: 100, phase: 'dead' });
+  d.send({ type: 'STEP', pid: 200, phase: 'kill-temp' });
+  d.send({ type: 'STEP', pid: 300, phase: 'finalize' });
+  assert.equal(d.snapshot.context.phase, 'dead');
+  d.send({ type: 'REPORT_HELD', pid: 100 });
+  assert.equal(d.snapshot.context.phase, 'kill-temp');
+  const e = new Driver();
+  e.snapshot = d.snapshot;
+  e.send({ type: 'WORKER_EXITED', pid: 300, status: 9 });
+  assert.equal(
+    e.snapshot.context.failure?.message,
+    'task 300 exited (killed by signal 9) during phase finalize',
   );
+  assert.equal(e.snapshot.context.failure?.phase, 'finalize');
+  d.send({ type: 'STOP', reason: 'SIGINT' });
+  assert.equal(d.snapshot.context.failure?.message, 'stopped during phase kill-temp: SIGINT');
 });
 
 test('STOP before the restore is finished aborts', () => {
@@ -485,7 +492,7 @@ test('STOP before the restore is finished aborts', () => {
   assert.equal(d.snapshot.context.failure?.message, 'stopped during phase open-alive: SIGINT');
 });
 
-test('hook treeBuilt: every task registered, the pid map known, no PHASE sent before it resolves', () => {
+test('hook treeBuilt: every task registered, the pid map known, no GO sent before it resolves', () => {
   const d = registerOnly(new Driver());
   assert.equal(d.value, 'tree-built');
   assert.deepEqual(hookInput(d, 'treeBuilt'), {
@@ -493,10 +500,10 @@ test('hook treeBuilt: every task registered, the pid map known, no PHASE sent be
     pidMap: SAMPLE_PID_MAP,
     differences: undefined,
   });
-  assert.deepEqual(d.sent, [], 'no phase broadcast: no pidfd is opened yet');
+  assert.deepEqual(d.sent, [], 'no GO: no pidfd is opened yet');
   hookDone(d, 'treeBuilt');
-  assert.deepEqual(d.value, { phases: 'open-alive' });
-  assert.deepEqual(d.sent, [['*', { type: 'PHASE', phase: 'open-alive', pidMap: SAMPLE_PID_MAP }]]);
+  assert.equal(d.value, 'phases');
+  assert.deepEqual(d.sent, [['*', GO]]);
 });
 
 test('a hook that returns { abort } or throws aborts, naming the hook and the reason', () => {
@@ -510,13 +517,7 @@ test('a hook that returns { abort } or throws aborts, naming the hook and the re
   assert.deepEqual(d.sent, [
     ['*', { type: 'TEARDOWN', reason: 'hook treeBuilt aborted the restore: host said no' }],
   ]);
-  const v = register(new Driver());
-  for (const phase of BROADCAST_PHASES) {
-    if (phase === 'verify')
-      for (const report of faithfulReportsFor(image, SAMPLE_PID_MAP))
-        v.send({ type: 'FD_REPORT', report });
-    runPhase(v, phase);
-  }
+  const v = reportAll(register(new Driver()));
   hookDone(v, 'verified');
   v.send({ type: 'xstate.error.actor.hookBeforeHandoff', error: new Error('script exited 3') });
   assert.equal(v.value, 'aborting');
@@ -542,13 +543,7 @@ test('a hook that never resolves is bounded by the phase timeout; a task lost me
 
 test('after verification a STOP takes the verified tree down the normal way, not as a failure', () => {
   for (const at of ['verified', 'before-handoff'] as const) {
-    const d = register(new Driver({ hold: true }));
-    for (const phase of BROADCAST_PHASES) {
-      if (phase === 'verify')
-        for (const report of faithfulReportsFor(image, SAMPLE_PID_MAP))
-          d.send({ type: 'FD_REPORT', report });
-      runPhase(d, phase);
-    }
+    const d = reportAll(register(new Driver({ hold: true })));
     if (at === 'before-handoff') hookDone(d, 'verified');
     assert.equal(d.value, at);
     d.send({ type: 'STOP', reason: 'SIGTERM' });
@@ -573,13 +568,13 @@ test('toJSON lists the named actors, guards and actions', () => {
     'tearDownTree',
     'allRegistered',
     'registrationWrong',
-    'isStrayPhaseDone',
-    'completesPhase',
+    'completesReports',
     'sendToWorker',
     'broadcast',
     'reportResult',
     'recordRegistration',
-    'recordPhaseDone',
+    'startTasks',
+    'recordStep',
     'phaseTimedOut',
     'compareReports',
     'recordWorkerFailed',

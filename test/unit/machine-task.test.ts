@@ -63,8 +63,8 @@ class Driver {
   error(id: string, error: unknown): this {
     return this.send({ type: `xstate.error.actor.${id}`, error });
   }
-  phase(phase: string): this {
-    return this.send({ type: 'PHASE', phase, pidMap: SAMPLE_PID_MAP });
+  go(): this {
+    return this.send({ type: 'GO', pidMap: SAMPLE_PID_MAP });
   }
   get value() {
     return this.snapshot.value;
@@ -74,9 +74,9 @@ class Driver {
   }
 }
 
-const phaseDone = (pid: number, phase: string) => ({ type: 'PHASE_DONE', pid, phase });
+const step = (pid: number, phase: string) => ({ type: 'STEP', pid, phase });
 
-test('task 200 (opener and creator) goes through every phase', () => {
+test('task 200 (opener and creator) runs its own steps after one GO', () => {
   const d = new Driver(200);
   assert.equal(d.value, 'spawning');
   assert.deepEqual(started(d.actions), [
@@ -94,8 +94,9 @@ test('task 200 (opener and creator) goes through every phase', () => {
     },
   ]);
 
-  d.phase('open-alive');
+  d.go();
   assert.equal(d.value, 'open-alive');
+  assert.deepEqual(notified(d.actions), [], 'open-alive is where GO puts every task: no STEP');
   const [[id, input]] = started(d.actions) as [[string, { opens: { fileId: number }[] }]];
   assert.equal(id, 'openFiles');
   assert.deepEqual(
@@ -103,12 +104,9 @@ test('task 200 (opener and creator) goes through every phase', () => {
     [1],
   );
   d.done('openFiles', { files: [{ fileId: 1, fd: 4 }], helperFds: [] });
-  // Nothing to send or receive in open-alive: done at once.
-  assert.equal(d.value, 'ready');
-  assert.deepEqual(notified(d.actions), [phaseDone(200, 'open-alive')]);
-
-  d.phase('dead');
+  // Nothing to send in open-alive: straight on to its dead groups, no message in between.
   assert.deepEqual(d.value, { 'become-creator': 'spawning-temp' });
+  assert.deepEqual(notified(d.actions), [step(200, 'dead')]);
   assert.deepEqual(started(d.actions), [
     [
       'spawnTemp',
@@ -149,31 +147,28 @@ test('task 200 (opener and creator) goes through every phase', () => {
     ],
   ]);
   d.done('sendFds', { messages: 1 });
-  assert.equal(d.value, 'ready');
-  assert.deepEqual(notified(d.actions), [phaseDone(200, 'dead')]);
-
-  d.phase('kill-temp');
+  // Sent: the temp dies at once, and task 100 (which got pidfds of it) gets a notice.
   assert.equal(d.value, 'kill-temp');
-  assert.deepEqual(started(d.actions), [['finishTemp', { pid: 200, temps: [temp] }]]);
+  assert.deepEqual(notified(d.actions), [step(200, 'kill-temp')]);
+  assert.deepEqual(started(d.actions), [
+    ['finishTemp', { pid: 200, temps: [temp], notify: [100], pidMap: SAMPLE_PID_MAP }],
+  ]);
   d.done('finishTemp', { reaped: [{ groupId: 0, status: 768 }] });
-  assert.equal(d.value, 'ready');
-  assert.deepEqual(notified(d.actions), [phaseDone(200, 'kill-temp')]);
-
-  d.phase('finalize');
+  // It receives nothing: finalize and report without waiting for anyone.
   assert.equal(d.value, 'finalizing');
+  assert.deepEqual(notified(d.actions), [step(200, 'finalize')]);
   assert.deepEqual(started(d.actions), [
     ['finalizeFds', { pid: 200, fds: planOf(200).fds, drop: [20, 21] }],
   ]);
   d.done('finalizeFds', { closed: [20, 21] });
   assert.deepEqual(d.context.helperFds, []);
-  assert.deepEqual(notified(d.actions), [phaseDone(200, 'finalize')]);
-
-  d.phase('verify');
   assert.equal(d.value, 'reporting');
+  assert.deepEqual(notified(d.actions), [step(200, 'verify')]);
   const report = { pid: 200, restoredPid: 5200, fds: [] };
   d.done('reportFds', report);
   assert.equal(d.value, 'holding');
-  assert.deepEqual(notified(d.actions), [{ type: 'FD_REPORT', report }, phaseDone(200, 'verify')]);
+  assert.deepEqual(notified(d.actions), [{ type: 'FD_REPORT', report }]);
+  assert.deepEqual(d.context.report, report);
 
   d.send({ type: 'TEARDOWN', reason: 'restore finished' });
   assert.equal(d.value, 'tearing-down');
@@ -184,7 +179,7 @@ test('task 200 (opener and creator) goes through every phase', () => {
   assert.deepEqual(d.snapshot.output, { pid: 200, failure: undefined });
 });
 
-test('task 100 waits for fds in both phases and has nothing to kill', () => {
+test("task 100 receives both phases at once, then waits for its creator's notice", () => {
   const d = new Driver(100);
   d.done('spawnChildren', {
     children: [
@@ -194,64 +189,70 @@ test('task 100 waits for fds in both phases and has nothing to kill', () => {
     ],
     threads: [],
   });
-  d.phase('open-alive').done('openFiles', { files: [{ fileId: 5, fd: 8 }], helperFds: [] });
+  d.go().done('openFiles', { files: [{ fileId: 5, fd: 8 }], helperFds: [] });
   assert.equal(d.value, 'wait-for-fd');
+  assert.deepEqual(notified(d.actions), [step(100, 'dead')]);
   assert.deepEqual(started(d.actions), [
     [
       'recvFds',
       {
         pid: 100,
-        phase: 'open-alive',
-        receives: planOf(100).steps['open-alive'].receives,
+        receives: [
+          ...planOf(100).steps['open-alive'].receives.map((s) => ({
+            phase: 'open-alive',
+            step: s,
+          })),
+          ...planOf(100).steps.dead.receives.map((s) => ({ phase: 'dead', step: s })),
+        ],
         pidMap: SAMPLE_PID_MAP,
       },
     ],
   ]);
-  d.done('recvFds', { files: [{ fileId: 0, fd: 3 }], helperFds: [] });
-  assert.deepEqual(notified(d.actions), [phaseDone(100, 'open-alive')]);
-
-  d.phase('dead');
-  assert.equal(d.value, 'wait-for-fd');
-  assert.equal((started(d.actions)[0]![1] as { phase: string }).phase, 'dead');
   d.done('recvFds', {
     files: [
+      { fileId: 0, fd: 3 },
       { fileId: 2, fd: 4 },
       { fileId: 3, fd: 6 },
     ],
     helperFds: [],
   });
-  assert.equal(d.value, 'ready');
-
-  d.phase('kill-temp');
-  assert.equal(d.value, 'ready');
-  assert.deepEqual(started(d.actions), []);
-  assert.deepEqual(notified(d.actions), [phaseDone(100, 'kill-temp')]);
+  // It holds pidfds of 200's temp: its report waits until 200 says the temp is reaped.
+  assert.equal(d.value, 'wait-for-temp-exit');
+  assert.deepEqual(notified(d.actions), [step(100, 'kill-temp')]);
+  assert.deepEqual(started(d.actions), [
+    ['awaitTempExits', { pid: 100, creators: [200], pidMap: SAMPLE_PID_MAP }],
+  ]);
+  d.done('awaitTempExits', undefined);
+  assert.equal(d.value, 'finalizing');
+  assert.deepEqual(
+    d.context.files.map((f) => f.fileId),
+    [5, 0, 2, 3],
+  );
 });
 
-test('a phase out of order fails the task and tells the coordinator', () => {
+test('a second GO fails the task and tells the coordinator', () => {
   const d = new Driver(300).done('spawnChildren', { children: [], threads: [] });
-  d.phase('dead');
+  d.go();
+  assert.equal(d.value, 'open-alive');
+  d.go();
   assert.equal(d.value, 'failed');
   const [msg] = notified(d.actions);
   assert.equal(msg?.type, 'WORKER_FAILED');
   assert.match(
     (msg as { failure: { message: string } }).failure.message,
-    /PHASE dead is out of order after phase spawn/,
+    /GO arrived during phase open-alive/,
   );
 });
 
-test('a PHASE while a phase is still running fails the task', () => {
-  const d = new Driver(300).done('spawnChildren', { children: [], threads: [] });
-  d.phase('open-alive');
-  assert.equal(d.value, 'open-alive');
-  d.phase('dead');
+test('GO before the children are spawned fails the task in phase spawn', () => {
+  const d = new Driver(300).go();
   assert.equal(d.value, 'failed');
-  assert.match(d.context.failure!.message, /PHASE dead arrived while phase open-alive/);
+  assert.equal(d.context.failure?.phase, 'spawn');
 });
 
 test('an actor error fails the task with the syscall and errno, then TEARDOWN ends it', () => {
   const d = new Driver(300).done('spawnChildren', { children: [], threads: [] });
-  d.phase('open-alive');
+  d.go();
   d.error('openFiles', new SyscallError('pidfd_open', 3, 'ESRCH', 'pid 5400'));
   assert.equal(d.value, 'failed');
   assert.deepEqual(notified(d.actions), [
@@ -268,7 +269,7 @@ test('an actor error fails the task with the syscall and errno, then TEARDOWN en
       },
     },
   ]);
-  d.phase('dead'); // ignored once failed
+  d.go(); // ignored once failed
   assert.equal(d.value, 'failed');
   d.send({ type: 'TEARDOWN', reason: 'aborted' }).done('tearDown', undefined);
   assert.equal(d.snapshot.status, 'done');
@@ -287,12 +288,12 @@ test('a spawn failure fails the task in phase spawn', () => {
 
 test('a temp that died otherwise than planned fails kill-temp', () => {
   const d = new Driver(200).done('spawnChildren', { children: [], threads: [] });
-  d.phase('open-alive').done('openFiles', { files: [], helperFds: [] });
-  d.phase('dead');
+  d.go().done('openFiles', { files: [], helperFds: [] });
   const temp = { groupId: 0, ino: '2000', exitStatus: 768, statusSource: 'recorded', pid: 6000 };
   d.done('spawnTemp', { temps: [temp], helperFds: [] });
   d.done('openTempFiles', { files: [], helperFds: [] }).done('sendFds', { messages: 1 });
-  d.phase('kill-temp').done('finishTemp', { reaped: [{ groupId: 0, status: 9 }] });
+  assert.equal(d.value, 'kill-temp');
+  d.done('finishTemp', { reaped: [{ groupId: 0, status: 9 }] });
   assert.equal(d.value, 'failed');
   assert.equal(d.context.failure?.code, 'PCR_ERR_RESTORE');
   assert.match(
@@ -301,9 +302,9 @@ test('a temp that died otherwise than planned fails kill-temp', () => {
   );
 });
 
-test('TEARDOWN in the middle of a phase tears down', () => {
+test('TEARDOWN in the middle of a step tears down', () => {
   const d = new Driver(200).done('spawnChildren', { children: [], threads: [] });
-  d.phase('open-alive');
+  d.go();
   d.send({ type: 'TEARDOWN', reason: 'task 300 failed' });
   assert.equal(d.value, 'tearing-down');
   assert.ok(d.actions.some((a) => (a.type as string) === 'xstate.stopChild'));
@@ -320,18 +321,19 @@ test('toJSON lists the named actors, guards and actions', () => {
     'sendFds',
     'recvFds',
     'finishTemp',
+    'awaitTempExits',
     'finalizeFds',
     'reportFds',
     'tearDown',
-    'isOutOfOrder',
-    'isPhase',
     'isCreator',
     'expectsFds',
     'hasSends',
-    'hasTemps',
+    'sentDead',
+    'awaitsTempExits',
     'tempDiedWrong',
     'notifyCoordinator',
-    'enterPhase',
+    'recordGo',
+    'enterStep',
     'recordFiles',
     'recordTemps',
     'recordActorError',
@@ -339,7 +341,14 @@ test('toJSON lists the named actors, guards and actions', () => {
   ]) {
     assert.ok(json.includes(`"${name}"`), `${name} appears in toJSON()`);
   }
-  for (const state of ['open-alive', 'become-creator', 'wait-for-fd', 'kill-temp', 'holding']) {
+  for (const state of [
+    'open-alive',
+    'become-creator',
+    'wait-for-fd',
+    'wait-for-temp-exit',
+    'kill-temp',
+    'holding',
+  ]) {
     assert.ok(json.includes(`"${state}"`), `state ${state}`);
   }
 });
@@ -383,21 +392,20 @@ test('runs with createActor and stub actors provided', async () => {
       if (actor.getSnapshot().matches(value as never)) resolve();
     });
   await waitFor('ready');
-  // 300 is creator of group 1 (ino 6000): give it a temp stub too? It was not provided:
-  // the placeholder rejects, and the task must fail in phase dead, naming the actor.
-  for (const phase of ['open-alive', 'dead']) {
-    actor.send({ type: 'PHASE', phase: phase as 'dead', pidMap: SAMPLE_PID_MAP });
-    await waitFor(phase === 'dead' ? 'failed' : 'ready');
-  }
+  // 300 opens and sends in open-alive, then creates group 1 (ino 6000): spawnTemp was not
+  // provided, the placeholder rejects, and the task must fail in phase dead, naming it.
+  actor.send({ type: 'GO', pidMap: SAMPLE_PID_MAP });
+  await waitFor('failed');
   const failed = sent.find((m) => m.type === 'WORKER_FAILED');
   assert.match(JSON.stringify(failed), /actor spawnTemp was not provided/);
+  assert.match(JSON.stringify(failed), /"phase":"dead"/);
   actor.send({ type: 'TEARDOWN', reason: 'test' });
   const out = await toPromise(actor);
   assert.equal(out.pid, 300);
   assert.deepEqual(calls, ['spawnChildren', 'openFiles', 'sendFds', 'tearDown']);
   assert.deepEqual(
     sent.map((m) => m.type),
-    ['CHILDREN_SPAWNED', 'PHASE_DONE', 'WORKER_FAILED'],
+    ['CHILDREN_SPAWNED', 'STEP', 'WORKER_FAILED'],
   );
 });
 

@@ -49,8 +49,7 @@ test('external-reopen keeps a full 64-bit ino', () => {
 test('coordinator -> worker messages round-trip', () => {
   const msgs: CoordinatorMessage[] = [
     {
-      type: 'PHASE',
-      phase: 'dead',
+      type: 'GO',
       pidMap: { pids: [{ dumped: 100, restored: 5000 }], tids: [{ dumped: 201, restored: 5003 }] },
     },
     { type: 'TEARDOWN', reason: 'restore finished' },
@@ -68,7 +67,7 @@ test('worker -> coordinator messages round-trip', () => {
       children: [{ dumped: 200, restored: 5001 }],
       threads: [],
     },
-    { type: 'PHASE_DONE', pid: 200, phase: 'kill-temp' },
+    { type: 'STEP', pid: 200, phase: 'kill-temp' },
     {
       type: 'WORKER_FAILED',
       pid: 200,
