@@ -12,7 +12,7 @@ import { unlinkSync } from 'node:fs';
 import { closeQuiet, listenSeqpacket } from '../../native/index.js';
 import { decodeFdTransfer } from '../protocol/wire.js';
 import type { FdTransfer, PidMap } from '../protocol/messages.js';
-import type { BroadcastPhase, ReceiveStep } from '../plan/types.js';
+import { COORDINATOR_OPENER, type BroadcastPhase, type ReceiveStep } from '../plan/types.js';
 import { restoredPid } from '../protocol/pidmap.js';
 import { PcrError } from '../errors.js';
 
@@ -45,6 +45,8 @@ export class FdInbox {
   private waiter: Waiter | undefined;
   private listener: FdListener | undefined;
   private expected = new Set<number>();
+  /** The coordinator sends us fds from outside our pid namespace (--pidns new). */
+  private fromOutside = false;
   private failure: Error | undefined;
   readonly path: string;
 
@@ -56,6 +58,15 @@ export class FdInbox {
 
   private preListen: number | undefined;
 
+  /**
+   * Set before GO when the plan has a receive from COORDINATOR_OPENER: the coordinator
+   * lives outside our pid namespace, so its SO_PEERCRED pid here is 0 (the kernel's "not
+   * in this namespace"); a peer with pid 0 is then accepted, for those messages only.
+   */
+  expectFromOutside(): void {
+    this.fromOutside = true;
+  }
+
   /** Starts accepting, with the restored worker pids of `pidMap` as allowed peers. */
   setPidMap(pidMap: PidMap): void {
     this.expected = new Set(pidMap.pids.map((p) => p.restored));
@@ -64,7 +75,7 @@ export class FdInbox {
     this.preListen = undefined;
     this.listener = listenForFds(this.path, {
       listenFd: fd,
-      isExpectedPeer: (pid) => this.expected.has(pid),
+      isExpectedPeer: (pid) => this.expected.has(pid) || (this.fromOutside && pid === 0),
       onMessage: ({ payload, fds }, peerPid) => this.take(payload, fds, peerPid),
       onError: (err) => this.fail(err),
     });
@@ -135,7 +146,11 @@ export class FdInbox {
     }
     this.waiter = undefined;
     for (const b of found) this.batches.splice(this.batches.indexOf(b), 1);
-    const wrong = found.find((b) => b.peerPid !== restoredPid(w.pidMap, b.transfer.from));
+    const wrong = found.find(
+      (b) =>
+        b.peerPid !==
+        (b.transfer.from === COORDINATOR_OPENER ? 0 : restoredPid(w.pidMap, b.transfer.from)),
+    );
     if (wrong) {
       found.forEach((b) => b.fds.forEach(closeQuiet));
       return w.reject(

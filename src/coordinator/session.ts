@@ -51,6 +51,7 @@ import { handoffBatches } from '../protocol/handoff.js';
 import { FAULT_ENV, WORKER_ENV } from '../protocol/identity.js';
 import type { HandoffMessage } from '../protocol/messages.js';
 import { PidnsView } from './pidns.js';
+import { sendCoordinatorFiles } from './external-send.js';
 import { innermostPid } from '../launch/ns-pids.js';
 
 /** How long an abort waits for the workers' last TRACE frames. */
@@ -482,6 +483,18 @@ export class Session {
     await this.finalTraces.wait(aborting ? ABORT_FINAL_TRACE_MS : undefined);
   }
 
+  /** --pidns new: the external targets' files, opened out here (external-send.ts). */
+  private sendExternals(pidMap: PidMap): void {
+    try {
+      sendCoordinatorFiles(this.plan, pidMap, this.rundir, (inner) =>
+        this.ns ? this.ns.outerOf(inner) : inner,
+      );
+    } catch (err) {
+      // Not from inside the machine's own transition: the FAIL is its next event.
+      queueMicrotask(() => this.deliver({ type: 'FAIL', reason: (err as Error).message }));
+    }
+  }
+
   private machine() {
     return coordinatorMachine.provide({
       actors: {
@@ -507,6 +520,7 @@ export class Session {
           // One encoding for all: GO carries the whole pid map.
           const frame = encodeToWorker(p.message);
           for (const pid of this.registry.accepted()) this.sendFrame(pid, frame);
+          if (p.message.type === 'GO') this.sendExternals(p.message.pidMap);
         },
         startHandoff: (_, p: StartHandoffParams) => this.startHandoff(p),
         reportResult: (_, p: { pidMap: PidMap; differences: Difference[] }) => {

@@ -65,10 +65,12 @@ export const external: TargetKindModule<'external'> = {
       },
     };
   },
+  // Under --pidns new the holders see it from inside a namespace it is not in: fdinfo
+  // `Pid: 0` (the kernel's "not visible here"), and its pidfs ino is the identity.
   expect: (target, ctx) =>
     ctx.externalDead
       ? { alive: false, exitStatus: ctx.sigkillStatus }
-      : { alive: true, pid: target.pid, ino: target.ino.toString() },
+      : { alive: true, pid: ctx.pidnsNew ? 0 : target.pid, ino: target.ino.toString() },
   describe: (target) => {
     const comm = target.comm ? ` (${target.comm})` : '';
     const what = target.tgid !== 0 ? `thread ${target.tid} of ${target.tgid}` : `${target.pid}`;

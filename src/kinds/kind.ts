@@ -154,6 +154,11 @@ export interface ExpectContext {
   task(pid: number): Task | undefined;
   /** External targets were restored as dead. */
   externalDead: boolean;
+  /**
+   * Restored with `--pidns new`: the tasks' fdinfo `Pid:` is that of the new namespace,
+   * where a process outside it is not visible (`Pid: 0`).
+   */
+  pidnsNew?: boolean;
   sigkillStatus: number;
 }
 

@@ -471,6 +471,7 @@ export const coordinatorMachine = setup({
       differences: ({ context }) =>
         compareReports(context.image, context.pidMap, context.reports, {
           externalDead: context.plan.externalDead,
+          pidnsNew: context.plan.pidnsNew ?? false,
         }),
     }),
     recordWorkerFailed: assign({

@@ -15,6 +15,7 @@ import {
 import type { Planned } from '../kinds/kind.js';
 import { kindOf, strategyOf } from '../kinds/registry.js';
 import { SIGKILL_STATUS, unreproducibleStatus } from './status.js';
+import { COORDINATOR_OPENER } from './types.js';
 import type {
   DeadGroup,
   ExitStatusSource,
@@ -151,7 +152,12 @@ export function planFiles(ix: ImageIndex, opts: PlanOptions): FilesAndGroups {
         ino: file.ino.toString(),
         targetKind: target.kind,
         phase: 'open-alive',
-        opener: highestPid(holders.map((h) => h.pid)),
+        // Under --pidns new an external target is reachable only from outside the new
+        // namespace (pidfd_open takes its pids, a pidfs handle gives ESTALE there).
+        opener:
+          opts.pidnsNew && target.kind === 'external'
+            ? COORDINATOR_OPENER
+            : highestPid(holders.map((h) => h.pid)),
         how: c.how,
         pidfdFlags: pidfdFlagsFor(made, c.how),
         ...(made.reopenFlags === undefined ? {} : { reopenFlags: made.reopenFlags }),
@@ -213,18 +219,9 @@ export function unreproducibleComm(comm: string): string | undefined {
 
 export function taskRefusals(
   ix: ImageIndex,
-  opts: { pidnsNew?: boolean; samePids?: boolean; externalDead?: boolean } = {},
+  opts: { pidnsNew?: boolean; samePids?: boolean } = {},
 ): string[] {
   const out: string[] = [];
-  if (opts.pidnsNew && !opts.externalDead) {
-    // pidfd_open and pidfs handles only reach processes visible in the caller's pid
-    // namespace (open_by_handle_at gives ESTALE from inside a child namespace).
-    for (const t of ix.image.targets.filter((x) => x.kind === 'external')) {
-      out.push(
-        `external target pid ${t.pid} (${t.comm || '?'}) cannot be reopened from inside a new pid namespace; restore it as dead with --external-dead`,
-      );
-    }
-  }
   const root = ix.image.tasks.find((t) => t.pid === ix.image.rootPid);
   const rootLevels = root?.nsPids.length ?? 1;
   if (opts.pidnsNew && opts.samePids && root && root.nsPids[rootLevels - 1] !== 1) {

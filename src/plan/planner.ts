@@ -7,6 +7,7 @@ import type { Image, Task } from '../model/image.js';
 import { strategyOf } from '../kinds/registry.js';
 import { indexImage, planFiles, taskRefusals } from './files.js';
 import type { ImageIndex } from './files.js';
+import { COORDINATOR_OPENER } from './types.js';
 import type {
   DeadGroup,
   FilePlan,
@@ -35,6 +36,7 @@ export function planRestore(image: Image, opts: PlanOptions = {}): RestorePlan {
     rootPid: image.rootPid,
     bootId: image.host.bootId,
     externalDead: opts.externalDead ?? false,
+    ...(opts.pidnsNew ? { pidnsNew: true } : {}),
     tasks: workers.map((t) => planTask(ix, t, files, deadGroups)),
     files,
     deadGroups,
@@ -91,6 +93,11 @@ function sendsOf(files: FilePlan[], phase: OpenPhase, pid: number): SendStep[] {
       fileIds,
     })),
   );
+}
+
+/** The messages the coordinator sends, as a task's sends (COORDINATOR_OPENER). */
+export function coordinatorSends(plan: RestorePlan): SendStep[] {
+  return sendsOf(plan.files, 'open-alive', COORDINATOR_OPENER);
 }
 
 function receivesOf(files: FilePlan[], phase: OpenPhase, pid: number): ReceiveStep[] {

@@ -54,7 +54,10 @@ export interface FilePlan {
   ino: string;
   targetKind: TargetKind;
   phase: OpenPhase;
-  /** Dumped pid of the task that opens the file and sends it to every other holder. */
+  /**
+   * Dumped pid of the task that opens the file and sends it to every other holder, or
+   * COORDINATOR_OPENER: the coordinator opens it and sends it to every holder.
+   */
   opener: number;
   how: OpenHow;
   /** The flags argument of pidfd_open (PIDFD_NONBLOCK, PIDFD_THREAD). */
@@ -70,6 +73,15 @@ export interface FilePlan {
   /** Sorted by pid; the opener is among them unless it is a creator opening for others. */
   holders: FileHolder[];
 }
+
+/**
+ * The opener of a file the coordinator opens (no dumped pid is 0): under `--pidns new`,
+ * an external target is not visible from inside the new namespace, so the coordinator,
+ * outside it, reopens it (identity-checked, kinds/external.ts) and sends it to every
+ * holder right after GO (coordinator/external-send.ts). Its fds come from a peer outside
+ * the holder's pid namespace, whose SO_PEERCRED pid there is 0.
+ */
+export const COORDINATOR_OPENER = 0;
 
 /** All files whose target is one dead process (or thread): one pidfs ino, one temp x. */
 export interface DeadGroup {
@@ -170,6 +182,8 @@ export interface RestorePlan {
   bootId: string;
   /** External targets were planned as dead (PlanOptions.externalDead). */
   externalDead: boolean;
+  /** Planned for `--pidns new` (PlanOptions.pidnsNew): the coordinator opens externals. */
+  pidnsNew?: boolean;
   /** Worker tasks, parents first (image order). Zombie tasks are ZombieChild entries. */
   tasks: TaskPlan[];
   files: FilePlan[];

@@ -48,6 +48,7 @@ function expectedTarget(
     restoredTid: (dumped) => restoredTid(pidMap, dumped),
     task: (pid) => tasks.get(pid),
     externalDead: opts.externalDead ?? false,
+    pidnsNew: opts.pidnsNew ?? false,
     sigkillStatus: SIGKILL_STATUS,
   });
 }

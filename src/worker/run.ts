@@ -22,6 +22,7 @@ import { FAULT_ENV } from '../protocol/identity.js';
 import { proveIdentity } from './startup/auth-client.js';
 import { failStartup, startupDone } from './startup/guard.js';
 import { PcrError } from '../errors.js';
+import { COORDINATOR_OPENER } from '../plan/types.js';
 import { markRanFully } from './cache-mark.cjs';
 
 const pid = identity.dumpedPid;
@@ -163,6 +164,8 @@ function start(message: Extract<CoordinatorMessage, { type: 'ASSIGN' }>): void {
       void finish(70);
     },
   });
+  if (message.plan.steps['open-alive'].receives.some((r) => r.from === COORDINATOR_OPENER))
+    effects.inbox.expectFromOutside(); // --pidns new: external targets (plan/types.ts)
   actor.start();
   // After CHILDREN_SPAWNED is on its way: x of the dead phase, ready before that phase.
   setImmediate(() => effects.prestartTemps(message.plan.steps.dead.temps));

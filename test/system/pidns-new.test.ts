@@ -3,17 +3,20 @@
  *
  *     unshare --pid --fork --kill-child node tree.mjs     (our child, in our namespace)
  *      └─ node (pid 1 of a new namespace) ── sleep, sleep, sh (a zombie, exit 5)
- *           pidfds: fd 5 → first sleep, fd 6 → second sleep, fd 7 → itself
+ *           pidfds: fd 5 → first sleep, fd 6 → second sleep, fd 7 → itself,
+ *                   fd 8 → a sleep of ours, outside the namespace (inherited as fd 3)
  *
  * dumped with --kill (the init's pid chain recorded, innermost NSpid 1), then restored
  * with --same-pids into a fresh namespace whose init is the restored root: every task
  * has its dumped inner pid and parent, and every pidfd's innermost NSpid is as before,
- * all checked from /proc from outside (our procfs shows "NSpid: outer inner").
+ * all checked from /proc from outside (our procfs shows "NSpid: outer inner"); fd 8 is an
+ * external target, reopened by the coordinator outside the namespace and sent in: from
+ * outside it is a pidfd to that very sleep (our pid, its pidfs ino).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { fstatSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { dumpToDir } from '../../src/dump/index.js';
@@ -21,7 +24,9 @@ import type { Image } from '../../src/model/image.js';
 import { restoreImage } from '../../src/restore/restore-image.js';
 import { PcrError } from '../../src/errors.js';
 import {
+  closeFd,
   kill,
+  pidfdOpen,
   prctl,
   PR_SET_CHILD_SUBREAPER,
   spawn as spawnNative,
@@ -50,6 +55,7 @@ for (const at of [5, 6]) {
   put(n.pidfdOpen(pid, 0), at);
 }
 put(n.pidfdOpen(process.pid, 0), 7);
+put(3, 8); // from the test, outside this namespace: cannot be opened from in here
 n.spawn({ path: '/bin/sh', argv: ['sh', '-c', 'exit 5'], closeFrom: 3 }); // a zombie child
 setInterval(() => {}, 1e9);
 `;
@@ -72,19 +78,26 @@ test(
     t.after(() => rmSync(dir, { recursive: true, force: true }));
     const script = join(dir, 'tree.mjs');
     writeFileSync(script, TREE);
+    const outside = spawnNative({ path: '/bin/sleep', argv: ['sleep', '600'], closeFrom: 3 });
+    const outsideFd = pidfdOpen(outside, 0);
+    const outsideIno = fstatSync(outsideFd, { bigint: true }).ino;
     const unshare = spawnNative({
       path: '/usr/bin/unshare',
       argv: ['unshare', '--pid', '--fork', '--kill-child', process.execPath, script],
-      closeFrom: 3,
+      dup2: [[outsideFd, 3]],
+      closeFrom: 4,
     });
     let init = 0;
     t.after(async () => {
-      try {
-        kill(unshare, 9);
-      } catch {
-        // gone
+      for (const p of [unshare, outside]) {
+        try {
+          kill(p, 9);
+        } catch {
+          // gone
+        }
       }
-      assert.deepEqual(await waitGone([unshare]), []);
+      closeFd(outsideFd);
+      assert.deepEqual(await waitGone([unshare, outside]), []);
     });
     await waitUntil('the namespace tree ready', () => {
       init = childrenOf(unshare)[0] ?? 0;
@@ -92,7 +105,7 @@ test(
       try {
         const kids = childrenOf(init);
         const zombie = kids.some((k) => / Z /.test(readFileSync(`/proc/${k}/stat`, 'utf8')));
-        return [5, 6, 7].every((fd) => fdinfo(init, fd).pid > 0) && kids.length === 3 && zombie;
+        return [5, 6, 7, 8].every((fd) => fdinfo(init, fd).pid > 0) && kids.length === 3 && zombie;
       } catch {
         return false;
       }
@@ -107,6 +120,7 @@ test(
     };
     assert.equal(inner(init), 1);
     assert.equal(before.fds.get(7), 1, 'fd 7 is the init itself');
+    assert.equal(fdinfo(init, 8).pid, outside, 'fd 8 is our sleep');
 
     const dumping = dumpToDir(init, dir, { kill: true });
     // unshare reaps its child (the init) and exits: we reap unshare, as a shell would.
@@ -132,6 +146,7 @@ test(
           parents: Map<number, number>;
           zombies: number[];
           fds: Map<number, number | undefined>;
+          external: { pid: number; ino: bigint };
         }
       | undefined;
     let everyone: number[] = [];
@@ -155,6 +170,10 @@ test(
           parents: new Map(kids.map((c) => [inner(c), inner(ppidOf(c))])),
           zombies: kids.filter(isZombie).map(inner),
           fds: new Map([5, 6, 7].map((fd) => [fd, fdinfo(root, fd).nsPids.at(-1)])),
+          external: {
+            pid: fdinfo(root, 8).pid,
+            ino: statSync(`/proc/${root}/fd/8`, { bigint: true }).ino,
+          },
         };
         stop.abort('checked');
       },
@@ -171,6 +190,12 @@ test(
     assert.deepEqual(seen.zombies, before.zombies, 'the zombie at its inner pid, a zombie');
     assert.deepEqual(seen.fds, before.fds, "every pidfd's innermost NSpid as before");
     assert.deepEqual(
+      seen.external,
+      { pid: outside, ino: outsideIno },
+      'fd 8 is a pidfd to our very sleep (pid, pidfs ino), seen from outside',
+    );
+    assert.ok(exists(outside), 'the external target was not touched');
+    assert.deepEqual(
       result.pidMap.pids.map((p) => p.restored).sort((a, b) => a - b),
       [...before.pids].sort((a, b) => a - b),
       'the pid map gives the inner pids',
@@ -180,13 +205,15 @@ test(
 );
 
 test(
-  '--pidns new refuses an external target it cannot reach, before anything starts',
+  '--pidns new keeps an external target (identity-checked from outside), and fails cleanly when it is gone',
   { skip },
   async (t) => {
     prctl(PR_SET_CHILD_SUBREAPER, 1);
     const dir = mkdtempSync(join(tmpdir(), 'pcr-pidns-ext-'));
     t.after(() => rmSync(dir, { recursive: true, force: true }));
     const outside = spawnNative({ path: '/bin/sleep', argv: ['sleep', '600'], closeFrom: 3 });
+    const outsideFd = pidfdOpen(outside, 0);
+    const outsideIno = fstatSync(outsideFd, { bigint: true }).ino;
     const holder = spawnNative({
       path: process.execPath,
       argv: [
@@ -205,6 +232,7 @@ test(
           // gone
         }
       }
+      closeFd(outsideFd);
       assert.deepEqual(await waitGone([holder, outside]), []);
     });
     await waitUntil('holder ready', () => {
@@ -215,18 +243,59 @@ test(
       }
     });
     const { image } = await dumpToDir(holder, dir);
-    const before = childrenOf(process.pid).length;
-    await assert.rejects(restoreImage(image, { pidns: 'new', runDirParent: dir }), (e: unknown) => {
-      assert.ok(e instanceof PcrError);
-      assert.equal(e.code, 'PCR_ERR_UNSUPPORTED');
-      assert.match(
-        e.message,
-        new RegExp(
-          `external target pid ${outside} \\(sleep\\) cannot be reopened from inside a new pid namespace`,
-        ),
-      );
-      return true;
+
+    // Restored as the init of a new namespace: fd 5 still a pidfd to our sleep.
+    const stop = new AbortController();
+    let seen: { pid: number; ino: bigint; innerPid: number } | undefined;
+    let everyone: number[] = [];
+    const result = await restoreImage(image, {
+      pidns: 'new',
+      hold: true,
+      signal: stop.signal,
+      runDirParent: dir,
+      timeoutMs: 60_000,
+      onVerified: () => {
+        const root = childrenOf(process.pid).find((p) => {
+          const ns = nsPids(p);
+          return ns.length === 2 && ns[1] === 1;
+        })!;
+        everyone = [root, ...descendantsOf(root)];
+        seen = {
+          pid: fdinfo(root, 5).pid,
+          ino: statSync(`/proc/${root}/fd/5`, { bigint: true }).ino,
+          innerPid: inner(root),
+        };
+        stop.abort('checked');
+      },
     });
-    assert.equal(childrenOf(process.pid).length, before, 'no process started');
+    assert.equal(result.ok, true, JSON.stringify(result.differences));
+    assert.deepEqual(
+      seen,
+      { pid: outside, ino: outsideIno, innerPid: 1 },
+      'the restored init holds a pidfd to our very sleep',
+    );
+    assert.deepEqual(await waitGone(everyone), [], 'all gone');
+    assert.ok(exists(outside), 'the external target was not touched');
+
+    // The target gone: the coordinator's identity check fails the restore, by name.
+    kill(outside, 9);
+    await waitUntil('sleep reaped', () => {
+      try {
+        waitpid(outside, WNOHANG);
+      } catch {
+        // reaped
+      }
+      return !exists(outside);
+    });
+    await assert.rejects(
+      restoreImage(image, { pidns: 'new', runDirParent: dir, timeoutMs: 60_000 }),
+      (e: unknown) => {
+        assert.ok(e instanceof PcrError);
+        assert.equal(e.code, 'PCR_ERR_RESTORE');
+        assert.match(e.message, new RegExp(`\\(pid ${outside}, ino ${outsideIno}\\): gone`));
+        return true;
+      },
+    );
+    assert.deepEqual(childrenOf(process.pid), [holder], 'nothing left but the dumped holder');
   },
 );

@@ -1,12 +1,15 @@
 /**
- * Pure parts of same pids and --pidns new: the planner's refusals for pid namespaces,
+ * Pure parts of same pids and --pidns new: the planner's refusals for pid namespaces, the
+ * coordinator as opener of external targets and their verification as Pid 0,
  * the pid-map half of the same-pid verification, the PCR_PID_RACE hook's syntax, the
  * option check, the innermost pid.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PcrError } from '../../src/errors.js';
-import { planRestore } from '../../src/plan/planner.js';
+import { coordinatorSends, planRestore } from '../../src/plan/planner.js';
+import { COORDINATOR_OPENER } from '../../src/plan/types.js';
+import { compareReports } from '../../src/verify/compare.js';
 import { samePidDifferences } from '../../src/verify/same-pids.js';
 import { parsePidRace } from '../../src/sys/pid-choose.js';
 import { innermostPid } from '../../src/launch/ns-pids.js';
@@ -59,18 +62,67 @@ test('--pidns new: a tree spanning several nested namespaces is refused by name'
   );
 });
 
-test('--pidns new: an external target is refused unless restored as dead', () => {
+test('--pidns new: the coordinator opens an external target and sends it to its holders', () => {
+  const img = image(
+    100,
+    [task(100, 1, [[3, 0]]), task(101, 100, [[4, 0]])],
+    [file(0, 900, RDWR)],
+    [target(900, 'external', { pid: 777, comm: 'sleep', nsPids: [777] })],
+  );
+  // In our own namespace a holder opens it and sends it to the other.
+  const own = planRestore(img, { currentBootId: BOOT_ID });
+  assert.equal(own.files[0]!.opener, 101);
+  assert.deepEqual(coordinatorSends(own), []);
+  // Under --pidns new no holder can reach pid 777: the coordinator is the opener.
+  const plan = planRestore(img, { currentBootId: BOOT_ID, pidnsNew: true });
+  assert.equal(plan.pidnsNew, true);
+  assert.equal(plan.files[0]!.opener, COORDINATOR_OPENER);
+  assert.equal(plan.files[0]!.how.strategy, 'external-reopen');
+  assert.deepEqual(coordinatorSends(plan), [
+    { to: 100, fileIds: [0] },
+    { to: 101, fileIds: [0] },
+  ]);
+  for (const t of plan.tasks) {
+    const steps = t.steps['open-alive'];
+    assert.deepEqual(steps.opens, [], `task ${t.pid} opens nothing`);
+    assert.deepEqual(steps.sends, [], `task ${t.pid} sends nothing`);
+    assert.deepEqual(
+      steps.receives.map((r) => [r.from, r.files.map((f) => f.fileId)]),
+      [[COORDINATOR_OPENER, [0]]],
+      `task ${t.pid} receives it from the coordinator`,
+    );
+  }
+  // As dead, a temp of the creator stands in for it: nothing from the coordinator.
+  const dead = planRestore(img, { currentBootId: BOOT_ID, pidnsNew: true, externalDead: true });
+  assert.deepEqual(coordinatorSends(dead), []);
+  assert.equal(dead.files[0]!.opener, 101);
+});
+
+test('--pidns new: an external pidfd is verified as Pid 0 (not visible) with its dumped ino', () => {
   const img = image(
     100,
     [task(100, 1, [[3, 0]])],
     [file(0, 900, RDWR)],
     [target(900, 'external', { pid: 777, comm: 'sleep', nsPids: [777] })],
   );
-  assert.throws(
-    () => planRestore(img, { currentBootId: BOOT_ID, pidnsNew: true }),
-    refusal(/external target pid 777 \(sleep\) cannot be reopened from inside a new pid namespace/),
-  );
-  planRestore(img, { currentBootId: BOOT_ID, pidnsNew: true, externalDead: true });
+  const pidMap = { pids: [{ dumped: 100, restored: 1 }], tids: [] };
+  const report = (targetPid: number, ino = '900') => [
+    {
+      pid: 100,
+      restoredPid: 1,
+      fds: [{ fd: 3, flags: RDWR, cloexec: true, ino, targetPid, fileClass: '1:3' }],
+    },
+  ];
+  const kinds = (r: ReturnType<typeof report>, pidnsNew: boolean) =>
+    compareReports(img, pidMap, r, { pidnsNew }).map((d) => d.kind);
+  assert.deepEqual(kinds(report(0), true), []);
+  assert.deepEqual(kinds(report(777), false), []);
+  // Visible inside the new namespace would be another process; 0 in our own is wrong.
+  assert.deepEqual(kinds(report(777), true), ['target']);
+  assert.deepEqual(kinds(report(0), false), ['target']);
+  // Not visible, but another process (ino), or reaped meanwhile (Pid -1).
+  assert.deepEqual(kinds(report(0, '901'), true), ['target']);
+  assert.deepEqual(kinds(report(-1), true), ['target']);
 });
 
 test('same-pid verification: a task away from its dumped pid is a difference', () => {
