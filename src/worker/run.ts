@@ -163,9 +163,9 @@ function start(message: Extract<CoordinatorMessage, { type: 'ASSIGN' }>): void {
       void finish(70);
     },
   });
+  // spawnChildren starts x of the dead phase before it reports: ready before GO.
+  effects.planTemps(message.plan.steps.dead.temps);
   actor.start();
-  // After CHILDREN_SPAWNED is on its way: x of the dead phase, ready before that phase.
-  setImmediate(() => effects.prestartTemps(message.plan.steps.dead.temps));
 }
 
 function onMessage(message: CoordinatorMessage): void {
