@@ -102,6 +102,8 @@ export class WorkerEffects {
   private tempsClaimed = false;
   /** CHILDREN_SPAWNED went to the coordinator: it knows our child workers (see tearDown). */
   private childrenReported = false;
+  /** The dead phase's temps, started by spawnChildren before it reports (planTemps). */
+  private plannedTemps: SpawnTempInput['temps'] = [];
 
   constructor(private readonly opts: WorkerEffectsOptions) {
     this.inbox = new FdInbox(opts.rundir, opts.dumpedPid);
@@ -141,9 +143,18 @@ export class WorkerEffects {
       ...this.children.spawnWorkers(input.workerChildren),
       ...this.children.spawnZombies(input.zombieChildren),
     ];
+    // x of the dead phase now, before CHILDREN_SPAWNED and so before GO: started after GO
+    // (a setImmediate once), the last-registered creators spawned theirs inside
+    // become-creator, on the critical path (docs/restore.md "Session 6").
+    this.prestartTemps(this.plannedTemps);
     const tids = await reserveThreads(input.threads.length);
     const threads = input.threads.map((dumped, i) => ({ dumped, restored: tids[i]! }));
     return { children, threads };
+  }
+
+  /** The dead phase's temps, for spawnChildren to start early (run.ts, before start). */
+  planTemps(steps: SpawnTempInput['temps']): void {
+    this.plannedTemps = steps;
   }
 
   /**
@@ -152,12 +163,11 @@ export class WorkerEffects {
    * stdin and nothing in the restored tree can see it. A failure here is left to
    * spawnTemp, which starts what is missing and reports the error in its phase.
    *
-   * Only until spawnTemp ran. run.ts calls this from a setImmediate, which is not sure to
-   * run before the next PHASEs: messages can be handled first (seen: PHASE open-alive
-   * before it under load), and if it came only after finishTemp had reaped and removed
-   * some groups, it started a new x for each of them that nobody opened, reaped or
-   * closed until teardown: a live x and our pidfd of it, an extra pidfd in the verified
-   * tree (the rare restore-extra failure "fd 31: a pidfd … not in the image").
+   * Only until spawnTemp ran (tempsClaimed): a prestart that came after finishTemp had
+   * reaped and removed some groups would start a new x for each of them that nobody
+   * opened, reaped or closed until teardown (seen when this ran from a setImmediate
+   * after start: the rare restore-extra failure "fd 31: a pidfd … not in the image").
+   * spawnChildren calls it now, before CHILDREN_SPAWNED, so before any GO.
    */
   prestartTemps(steps: SpawnTempInput['temps']): void {
     for (const step of steps) {

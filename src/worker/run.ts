@@ -166,9 +166,9 @@ function start(message: Extract<CoordinatorMessage, { type: 'ASSIGN' }>): void {
   });
   if (message.plan.steps['open-alive'].receives.some((r) => r.from === COORDINATOR_OPENER))
     effects.inbox.expectFromOutside(); // --pidns new: external targets (plan/types.ts)
+  // spawnChildren starts x of the dead phase before it reports: ready before GO.
+  effects.planTemps(message.plan.steps.dead.temps);
   actor.start();
-  // After CHILDREN_SPAWNED is on its way: x of the dead phase, ready before that phase.
-  setImmediate(() => effects.prestartTemps(message.plan.steps.dead.temps));
 }
 
 function onMessage(message: CoordinatorMessage): void {

@@ -1,7 +1,8 @@
 /**
  * The temporary process x: pidfds opened to it (plain, nonblocking, thread) become
  * pidfds to a reaped process with exactly the recorded wait status, all of one ino; x is
- * reaped by finishTemp and dies on EOF if its creator goes away; a worker's late
+ * reaped by finishTemp and dies on EOF if its creator goes away; a worker starts its x in
+ * spawnChildren, before it reports (so before GO), and spawnTemp takes them; a late
  * prestartTemps starts none once the dead phase took over.
  */
 import { test } from 'node:test';
@@ -88,7 +89,51 @@ function pidfdsAndChildren(): { pidfds: number[]; children: number[] } {
   };
 }
 
-// The worker runs prestartTemps from a setImmediate (run.ts), which PHASE messages can
+// x of the dead phase are started by spawnChildren (before CHILDREN_SPAWNED, so before
+// GO): started after it (a setImmediate), the last-registered creators spawned theirs
+// inside become-creator, after GO (docs/restore.md "Session 6").
+test('spawnChildren starts the planned x before it returns; spawnTemp takes them', async () => {
+  const rundir = mkdtempSync(join(tmpdir(), 'pcr-temp-test-'));
+  const effects = new WorkerEffects({ dumpedPid: 4243, rundir, stderrFd: null, trace: false });
+  try {
+    const before = pidfdsAndChildren();
+    const steps: TempStep[] = [0, 5 << 8, 15].map((exitStatus, groupId) => ({
+      groupId,
+      ino: String(groupId),
+      exitStatus,
+      statusSource: 'recorded',
+    }));
+    effects.planTemps(steps);
+    await effects.spawnChildren({ pid: 4243, workerChildren: [], zombieChildren: [], threads: [] });
+    const after = pidfdsAndChildren();
+    const started = after.children.filter((c) => !before.children.includes(c));
+    assert.equal(started.length, steps.length, 'one x per dead group, before any GO');
+    assert.equal(after.pidfds.length, before.pidfds.length + steps.length, 'our pidfd of each x');
+    const { temps } = await effects.spawnTemp({ pid: 4243, temps: steps });
+    assert.deepEqual(
+      temps.map((t) => t.pid).sort((a, b) => a - b),
+      started,
+      'spawnTemp took the prestarted x, started none',
+    );
+    assert.deepEqual(pidfdsAndChildren().children, after.children);
+    const { reaped } = await effects.finishTemp({
+      pid: 4243,
+      temps,
+      notify: [],
+      pidMap: EMPTY_PID_MAP,
+    });
+    assert.deepEqual(
+      reaped.map((r) => r.status),
+      steps.map((s) => s.exitStatus),
+    );
+    assert.deepEqual(pidfdsAndChildren(), before, 'every x reaped, no pidfd of one left');
+  } finally {
+    await effects.tearDown({ pid: 4243, reason: 'test' });
+    rmSync(rundir, { recursive: true, force: true });
+  }
+});
+
+// prestartTemps once ran from a setImmediate (run.ts), which PHASE messages could
 // overtake: coming after kill-temp reaped some groups, it started a new x for each of
 // them that was never reaped, and our pidfd of it stayed open in the verified tree.
 test('a late prestartTemps after spawnTemp and finishTemp starts no x', async () => {
