@@ -43,6 +43,7 @@ import {
   type TempProcess,
 } from '../sys/temp-process.js';
 import { helperThreads } from '../sys/threads.js';
+import { parseCapEff, parseFdinfo } from '../procfs/parse.js';
 import { ControlDealer, ControlRouter } from '../protocol/zmq-link.js';
 
 /** Stable probe ids (docs/cli.md "check"). */
@@ -133,15 +134,12 @@ export type CapabilityName = keyof typeof CAPS;
 export function effectiveCapabilities(
   status = readFileSync('/proc/self/status', 'utf8'),
 ): CapabilityName[] {
-  const m = /^CapEff:\s*([0-9a-f]+)$/m.exec(status);
-  const eff = m ? BigInt(`0x${m[1]}`) : 0n;
+  const eff = parseCapEff(status);
   return (Object.keys(CAPS) as CapabilityName[]).filter((c) => (eff >> BigInt(CAPS[c])) & 1n);
 }
 
-const fdinfoPid = (fd: number): number => {
-  const m = /^Pid:\s*(-?\d+)$/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'));
-  return m ? Number(m[1]) : NaN;
-};
+const fdinfoPid = (fd: number): number =>
+  parseFdinfo(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8')).pid ?? NaN;
 
 /** Every fd the probes opened, closed at the end whatever happened. */
 class Fds {

@@ -6,28 +6,22 @@
  * (the coordinator spawned it, inner pid 1); any other is found among the root's
  * descendants by the last entry of their /proc/<pid>/status NSpid.
  */
-import { readFileSync, readdirSync } from 'node:fs';
+import { readChildren, readStatus } from '../procfs/read.js';
 
 function nsPidsOf(pid: number): number[] | undefined {
   try {
-    const m = /^NSpid:\s+(.*)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m?.[1]!.trim().split(/\s+/).map(Number);
+    return readStatus(pid).nsPids;
   } catch {
-    return undefined;
+    return undefined; // gone meanwhile
   }
 }
 
 function childrenOf(pid: number): number[] {
-  const out: number[] = [];
   try {
-    for (const tid of readdirSync(`/proc/${pid}/task`)) {
-      const text = readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim();
-      if (text) out.push(...text.split(/\s+/).map(Number));
-    }
+    return readChildren(pid);
   } catch {
-    // gone meanwhile
+    return []; // gone meanwhile
   }
-  return out;
 }
 
 export class PidnsView {

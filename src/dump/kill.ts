@@ -4,11 +4,12 @@
  * `criu dump`), then the dump waits until every pid and thread id of the image is free,
  * so that `restore --same-pids` can follow.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PcrError, isErrno } from '../errors.js';
 import { kill, waitpid, __WALL, WNOHANG } from '../../native/index.js';
 import type { Image } from '../model/image.js';
+import { readComm, readStat } from '../procfs/read.js';
 
 const SIGKILL = 9;
 /** Init reaps orphans only every 1–2 s on this machine kind: be generous. */
@@ -29,14 +30,11 @@ export function killTree(image: Image): void {
 /** Who still holds `pid`: "a zombie, not reaped by its parent P (comm)" or its comm. */
 function describeHolder(pid: number): string {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const close = stat.lastIndexOf(')');
-    const comm = stat.slice(stat.indexOf('(') + 1, close);
-    const [state, ppid] = stat.slice(close + 2).split(' ');
+    const { comm, state, ppid } = readStat(pid);
     if (state === 'Z') {
       let parent = '?';
       try {
-        parent = readFileSync(`/proc/${ppid}/comm`, 'utf8').trim();
+        parent = readComm(ppid);
       } catch {
         // gone meanwhile
       }

@@ -140,6 +140,12 @@ export function parseStatus(text: string): Status {
   };
 }
 
+/** The effective capability mask of a /proc/P/status (CapEff, hex); 0 when absent. */
+export function parseCapEff(text: string): bigint {
+  const m = /^CapEff:\s*([0-9a-f]+)$/m.exec(text);
+  return m ? BigInt(`0x${m[1]}`) : 0n;
+}
+
 /** /proc/P/task/T/children: space-separated pids, possibly with a trailing space. */
 export function parsePidList(text: string): number[] {
   const t = text.trim();

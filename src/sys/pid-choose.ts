@@ -10,6 +10,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { PcrError, isErrno } from '../errors.js';
 import { spawnAt, waitpid } from '../../native/index.js';
+import { parseCapEff } from '../procfs/parse.js';
+import { readComm, readStatus } from '../procfs/read.js';
 
 /** How many times a spawn is tried when the pid is found taken. */
 export const MAX_PID_ATTEMPTS = 5;
@@ -40,10 +42,10 @@ export function parsePidRace(text: string | undefined): PidRace | undefined {
 /** Who holds pid `pid` now: its comm (a thread: `thread of P (comm)`); undefined if free. */
 export function holderOf(pid: number): string | undefined {
   try {
-    const comm = readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
-    const tgid = /^Tgid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
-    if (tgid !== undefined && Number(tgid) !== pid) return `a thread of process ${tgid} (${comm})`;
-    return `${comm}`;
+    const comm = readComm(pid);
+    const { tgid } = readStatus(pid);
+    if (tgid !== pid) return `a thread of process ${tgid} (${comm})`;
+    return comm;
   } catch {
     // /proc/<pid> gone between the reads, or never there
     return existsSync(`/proc/${pid}`) ? '(unknown)' : undefined;
@@ -88,8 +90,7 @@ const CAP_CHECKPOINT_RESTORE = 40n;
 
 /** Effective capabilities of this process (/proc/self/status CapEff). */
 function effectiveCaps(): bigint {
-  const m = /^CapEff:\s+([0-9a-f]+)/m.exec(readFileSync('/proc/self/status', 'utf8'));
-  return m ? BigInt(`0x${m[1]}`) : 0n;
+  return parseCapEff(readFileSync('/proc/self/status', 'utf8'));
 }
 
 export function canChoosePids(): boolean {

@@ -5,17 +5,16 @@
  * compare.ts through the pid map, which is then the identity. Thread ids are not kept
  * (docs/restore.md "Same pids"), so thread targets are not held to it.
  */
-import { readFileSync } from 'node:fs';
+import { readStat } from '../procfs/read.js';
 import type { Image } from '../model/image.js';
 import type { PidMap } from '../protocol/messages.js';
 import { restoredPid } from '../protocol/pidmap.js';
 import type { Difference } from './compare.js';
 
-/** Parent pid of `pid` from /proc/<pid>/stat (after the comm's closing parenthesis). */
+/** Parent pid of `pid` from /proc/<pid>/stat; undefined when it is gone. */
 function ppidOf(pid: number): number | undefined {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    return readStat(pid).ppid;
   } catch {
     return undefined;
   }
