@@ -4,7 +4,7 @@
  * PIDFD_GET_INFO(EXIT) once reaped (our pidfd existed before the reap), else the zombie's
  * /proc/P/stat field 52.
  */
-import { readFileSync } from 'node:fs';
+import { readStat } from '../procfs/read.js';
 import {
   pidfdOpen,
   pidfdGetInfo,
@@ -24,9 +24,8 @@ export interface Watched {
 
 function zombieStatus(pid: number): number | undefined {
   try {
-    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
-    return fields[0] === 'Z' ? Number(fields[49]) : undefined;
+    const { state, exitCode } = readStat(pid);
+    return state === 'Z' ? exitCode : undefined;
   } catch {
     return undefined;
   }

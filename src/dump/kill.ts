@@ -4,12 +4,11 @@
  * `criu dump`), then the dump waits until every pid and thread id of the image is free,
  * so that `restore --same-pids` can follow.
  */
-import { existsSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PcrError, isErrno } from '../errors.js';
 import { kill, waitpid, __WALL, WNOHANG } from '../../native/index.js';
 import type { Image } from '../model/image.js';
-import { readComm, readStat } from '../procfs/read.js';
+import { procExists, readComm, readStat } from '../procfs/read.js';
 
 const SIGKILL = 9;
 /** Init reaps orphans only every 1–2 s on this machine kind: be generous. */
@@ -68,7 +67,7 @@ export async function waitTreeGone(image: Image, timeoutMs = KILL_WAIT_MS): Prom
   const end = Date.now() + timeoutMs;
   for (;;) {
     collectTracedExits(ids);
-    const held = ids.filter((id) => existsSync(`/proc/${id}`));
+    const held = ids.filter(procExists);
     if (held.length === 0) return;
     if (Date.now() > end) {
       const first = held[0]!;

@@ -7,11 +7,11 @@
  * retried a bounded number of times, with short pauses, since such holders are often
  * short-lived; then the holder is named.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { PcrError, isErrno } from '../errors.js';
 import { spawnAt, waitpid } from '../../native/index.js';
 import { parseCapEff } from '../procfs/parse.js';
-import { readComm, readStatus } from '../procfs/read.js';
+import { procExists, readComm, readStatus } from '../procfs/read.js';
 
 /** How many times a spawn is tried when the pid is found taken. */
 export const MAX_PID_ATTEMPTS = 5;
@@ -48,7 +48,7 @@ export function holderOf(pid: number): string | undefined {
     return comm;
   } catch {
     // /proc/<pid> gone between the reads, or never there
-    return existsSync(`/proc/${pid}`) ? '(unknown)' : undefined;
+    return procExists(pid) ? '(unknown)' : undefined;
   }
 }
 
