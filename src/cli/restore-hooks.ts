@@ -5,13 +5,21 @@
  * the held tree is ready (--hold) or every task exec'd its program (--exec -d), then is
  * closed. Both are checked before anything starts.
  */
-import { accessSync, closeSync, constants, fstatSync, statSync, writeSync } from 'node:fs';
+import {
+  accessSync,
+  closeSync,
+  constants,
+  fstatSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { join, resolve } from 'node:path';
 import { getStatusFlags, setCloexec } from '../../native/index.js';
 import { PcrError, UsageError } from '../errors.js';
+import { pidMapJson } from '../restore/pid-map-file.js';
 import type { HookContext, RestoreHooks } from '../coordinator/settings.js';
 import { HOOK_NAMES, type HookName } from '../machines/coordinator.js';
 import { describeWaitStatus } from '../plan/status.js';
@@ -92,8 +100,7 @@ export function signalReady(fd: number, ready: boolean): void {
 /** The pid map as `{"<dumped pid>": restored pid}` (what --pid-map writes), for scripts. */
 function writePidMapForScripts(c: HookContext): string {
   const path = join(c.runDir, `pid-map-${c.hook}.json`);
-  const map = Object.fromEntries(c.pidMap.pids.map((p) => [String(p.dumped), p.restored]));
-  writeFileSync(path, `${JSON.stringify(map)}\n`, { mode: 0o600 });
+  writeFileSync(path, `${JSON.stringify(pidMapJson(c.pidMap))}\n`, { mode: 0o600 });
   return path;
 }
 
