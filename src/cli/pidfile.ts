@@ -6,12 +6,14 @@ import { renameSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { PcrError } from '../errors.js';
 import type { PidMap } from '../protocol/messages.js';
+import { restoredPid } from '../protocol/pidmap.js';
 
 /** The restored pid of the dumped root `rootPid`. */
 export function restoredRoot(map: PidMap, rootPid: number): number {
-  const root = map.pids.find((p) => p.dumped === rootPid);
-  if (!root) throw new PcrError('PCR_ERR_RESTORE', `pid map has no entry for root ${rootPid}`);
-  return root.restored;
+  const root = restoredPid(map, rootPid);
+  if (root === undefined)
+    throw new PcrError('PCR_ERR_RESTORE', `pid map has no entry for root ${rootPid}`);
+  return root;
 }
 
 export function writePidFile(path: string, pid: number): void {

@@ -11,6 +11,7 @@ import type { Image } from '../model/image.js';
 import type { RestorePlan } from '../plan/types.js';
 import type { CoordinatorMessage, PidMap, WorkerMessage } from '../protocol/messages.js';
 import { encodeToWorker } from '../protocol/wire.js';
+import { restoredPid } from '../protocol/pidmap.js';
 import type { Difference } from '../verify/compare.js';
 import {
   coordinatorMachine,
@@ -370,7 +371,7 @@ export class Session {
 
   private spawnRoot = async ({ root }: SpawnRootInput): Promise<SpawnRootOutput> => {
     const { settings } = this;
-    const restoredPid = this.tree.spawnRoot({
+    const pid = this.tree.spawnRoot({
       dumpedPid: root.pid,
       rundir: this.rundir,
       reservedFds: root.reservedFds,
@@ -383,15 +384,15 @@ export class Session {
         ? { nsPark: Math.max(...this.image.tasks.map(innermostPid)) }
         : {}),
     });
-    if (settings.pidnsNew) this.ns = new PidnsView(restoredPid);
-    this.noteSpawn(root.pid, restoredPid, process.pid, 'worker');
+    if (settings.pidnsNew) this.ns = new PidnsView(pid);
+    this.noteSpawn(root.pid, pid, process.pid, 'worker');
     settings.logger.info(
-      { step: 'spawn', task: root.pid, worker: restoredPid },
-      `spawn: root worker, pid ${restoredPid}`,
+      { step: 'spawn', task: root.pid, worker: pid },
+      `spawn: root worker, pid ${pid}`,
     );
-    this.admit(() => this.registry.expect([{ dumped: root.pid, restored: restoredPid }]));
+    this.admit(() => this.registry.expect([{ dumped: root.pid, restored: pid }]));
     // In a new pid namespace the root is its init: pid 1 there, as the workers see it.
-    return { restoredPid: settings.pidnsNew ? 1 : restoredPid };
+    return { restoredPid: settings.pidnsNew ? 1 : pid };
   };
 
   /** Awaits the caller's hook, if any; `{ abort }` or a throw stops the restore. */
@@ -402,7 +403,7 @@ export class Session {
     const result = await hook({
       hook: input.hook,
       pidMap: input.pidMap,
-      rootPid: input.pidMap.pids.find((p) => p.dumped === root)?.restored ?? 0,
+      rootPid: restoredPid(input.pidMap, root) ?? 0,
       dumpedRootPid: root,
       runDir: this.rundir,
       differences: input.differences,

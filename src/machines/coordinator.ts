@@ -23,7 +23,7 @@ import type {
   WorkerFailed,
   WorkerHello,
 } from '../protocol/messages.js';
-import { EMPTY_PID_MAP, withPairs } from '../protocol/pidmap.js';
+import { EMPTY_PID_MAP, restoredPid, withPairs } from '../protocol/pidmap.js';
 import { PHASES } from '../plan/types.js';
 import type { BroadcastPhase, Phase, RestorePlan, WorkerChild } from '../plan/types.js';
 import { compareReports } from '../verify/compare.js';
@@ -205,9 +205,9 @@ export function registrationProblem(context: CoordinatorContext): string | undef
   const workers = new Set(workerPids(context.plan));
   for (const h of context.hello) {
     if (!workers.has(h.dumped)) return `a worker registered as unknown task ${h.dumped}`;
-    const reported = context.pidMap.pids.find((p) => p.dumped === h.dumped);
-    if (reported !== undefined && reported.restored !== h.restored) {
-      return `task ${h.dumped} registered as pid ${h.restored} but was spawned as pid ${reported.restored}`;
+    const reported = restoredPid(context.pidMap, h.dumped);
+    if (reported !== undefined && reported !== h.restored) {
+      return `task ${h.dumped} registered as pid ${h.restored} but was spawned as pid ${reported}`;
     }
   }
   return undefined;
@@ -512,7 +512,7 @@ export const coordinatorMachine = setup({
           held: true as const,
         };
         if (event.type === 'WORKER_EXITED') {
-          const restored = context.pidMap.pids.find((p) => p.dumped === event.pid)?.restored;
+          const restored = restoredPid(context.pidMap, event.pid);
           return {
             ...base,
             pid: event.pid,
