@@ -14,7 +14,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync } from '
 import { join, resolve } from 'node:path';
 import { writeImage } from '../../src/image/store.js';
 import type { Image } from '../../src/model/image.js';
-import { exited, type TreeSpec } from '../../src/testing/spec.js';
+import { handoffTree } from '../fixtures/scenarios.js';
 import { CLI } from '../fixtures/dump-helpers.js';
 import { buildAndDump, waitGone } from '../helpers/restore-run.js';
 import { exitStatusThroughCopy } from '../helpers/restored-view.js';
@@ -23,30 +23,8 @@ import { exitCodeField, fdNumbers, fdinfo, parentOf, procState } from '../helper
 const ROOT = resolve(new URL('../../..', import.meta.url).pathname);
 const O_CLOEXEC = 0o2000000;
 
-/** root ─┬ a ─ b, └ z (zombie, exit 5); pidfds of every kind --exec can hand off. */
-const spec: TreeSpec = {
-  root: {
-    name: 'root',
-    pidfds: [
-      { fd: 3, target: { task: 'a' } },
-      { fd: 4, target: { dead: { status: exited(7) } }, nonblock: true },
-      { fd: 5, target: { task: 'root' }, cloexec: false },
-      { fd: 6, target: { task: 'z' } },
-      { fd: 9, sameFileAs: { task: 'root', fd: 3 }, cloexec: false },
-    ],
-    children: [
-      {
-        name: 'a',
-        pidfds: [
-          { fd: 3, target: { task: 'root' } },
-          { fd: 7, target: { task: 'b' }, nonblock: true, cloexec: false },
-        ],
-        children: [{ name: 'b', pidfds: [{ fd: 12, target: { task: 'a' } }] }],
-      },
-      { name: 'z', zombie: { status: exited(5) } },
-    ],
-  },
-};
+/** The hand-off tree (fixtures/scenarios.ts), b's pidfd at fd 12 here. */
+const spec = handoffTree(12);
 
 interface Run {
   code: number | null;

@@ -23,7 +23,7 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { writeImage } from '../../src/image/store.js';
 import type { Image } from '../../src/model/image.js';
-import { exited, type TreeSpec } from '../../src/testing/spec.js';
+import type { TreeSpec } from '../../src/testing/spec.js';
 import {
   acceptSeqpacket,
   closeQuiet,
@@ -35,7 +35,7 @@ import {
 import { decodeHandoffMessage } from '../../src/protocol/handoff.js';
 import { restoreImage } from '../../src/restore/restore-image.js';
 import type { PcrError } from '../../src/errors.js';
-import { threadLive } from '../fixtures/scenarios.js';
+import { handoffTree, threadLive } from '../fixtures/scenarios.js';
 import { CLI, cli } from '../fixtures/dump-helpers.js';
 import { buildAndDump, waitGone } from '../helpers/restore-run.js';
 import { exitStatusThroughCopy } from '../helpers/restored-view.js';
@@ -51,33 +51,7 @@ import {
 const O_CLOEXEC = 0o2000000;
 const EXAMPLE_C = fileURLToPath(new URL('../../../examples/pidfd-cr-cloexec.c', import.meta.url));
 
-/**
- * root ─┬ a ─ b, └ z (zombie, exit 5). Close-on-exec and not, O_NONBLOCK, a dead target
- * with its status, a shared file, pidfds up and down the tree and to the zombie.
- */
-const spec: TreeSpec = {
-  root: {
-    name: 'root',
-    pidfds: [
-      { fd: 3, target: { task: 'a' } },
-      { fd: 4, target: { dead: { status: exited(7) } }, nonblock: true },
-      { fd: 5, target: { task: 'root' }, cloexec: false },
-      { fd: 6, target: { task: 'z' } },
-      { fd: 9, sameFileAs: { task: 'root', fd: 3 }, cloexec: false },
-    ],
-    children: [
-      {
-        name: 'a',
-        pidfds: [
-          { fd: 3, target: { task: 'root' } },
-          { fd: 7, target: { task: 'b' }, nonblock: true, cloexec: false },
-        ],
-        children: [{ name: 'b', pidfds: [{ fd: 4, target: { task: 'a' } }] }],
-      },
-      { name: 'z', zombie: { status: exited(5) } },
-    ],
-  },
-};
+const spec = handoffTree();
 
 /**
  * The host's program: marks `<argv[1]>.started`, waits for SIGUSR1 (so the test sees
