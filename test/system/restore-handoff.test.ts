@@ -5,7 +5,7 @@
  * in this test, and the faults: a program that does not exist or cannot be exec'd, a
  * socket nobody listens on, a host that leaves mid-hand-off. Nothing may be left.
  */
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
@@ -130,18 +130,11 @@ const restoredOf = (map: Record<string, number>, dumped: number): number => {
   return r;
 };
 
-const liveTasks = (image: Image) => image.tasks.filter((t) => t.state !== 'zombie');
-
-/** No run directory (pcr-*) left in `dir`: only the files the test made. */
-function assertNoRundir(dir: string): void {
-  const left = readdirSync(dir).filter((f) => f.startsWith('pcr-'));
-  assert.deepEqual(left, [], 'no run directory left');
-}
-
-test('--exec -d: a C program per task holds exactly its pidfds at the dumped numbers, flags and targets; the helper puts FD_CLOEXEC back', async (t) => {
-  const { image, dir } = await buildAndDump(t, spec);
-  writeImage(dir, image);
-  const prog = compileProgram(dir);
+/**
+ * `restore -D dir --pid-map … -d --exec [argv]`; every restored process (the tree the
+ * command left running) is SIGKILLed and awaited when the test ends.
+ */
+async function restoreDetached(t: TestContext, dir: string, argv: string[]) {
   const mapPath = join(dir, 'pids.json');
   const everyone: number[] = [];
   t.after(async () => {
@@ -155,20 +148,27 @@ test('--exec -d: a C program per task holds exactly its pidfds at the dumped num
     await waitGone(everyone);
   });
   const run = await runCli(
-    [
-      'restore',
-      '-D',
-      dir,
-      '--pid-map',
-      mapPath,
-      '-d',
-      '--exec',
-      JSON.stringify([prog, join(dir, 'task-{dumped_pid}-{pid}')]),
-    ],
+    ['restore', '-D', dir, '--pid-map', mapPath, '-d', '--exec', JSON.stringify(argv)],
     dir,
   );
   const map = JSON.parse(readFileSync(mapPath, 'utf8')) as Record<string, number>;
   everyone.push(...Object.values(map));
+  return { run, map };
+}
+
+const liveTasks = (image: Image) => image.tasks.filter((t) => t.state !== 'zombie');
+
+/** No run directory (pcr-*) left in `dir`: only the files the test made. */
+function assertNoRundir(dir: string): void {
+  const left = readdirSync(dir).filter((f) => f.startsWith('pcr-'));
+  assert.deepEqual(left, [], 'no run directory left');
+}
+
+test('--exec -d: a C program per task holds exactly its pidfds at the dumped numbers, flags and targets; the helper puts FD_CLOEXEC back', async (t) => {
+  const { image, dir } = await buildAndDump(t, spec);
+  writeImage(dir, image);
+  const prog = compileProgram(dir);
+  const { run, map } = await restoreDetached(t, dir, [prog, join(dir, 'task-{dumped_pid}-{pid}')]);
   assert.equal(run.code, 0, run.stderr);
   assert.match(run.stdout, /^verification: OK/m);
   assert.match(run.stdout, /^detached: every task runs its --exec program \(root pid \d+\)$/m);
@@ -260,33 +260,11 @@ writeFileSync(base + '.started', '');
 setInterval(() => {}, 1e6);
 `,
   );
-  const mapPath = join(dir, 'pids.json');
-  const everyone: number[] = [];
-  t.after(async () => {
-    for (const pid of everyone) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // gone
-      }
-    }
-    await waitGone(everyone);
-  });
-  const run = await runCli(
-    [
-      'restore',
-      '-D',
-      dir,
-      '--pid-map',
-      mapPath,
-      '-d',
-      '--exec',
-      JSON.stringify([process.execPath, script, join(dir, 'node-{dumped_pid}')]),
-    ],
-    dir,
-  );
-  const map = JSON.parse(readFileSync(mapPath, 'utf8')) as Record<string, number>;
-  everyone.push(...Object.values(map));
+  const { run, map } = await restoreDetached(t, dir, [
+    process.execPath,
+    script,
+    join(dir, 'node-{dumped_pid}'),
+  ]);
   assert.equal(run.code, 0, run.stderr);
   for (const task of liveTasks(image)) {
     const pid = restoredOf(map, task.pid);
