@@ -52,3 +52,15 @@ export async function waitGone(pids: readonly number[], limitMs = 15_000): Promi
   }
   return left;
 }
+
+/** SIGKILLs every pid still there and waits until they are gone; returns those left. */
+export function killAll(pids: readonly number[]): Promise<number[]> {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // gone already
+    }
+  }
+  return waitGone(pids);
+}

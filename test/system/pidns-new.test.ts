@@ -34,7 +34,7 @@ import {
   WNOHANG,
 } from '../../native/index.js';
 import { childrenOf, descendantsOf, exists, fdinfo } from '../helpers/proc-view.js';
-import { waitGone } from '../helpers/restore-run.js';
+import { killAll, waitGone } from '../helpers/restore-run.js';
 import { waitUntil } from '../helpers/holder.js';
 import { canChoosePids } from '../../src/sys/pid-choose.js';
 
@@ -89,15 +89,8 @@ test(
     });
     let init = 0;
     t.after(async () => {
-      for (const p of [unshare, outside]) {
-        try {
-          kill(p, 9);
-        } catch {
-          // gone
-        }
-      }
       closeFd(outsideFd);
-      assert.deepEqual(await waitGone([unshare, outside]), []);
+      assert.deepEqual(await killAll([unshare, outside]), []);
     });
     await waitUntil('the namespace tree ready', () => {
       init = childrenOf(unshare)[0] ?? 0;
@@ -225,15 +218,8 @@ test(
       closeFrom: 3,
     });
     t.after(async () => {
-      for (const p of [holder, outside]) {
-        try {
-          kill(p, 9);
-        } catch {
-          // gone
-        }
-      }
       closeFd(outsideFd);
-      assert.deepEqual(await waitGone([holder, outside]), []);
+      assert.deepEqual(await killAll([holder, outside]), []);
     });
     await waitUntil('holder ready', () => {
       try {

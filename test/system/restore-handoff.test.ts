@@ -37,7 +37,7 @@ import { restoreImage } from '../../src/restore/restore-image.js';
 import type { PcrError } from '../../src/errors.js';
 import { handoffTree, threadLive } from '../fixtures/scenarios.js';
 import { CLI, cli } from '../fixtures/dump-helpers.js';
-import { buildAndDump, waitGone } from '../helpers/restore-run.js';
+import { buildAndDump, killAll, waitGone } from '../helpers/restore-run.js';
 import { exitStatusThroughCopy } from '../helpers/restored-view.js';
 import {
   fdNumbers,
@@ -137,16 +137,7 @@ const restoredOf = (map: Record<string, number>, dumped: number): number => {
 async function restoreDetached(t: TestContext, dir: string, argv: string[]) {
   const mapPath = join(dir, 'pids.json');
   const everyone: number[] = [];
-  t.after(async () => {
-    for (const pid of everyone) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // gone
-      }
-    }
-    await waitGone(everyone);
-  });
+  t.after(() => killAll(everyone));
   const run = await runCli(
     ['restore', '-D', dir, '--pid-map', mapPath, '-d', '--exec', JSON.stringify(argv)],
     dir,
@@ -555,16 +546,7 @@ test('library: restoreImage({ exec, detach }) resolves detached with the tree ru
     workerStderr: null,
   });
   const pids = result.pidMap.pids.map((p) => p.restored);
-  t.after(async () => {
-    for (const pid of pids) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // gone
-      }
-    }
-    await waitGone(pids);
-  });
+  t.after(() => killAll(pids));
   assert.equal(result.ok, true);
   assert.equal(result.detached, true);
   assert.equal(result.rootStatus, undefined);

@@ -25,7 +25,7 @@ import type { Readable } from 'node:stream';
 import { writeImage } from '../../src/image/store.js';
 import { alive } from '../fixtures/scenarios.js';
 import { CLI } from '../fixtures/dump-helpers.js';
-import { buildAndDump, waitGone } from '../helpers/restore-run.js';
+import { buildAndDump, killAll, waitGone } from '../helpers/restore-run.js';
 import { exists, procState } from '../helpers/proc-view.js';
 
 interface Run {
@@ -88,14 +88,7 @@ test('--exec -d --status-fd: the byte once every task exec’d, then EOF while t
   writeImage(dir, image);
   const mapPath = join(dir, 'pids.json');
   t.after(async () => {
-    const everyone = existsSync(mapPath) ? readMap(mapPath) : [];
-    for (const pid of everyone)
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // gone
-      }
-    await waitGone(everyone);
+    await killAll(existsSync(mapPath) ? readMap(mapPath) : []);
   });
   const sleep = realpathSync('/bin/sleep');
   const run = await runWithStatusFd(
