@@ -44,7 +44,7 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(HELP);
     return 0;
   }
-  const log = cliLogger('demo', values);
+  const log = await cliLogger('demo', values);
   const logger = log.logger ? { logger: log.logger } : {};
   const { trace, stderrTrace, traceFile, viz } = traceOutputs('demo', values);
   const controller = new AbortController();

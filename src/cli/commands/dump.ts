@@ -41,7 +41,7 @@ export async function run(argv: string[]): Promise<number> {
   if (pid === undefined || pid === 0) throw new UsageError('dump: -t PID (a pid > 0) is required');
   const dir = values.dir;
   if (typeof dir !== 'string' || dir === '') throw new UsageError('dump: -D DIR is required');
-  const log = cliLogger('dump', values);
+  const log = await cliLogger('dump', values);
   let dumped: Awaited<ReturnType<typeof dumpToDir>>;
   try {
     dumped = await dumpToDir(pid, dir, {

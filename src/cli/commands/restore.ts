@@ -263,7 +263,7 @@ export async function run(argv: string[]): Promise<number> {
       if (other !== undefined && samePath(pidfile, other))
         throw new UsageError(`restore: --pidfile and ${option} name the same file: ${pidfile}`);
   }
-  const log = cliLogger('restore', values);
+  const log = await cliLogger('restore', values);
   const exec = typeof values.exec === 'string' ? parseExecOption(values.exec) : undefined;
   const detach = values.detach === true;
   if (detach && exec === undefined) throw new UsageError('restore: -d/--detach needs --exec');
