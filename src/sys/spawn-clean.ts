@@ -2,9 +2,11 @@
  * posix_spawn with a controlled fd table: the child gets exactly its stdio, /dev/null
  * placeholders at the reserved fd numbers, and nothing else. Everything this process
  * opens is close-on-exec, but a worker's own placeholders (and fds a host program
- * inherited) are not, so every other non-cloexec fd is closed in the child.
+ * inherited) are not, so the child closes every other fd: each number below the highest
+ * target that is not a target, then everything above it (close_range). No fd table is
+ * read: a temporary process (no reserved fds) costs no /proc read at all.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { PcrError } from '../errors.js';
 import {
   spawn as posixSpawn,
@@ -12,7 +14,6 @@ import {
   openPath,
   dupAbove,
   closeQuiet,
-  getCloexec,
   O_CLOEXEC,
 } from '../../native/index.js';
 import { spawnAtPid, type PidChoice } from './pid-choose.js';
@@ -35,29 +36,16 @@ export interface CleanSpawn {
   newPidNs?: boolean;
 }
 
-/** Our fds that would survive exec: not close-on-exec. */
-function inheritableFds(): number[] {
-  const out: number[] = [];
-  for (const name of readdirSync('/proc/self/fd')) {
-    const fd = Number(name);
-    try {
-      if (!getCloexec(fd)) out.push(fd);
-    } catch {
-      // the directory fd of readdirSync itself, closed by now
-    }
-  }
-  return out;
-}
-
 /** Soft RLIMIT_NOFILE, which a child inherits (Node raises it to the hard limit). */
 function openFileLimit(): number {
   const m = /^Max open files\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
   return m ? Number(m[1]) : Infinity;
 }
 
-/** Spawns the child and returns its pid. Node does not reap it: the caller must. */
-export function spawnClean(req: CleanSpawn): number {
-  const reserve = [...new Set(req.reserve ?? [])].sort((a, b) => a - b);
+/** A reserved fd the child could not hold (at or above RLIMIT_NOFILE), checked once. */
+function checkReservable(reserve: readonly number[]): void {
+  const highest = reserve[reserve.length - 1];
+  if (highest === undefined) return;
   const limit = openFileLimit();
   const tooHigh = reserve.find((fd) => fd >= limit);
   if (tooHigh !== undefined) {
@@ -66,6 +54,12 @@ export function spawnClean(req: CleanSpawn): number {
       `fd ${tooHigh} cannot be reserved: the open file limit (RLIMIT_NOFILE) is ${limit}`,
     );
   }
+}
+
+/** Spawns the child and returns its pid. Node does not reap it: the caller must. */
+export function spawnClean(req: CleanSpawn): number {
+  const reserve = [...new Set(req.reserve ?? [])].sort((a, b) => a - b);
+  checkReservable(reserve);
   // Every source fd lives above every target, so no dup2 clobbers a later source.
   const top = Math.max(2, ...reserve) + 1;
   const devnull = openPath('/dev/null', O_RDWR | O_CLOEXEC);
@@ -81,13 +75,17 @@ export function spawnClean(req: CleanSpawn): number {
     });
     for (const n of reserve) dup2.push([nul, n]);
     const targets = new Set(dup2.map(([, to]) => to));
-    const close = inheritableFds().filter((fd) => !targets.has(fd));
+    // Below `top` only the targets stay (a close of a number not open is ignored);
+    // from `top` up, close_range takes the lifted sources and everything else.
+    const close: number[] = [];
+    for (let fd = 3; fd < top; fd++) if (!targets.has(fd)) close.push(fd);
     const how = {
       path: req.path,
       argv: req.argv,
       env: req.env,
       dup2,
       close,
+      closeFrom: top,
       ...(req.setsid ? { setsid: true } : {}),
     };
     const choice = req.choosePid;
