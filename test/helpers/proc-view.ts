@@ -27,6 +27,25 @@ export function fdNumbers(pid: number): number[] {
     .sort((a, b) => a - b);
 }
 
+/**
+ * The fd numbers of `pid` once they equal `want`, or the last ones read after `ms`: a
+ * program just exec'd (e.g. /bin/sleep loading its locale) briefly holds files of its own
+ * at the lowest free numbers.
+ */
+export async function settledFdNumbers(
+  pid: number,
+  want: readonly number[],
+  ms = 5000,
+): Promise<number[]> {
+  const end = Date.now() + ms;
+  let got = fdNumbers(pid);
+  while (got.join() !== want.join() && Date.now() < end) {
+    await new Promise((r) => setTimeout(r, 20));
+    got = fdNumbers(pid);
+  }
+  return got;
+}
+
 export function fdinfo(pid: number, fd: number): FdinfoView {
   const text = readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8');
   const get = (k: string): string => new RegExp(`^${k}:\\s*(.*)$`, 'm').exec(text)?.[1] ?? '';

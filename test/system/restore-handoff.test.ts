@@ -41,6 +41,7 @@ import { buildAndDump, killAll, waitGone } from '../helpers/restore-run.js';
 import { exitStatusThroughCopy } from '../helpers/restored-view.js';
 import {
   fdNumbers,
+  settledFdNumbers,
   fdinfo,
   fileFlags,
   parentOf,
@@ -553,10 +554,8 @@ test('library: restoreImage({ exec, detach }) resolves detached with the tree ru
   for (const task of liveTasks(image)) {
     const pid = result.pidMap.pids.find((p) => p.dumped === task.pid)!.restored;
     assert.equal(readlinkSync(`/proc/${pid}/exe`), realpathSync('/bin/sleep'), `task ${task.pid}`);
-    assert.deepEqual(
-      fdNumbers(pid),
-      [0, 1, 2, ...task.fds.map((f) => f.fd)].sort((a, b) => a - b),
-    );
+    const want = [0, 1, 2, ...task.fds.map((f) => f.fd)].sort((a, b) => a - b);
+    assert.deepEqual(await settledFdNumbers(pid, want), want, `task ${task.pid}: open fds`);
   }
   assertNoRundir(dir);
 
