@@ -32,6 +32,7 @@ import {
 } from '../../native/index.js';
 import { comm, exists, exitCodeField, parentOf, procState } from '../helpers/proc-view.js';
 import { startNode, waitUntil } from '../helpers/holder.js';
+import { canChoosePids, PID_RACE_ENV } from '../../src/sys/pid-choose.js';
 
 const NON_FATAL = [17, 18, 19, 20, 21, 22, 23, 28];
 const EXIT_STATUSES = Array.from({ length: 256 }, (_, code) => code << 8);
@@ -167,3 +168,30 @@ test('an x whose parent is SIGKILLed sees EOF and dies with its status', async (
   }
   assert.deepEqual(statuses, [7 << 8, 15], 'each died on EOF with its status, not killed');
 });
+
+test(
+  'a zombie at a chosen pid (set_tid) wins a race for it on a retry',
+  { skip: canChoosePids() ? false : 'needs CAP_CHECKPOINT_RESTORE' },
+  () => {
+    const pidMax = Number(readFileSync('/proc/sys/kernel/pid_max', 'utf8'));
+    let pid = 0;
+    for (let i = 0; i < 1000 && pid === 0; i++) {
+      const p = pidMax - 2 - Math.floor(Math.random() * (pidMax / 4));
+      if (!exists(p)) pid = p;
+    }
+    const lost: string[] = [];
+    process.env[PID_RACE_ENV] = `${pid}:2`; // the first two clones at `pid` find it taken
+    try {
+      const got = spawnZombie(9, 'zed', undefined, {
+        pid,
+        what: `zombie ${pid}`,
+        onRetry: (attempt, holder) => lost.push(`${attempt} ${holder}`),
+      });
+      assert.equal(got, pid);
+      assert.deepEqual(lost, ['1 true', '2 true'], 'two lost races, each to the injected thief');
+      assert.equal(checkZombie(pid, 9, 'zed'), 9);
+    } finally {
+      delete process.env[PID_RACE_ENV];
+    }
+  },
+);
