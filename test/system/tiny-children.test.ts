@@ -48,6 +48,13 @@ const statusLine = (pid: number, key: string): string => {
 };
 
 /**
+ * x is blocked in read(0) (/proc/P/syscall: number 0, first argument 0), so past every
+ * step before it: until it first runs it holds a copy of our fds (native/tiny.ts).
+ */
+const inRead = (pid: number): boolean =>
+  procState(pid) === 'S' && /^0 0x0 /.test(readFileSync(`/proc/${pid}/syscall`, 'utf8'));
+
+/**
  * Zombie `pid` (our child): waits until it died without reaping it, checks /proc, then
  * reaps it and returns the status waitid gave.
  */
@@ -99,6 +106,7 @@ test('x waits holding only fd 0, every signal blocked, a process of its own', as
     assert.equal(tinyRegionsInUse(), temps.length, 'one region per waiting x');
     const ourThreads = readdirSync('/proc/self/task').map(Number);
     for (const x of temps) {
+      await waitUntil(`x ${x.pid} waits in read(0)`, () => inRead(x.pid));
       assert.deepEqual(readdirSync(`/proc/${x.pid}/fd`), ['0'], `x ${x.pid}: only fd 0`);
       assert.match(readlinkSync(`/proc/${x.pid}/fd/0`), /^socket:\[\d+\]$/);
       assert.equal(procState(x.pid), 'S');
@@ -109,6 +117,7 @@ test('x waits holding only fd 0, every signal blocked, a process of its own', as
       assert.equal(ourThreads.includes(x.pid), false, 'not one of our threads');
       // Every signal but SIGKILL and SIGSTOP (which cannot be blocked) while it waits.
       assert.equal(statusLine(x.pid, 'SigBlk'), 'fffffffffffbfeff');
+      assert.equal(statusLine(x.pid, 'SigCgt'), '0000000000000000', 'no handler of ours');
     }
     for (const x of temps) {
       const pid = x.pid;
@@ -147,6 +156,7 @@ test('an x whose parent is SIGKILLed sees EOF and dies with its status', async (
   const fds = xs.map((pid) => pidfdOpen(pid));
   t.after(() => fds.forEach(closeQuiet));
   for (const pid of xs) {
+    await waitUntil(`x ${pid} waits in read(0)`, () => inRead(pid));
     assert.equal(parentOf(pid), parent);
     assert.deepEqual(readdirSync(`/proc/${pid}/fd`), ['0']);
     assert.equal(readdirSync(`/proc/${parent}/task`).map(Number).includes(pid), false);
