@@ -29,7 +29,7 @@
  * or a scheduler tick on a loaded machine. Nothing of ours depends on that window (a
  * copy of another x's control end only delays that x's EOF until then).
  *
- *   tiny_start(req):            ; rbx = req (218 bytes of x86-64; `gcc -c` of this)
+ *   tiny_start(req):            ; rbx = req (218 bytes of x86-64, source: native/tiny.S)
  *     rt_sigprocmask(SIG_SETMASK, req+8 (all), req+16 (old), 8)
  *     r = clone3(req+24, 88)    ; struct clone_args; the child's rsp = its stack
  *     parent: rt_sigprocmask(SIG_SETMASK, req+16, NULL, 8); return r (pid or -errno)
@@ -53,6 +53,9 @@ const CODE = Buffer.from(
     '0000000f05ebf2',
   'hex',
 );
+
+/** The machine code, as hex (test/system/tiny-children.test.ts assembles native/tiny.S). */
+export const tinyStartHex = (): string => CODE.toString('hex');
 
 const PROT_READ = 1;
 const PROT_WRITE = 2;

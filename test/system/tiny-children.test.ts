@@ -10,6 +10,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import {
   deathFor,
@@ -25,6 +27,7 @@ import {
   prctl,
   PR_SET_CHILD_SUBREAPER,
   tinyRegionsInUse,
+  tinyStartHex,
   waitPidfd,
   WEXITED,
   WNOHANG,
@@ -203,5 +206,35 @@ test(
     } finally {
       delete process.env[PID_RACE_ENV];
     }
+  },
+);
+
+const hasGcc = ((): boolean => {
+  try {
+    execFileSync('gcc', ['--version'], { stdio: 'ignore' });
+    execFileSync('objcopy', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+test(
+  'the machine code is native/tiny.S assembled',
+  { skip: hasGcc ? false : 'needs gcc and objcopy' },
+  (t) => {
+    const source = fileURLToPath(new URL('../../../native/tiny.S', import.meta.url));
+    const dir = mkdtempSync(join(tmpdir(), 'pcr-tiny-asm-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    execFileSync('gcc', ['-c', source, '-o', join(dir, 'tiny.o')]);
+    execFileSync('objcopy', [
+      '-O',
+      'binary',
+      '-j',
+      '.text',
+      join(dir, 'tiny.o'),
+      join(dir, 'tiny.bin'),
+    ]);
+    assert.equal(readFileSync(join(dir, 'tiny.bin')).toString('hex'), tinyStartHex());
   },
 );
