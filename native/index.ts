@@ -8,3 +8,4 @@ export { errnoName, errnoNumber, uvPoll, type UvPollHandle } from './libc.js';
 export * from './exec.js';
 export * from './clone3.js';
 export * from './mount.js';
+export * from './tiny.js';

@@ -1,29 +1,32 @@
 /**
- * The temporary process x of a dead-target group (CRIU's design, docs/restore.md): a
- * `/bin/sh` that waits on its stdin and then dies with exactly the recorded wait status.
- * Its stdin is one end of a socket pair whose other end only we hold: closing it is the
- * "die now" order, and if we die first x sees EOF and dies too, so it is never left
- * behind. After it died we reap it and CHECK how it died; it is never assumed.
+ * The temporary process x of a dead-target group (CRIU's design, docs/restore.md), and
+ * the zombie children: tiny children (native/tiny.ts) that never exec, made by clone3
+ * and running a few system calls, then dying with exactly the recorded wait status. x's
+ * only fd is its fd 0, one end of a socket pair whose other end only we hold: closing it
+ * is the "die now" order, and if we die first x sees EOF and dies too, so it is never
+ * left behind. After it died we reap it and CHECK how it died; it is never assumed.
  */
 import {
   seqpacketPair,
   pidfdOpen,
   pidfdSendSignal,
+  spawnTiny,
   waitPidfd,
   closeQuiet,
   WEXITED,
   WNOHANG,
+  type TinyDeath,
 } from '../../native/index.js';
-import { existsSync, symlinkSync } from 'node:fs';
-import { join } from 'node:path';
 import { PcrError } from '../errors.js';
-import { spawnClean } from './spawn-clean.js';
-import type { PidChoice } from './pid-choose.js';
+import { spawnAtPid, type PidChoice } from './pid-choose.js';
 import { watchReadable } from './readiness.js';
 
 const SIGKILL = 9;
 /** Signals whose default action does not kill (CHLD CONT STOP TSTP TTIN TTOU URG WINCH). */
 const NON_FATAL = new Set([17, 18, 19, 20, 21, 22, 23, 28]);
+
+/** x's comm, as ps and /proc/P/comm show it while it waits. */
+export const TEMP_COMM = 'pcr-temp';
 
 export interface TempProcess {
   pid: number;
@@ -40,14 +43,14 @@ export interface TempProcess {
 export const describeStatus = (w: number): string =>
   (w & 0x7f) === 0 ? `exit ${w >> 8}` : `signal ${w & 0x7f}${w & 0x80 ? ' (core)' : ''}`;
 
-/** The shell script that dies with wait status `w`, or a PcrError if none can. */
-export function scriptFor(w: number): string {
+/** How a process dies with wait status `w` (exit code or signal), or a PcrError if none can. */
+export function deathFor(w: number): TinyDeath {
   const sig = w & 0x7f;
-  if (sig === 0 && (w & 0xff) === 0 && w >> 8 <= 255 && w >= 0) return `read _; exit ${w >> 8}`;
+  if (sig === 0 && (w & 0xff) === 0 && w >> 8 <= 255 && w >= 0) return { exitCode: w >> 8 };
   if (sig > 0 && sig < 65 && w >> 8 === 0 && !NON_FATAL.has(sig)) {
     // The core bit appears only if a core file is really written: not reproduced.
     if (w & 0x80) throw unsupported(w, 'a core dump cannot be reproduced without writing one');
-    return `ulimit -c 0; read _; kill -${sig} $$`;
+    return { signal: sig };
   }
   throw unsupported(w, 'not a status a process can die with');
 }
@@ -57,49 +60,34 @@ const unsupported = (w: number, why: string): PcrError =>
 
 /**
  * A process that dies at once with wait status `status` and is never reaped by us until
- * teardown: a zombie child. Its comm is `comm` when given (exec through a symlink named
- * so in `linkDir`: the kernel takes comm from the executed path's last component).
+ * teardown: a zombie child. Its comm is `comm` (PR_SET_NAME; 'sh' when none is given, as
+ * the /bin/sh zombies of earlier versions had). `_linkDir` is not used any more (the comm
+ * came from exec'ing /bin/sh through a symlink named so in that directory).
  */
 export function spawnZombie(
   status: number,
   comm?: string,
-  linkDir?: string,
+  _linkDir?: string,
   choosePid?: PidChoice,
 ): number {
-  const script = scriptFor(status).replace('read _; ', '');
-  let path = '/bin/sh';
-  if (comm && linkDir && /^[^/\0]{1,15}$/.test(comm)) {
-    path = join(linkDir, comm);
-    if (!existsSync(path)) symlinkSync('/bin/sh', path);
-  }
-  return spawnClean({
-    path,
-    argv: [comm || 'sh', '-c', script],
-    env: { PATH: '/usr/bin:/bin' },
-    stdio: [null, null, null],
-    ...(choosePid ? { choosePid } : {}),
-  });
+  const how = { death: deathFor(status), comm: comm || 'sh' };
+  if (choosePid) return spawnAtPid(choosePid, () => spawnTiny({ ...how, pid: choosePid.pid }).pid);
+  return spawnTiny(how).pid;
 }
 
-/** Spawns x; it waits until `finishTemp` (or our death). */
+/** Starts x; it waits until `finishTemp` (or our death). */
 export function startTemp(status: number): TempProcess {
-  const script = scriptFor(status);
+  const death = deathFor(status);
   const [ours, theirs] = seqpacketPair();
-  let pid: number;
   try {
-    pid = spawnClean({
-      path: '/bin/sh',
-      argv: ['sh', '-c', script],
-      env: { PATH: '/usr/bin:/bin' },
-      stdio: [theirs, null, null],
-    });
+    const x = spawnTiny({ death, waitOn: theirs, comm: TEMP_COMM, pidfd: true });
+    return { pid: x.pid, pidfd: x.pidfd, status, control: ours };
   } catch (err) {
     closeQuiet(ours);
     throw err;
   } finally {
     closeQuiet(theirs);
   }
-  return { pid, pidfd: pidfdOpen(pid), status, control: ours };
 }
 
 /** pidfd_open(x, flags) for one file of the group (flags: PIDFD_NONBLOCK, PIDFD_THREAD). */

@@ -12,7 +12,7 @@ import {
   openTempPidfd,
   finishTemp,
   abortTemp,
-  scriptFor,
+  deathFor,
 } from '../../src/sys/temp-process.js';
 import {
   closeQuiet,
@@ -61,7 +61,7 @@ for (const status of STATUSES) {
 
 test('statuses no process can die with, or only with a core file, are refused', () => {
   for (const bad of [11 | 0x80, 0x137f, 17, 19, 256 << 8, -1]) {
-    assert.throws(() => scriptFor(bad), PcrError, `status ${bad}`);
+    assert.throws(() => deathFor(bad), PcrError, `status ${bad}`);
   }
 });
 

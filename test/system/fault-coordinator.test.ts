@@ -1,7 +1,7 @@
 /**
  * The coordinator is SIGKILLed while a creator holds its temporary processes (the root
  * worker hangs in kill-temp through the test hook): the workers die by PR_SET_PDEATHSIG,
- * the temporaries see EOF on their stdin and die; nothing is left (we are the subreaper
+ * the temporaries see EOF on their fd 0 and die; nothing is left (we are the subreaper
  * that adopts and reaps the orphans), and the run directory is removed by its guard
  * (docs/restore.md "Nothing left behind").
  */
@@ -17,6 +17,7 @@ import { deadStatuses } from '../fixtures/scenarios.js';
 import { buildAndDump, waitGone } from '../helpers/restore-run.js';
 import { descendantsOf, comm } from '../helpers/proc-view.js';
 import { CLI } from '../fixtures/dump-helpers.js';
+import { TEMP_COMM } from '../../src/sys/temp-process.js';
 
 test('coordinator SIGKILLed during kill-temp: workers and temps die, nothing left', async (t) => {
   const { image, dir } = await buildAndDump(t, deadStatuses);
@@ -35,7 +36,7 @@ test('coordinator SIGKILLed during kill-temp: workers and temps die, nothing lef
   for (let i = 0; i < 3000 && !inKillTemp(); i++) await sleep(10);
   assert.ok(inKillTemp(), 'the root worker reached kill-temp');
   const everyone = descendantsOf(child.pid!);
-  const temps = everyone.filter((p) => comm(p) === 'sh');
+  const temps = everyone.filter((p) => comm(p) === TEMP_COMM);
   assert.equal(temps.length, 5, 'five temporary processes wait');
   child.kill('SIGKILL');
   await exited;
