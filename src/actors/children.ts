@@ -5,8 +5,6 @@
  * a process orphaned below it comes back to it, not to init, which reaps only every 1–2 s
  * here).
  */
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
 import {
   pidfdOpen,
   pidfdSendSignal,
@@ -78,14 +76,11 @@ export class Children {
   }
 
   spawnZombies(list: readonly ZombieChild[]): PidPair[] {
-    if (list.length === 0) return [];
-    const linkDir = join(this.rundir, `comm-${process.pid}`);
-    mkdirSync(linkDir, { recursive: true });
     return list.map((z) => {
       const choice = this.samePids
         ? samePid(this.wanted(z.pid), `zombie ${z.pid}`, this.log)
         : undefined;
-      const pid = spawnZombie(z.exitStatus, z.comm, linkDir, choice);
+      const pid = spawnZombie(z.exitStatus, z.comm, choice);
       this.zombies.set(z.pid, pid);
       return { dumped: z.pid, restored: pid };
     });

@@ -61,15 +61,9 @@ const unsupported = (w: number, why: string): PcrError =>
 /**
  * A process that dies at once with wait status `status` and is never reaped by us until
  * teardown: a zombie child. Its comm is `comm` (PR_SET_NAME; 'sh' when none is given, as
- * the /bin/sh zombies of earlier versions had). `_linkDir` is not used any more (the comm
- * came from exec'ing /bin/sh through a symlink named so in that directory).
+ * the /bin/sh zombies of earlier versions had).
  */
-export function spawnZombie(
-  status: number,
-  comm?: string,
-  _linkDir?: string,
-  choosePid?: PidChoice,
-): number {
+export function spawnZombie(status: number, comm?: string, choosePid?: PidChoice): number {
   const how = { death: deathFor(status), comm: comm || 'sh' };
   if (choosePid) return spawnAtPid(choosePid, () => spawnTiny({ ...how, pid: choosePid.pid }).pid);
   return spawnTiny(how).pid;

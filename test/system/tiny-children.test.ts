@@ -195,7 +195,7 @@ test(
     const lost: string[] = [];
     process.env[PID_RACE_ENV] = `${pid}:2`; // the first two clones at `pid` find it taken
     try {
-      const got = spawnZombie(9, 'zed', undefined, {
+      const got = spawnZombie(9, 'zed', {
         pid,
         what: `zombie ${pid}`,
         onRetry: (attempt, holder) => lost.push(`${attempt} ${holder}`),
