@@ -186,5 +186,8 @@ await bundle('dist/src/cli/main.js', CLI_BUNDLE, 'gen/pb-lean.js');
 // main.ts's hashbang line, which esbuild keeps first, cannot stand inside the function
 // that code-cache.cts wraps the bundle in.
 writeFileSync(CLI_BUNDLE, readFileSync(CLI_BUNDLE, 'utf8').replace(/^#!.*\n/, ''));
+// `pidfd-cr dump` on its own (start.cts runs it for that command): only the dump's code,
+// a fifth of cli.cjs to read and load (docs/restore.md "Dump speed").
+await bundle('dist/src/cli/dump-main.js', 'dist/src/cli/dump.cjs', 'gen/pb-lean.js');
 // The benchmark's lower bound of a worker (bench/skeleton-worker.ts), bundled the same way.
 await bundle('dist/bench/skeleton-worker.js', 'dist/bench/skeleton.cjs');
