@@ -19,7 +19,14 @@ import { openFileClasses, type FileCompare, type HeldPidfd } from '../sys/file-c
 import { freezeTree, type FreezeOptions } from './freeze.js';
 import { hostContext } from './host.js';
 import { checkImageDir } from './preflight.js';
-import { frozenKcmp, kernelProbes, readTask, taskIno, type TaskRead } from './read.js';
+import {
+  frozenKcmp,
+  kernelProbes,
+  readTask,
+  taskIno,
+  withTaskPidfds,
+  type TaskRead,
+} from './read.js';
 import type { WalkedTask } from './walk.js';
 import { readStatus } from '../procfs/read.js';
 import { silentLogger, type Logger } from '../log.js';
@@ -85,7 +92,9 @@ export async function dumpTree(rootPid: number, opts: DumpOptions = {}): Promise
   let ok = false;
   try {
     await opts.onFrozen?.(frozen.tasks);
-    const image = readFrozenTree(rootPid, frozen.tasks, kernelProbes, frozenKcmp, log);
+    const image = withTaskPidfds(() =>
+      readFrozenTree(rootPid, frozen.tasks, kernelProbes, frozenKcmp, log),
+    );
     frozen.checkStillFrozen();
     opts.onRead?.(image);
     ok = true;
