@@ -62,6 +62,8 @@ pbjs('gen/pb-worker.js', LEAN, ['proto/protocol.proto']);
 // The command line's copy (its bundle only): every proto, encode/decode only (nothing in
 // src/ uses verify, fromObject or toObject): 183 KB instead of 634 KB to evaluate.
 pbjs('gen/pb-lean.js', LEAN, protos);
+// The dump's bundle writes an image and nothing else: image.proto alone (6 messages of 62).
+pbjs('gen/pb-image.js', LEAN, ['proto/image.proto']);
 rmSync('dist', { recursive: true, force: true });
 run(bin('tsc'), ['-p', '.']);
 mkdirSync('dist/gen', { recursive: true });
@@ -186,5 +188,8 @@ await bundle('dist/src/cli/main.js', CLI_BUNDLE, 'gen/pb-lean.js');
 // main.ts's hashbang line, which esbuild keeps first, cannot stand inside the function
 // that code-cache.cts wraps the bundle in.
 writeFileSync(CLI_BUNDLE, readFileSync(CLI_BUNDLE, 'utf8').replace(/^#!.*\n/, ''));
+// `pidfd-cr dump` on its own (start.cts runs it for that command): only the dump's code,
+// with the image's protobuf messages only (docs/restore.md "Dump speed").
+await bundle('dist/src/cli/dump-main.js', 'dist/src/cli/dump.cjs', 'gen/pb-image.js');
 // The benchmark's lower bound of a worker (bench/skeleton-worker.ts), bundled the same way.
 await bundle('dist/bench/skeleton-worker.js', 'dist/bench/skeleton.cjs');

@@ -2,11 +2,9 @@
 /**
  * pidfd-cr command line: a thin shell. Each command parses its own argv, calls the
  * library and returns an exit status; PcrErrors become one line on stderr and the exit
- * code of their `code` (src/errors.ts). Unexpected errors keep their stack.
+ * code of their `code` (src/errors.ts). Unexpected errors keep their stack (shell.ts).
  */
-import { PcrError, exitCodeFor } from '../errors.js';
-import { printable } from '../text.js';
-import { guardOutput, outputFailure } from './output.js';
+import { runCommandLine } from './shell.js';
 
 type Command = (argv: string[]) => Promise<number>;
 
@@ -68,22 +66,4 @@ async function main(argv: string[]): Promise<number> {
   return (await load())(rest);
 }
 
-// stdout/stderr that cannot be written end the command with their own status (output.ts).
-guardOutput(exitCodeFor);
-
-main(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = outputFailure() ? process.exitCode : code;
-  },
-  (err: unknown) => {
-    // The output failure already ended the command (and aborted what it ran): say nothing more.
-    if (outputFailure()) return;
-    if (err instanceof PcrError) {
-      // One line, whatever a name taken from the kernel or the image holds.
-      process.stderr.write(`pidfd-cr: ${printable(err.message)}\n`);
-    } else {
-      process.stderr.write(`pidfd-cr: internal error: ${(err as Error)?.stack ?? String(err)}\n`);
-    }
-    process.exitCode = exitCodeFor(err);
-  },
-);
+runCommandLine(main, process.argv.slice(2));

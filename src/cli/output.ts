@@ -17,7 +17,7 @@
  * readers and EPOLLHUP for a stream socket whose peer closed, whatever events were asked
  * for; only "disconnect" is asked, so a writable pipe does not wake us).
  */
-import { fstatSync } from 'node:fs';
+import { fstatSync, writeSync } from 'node:fs';
 import { PcrError, SyscallError } from '../errors.js';
 import { closeQuiet, dupAbove, uvPoll, type UvPollHandle } from '../../native/index.js';
 
@@ -56,10 +56,62 @@ export function guardOutput(statusOf: (err: PcrError) => number): void {
   exitStatus = statusOf;
   if (guarded) return;
   guarded = true;
-  for (const stream of ['stdout', 'stderr'] as const) {
-    process[stream].on('error', (err: NodeJS.ErrnoException) => {
+  for (const stream of ['stdout', 'stderr'] as const) guardWhenMade(stream);
+}
+
+/** Streams made so far (process.stdout / process.stderr were read). */
+const made = new Set<Stream>();
+
+/**
+ * Node makes process.stdout and process.stderr on first use, loading its stream modules
+ * (node:stream, and node:net or node:tty for a pipe or a terminal: 1.5–3 ms of CPU). The
+ * error handler is attached when the stream is made, through a getter put in front of
+ * Node's own (restored at once), so a command that never uses one does not make it.
+ */
+function guardWhenMade(stream: Stream): void {
+  const attach = (s: NodeJS.WriteStream): NodeJS.WriteStream => {
+    made.add(stream);
+    s.on('error', (err: NodeJS.ErrnoException) => {
       failed(stream, err.code ?? 'EIO', Math.abs(err.errno ?? 5));
     });
+    return s;
+  };
+  const own = Object.getOwnPropertyDescriptor(process, stream);
+  const nodeGetter = own?.get;
+  if (!own?.configurable || !nodeGetter) {
+    attach(process[stream]);
+    return;
+  }
+  Object.defineProperty(process, stream, {
+    configurable: true,
+    enumerable: own.enumerable ?? true,
+    get() {
+      Object.defineProperty(process, stream, own);
+      return attach(nodeGetter.call(process) as NodeJS.WriteStream);
+    },
+  });
+}
+
+/**
+ * Writes `text` to stdout. While process.stdout is not made, with write(2) on fd 1 at
+ * once (a command that prints one line at its end then never loads Node's streams); a
+ * failure there ends the command as the stream's 'error' would (EPIPE quietly, exit 15;
+ * any other errno one line, exit 12); a full non-blocking pipe (EAGAIN) passes the rest
+ * to process.stdout.
+ */
+export function writeStdout(text: string): void {
+  if (made.has('stdout') || !guarded) {
+    process.stdout.write(text);
+    return;
+  }
+  const bytes = Buffer.from(text);
+  let off = 0;
+  try {
+    while (off < bytes.length) off += writeSync(1, bytes, off);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    if (e.code === 'EAGAIN') process.stdout.write(bytes.subarray(off));
+    else failed('stdout', e.code ?? 'EIO', Math.abs(e.errno ?? 5));
   }
 }
 

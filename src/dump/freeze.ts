@@ -47,7 +47,7 @@ export async function freezeTree(rootPid: number, opts: FreezeOptions = {}): Pro
       if (walks >= MAX_WALKS) {
         throw new PcrError('PCR_ERR_TIMEOUT', `tree of ${rootPid} kept changing: not frozen`);
       }
-      const tasks = walkOnce(rootPid);
+      const tasks = walkOnce(rootPid, walks > 0);
       if (tasks === null) continue;
       checkNotSelf(tasks);
       let changed = false;
@@ -58,7 +58,7 @@ export async function freezeTree(rootPid: number, opts: FreezeOptions = {}): Pro
           changed = true;
         }
         if (t.procState === 'Z') continue;
-        for (const tid of tidsOf(t.pid)) {
+        for (const tid of t.tids ?? tidsOf(t.pid)) {
           if (seized.has(tid)) continue;
           changed = true;
           if (!seize(t.pid, tid)) continue;
@@ -83,9 +83,22 @@ export async function freezeTree(rootPid: number, opts: FreezeOptions = {}): Pro
   }
 }
 
-function walkOnce(rootPid: number): WalkedTask[] | null {
+/**
+ * One walk. The first (nothing frozen yet) reads the children of each task's leader
+ * thread only: that finds the tasks to seize (threads other than the leader rarely fork),
+ * and the walks after it, of frozen tasks, read the children of every thread and decide
+ * (a task found only by them is seized and makes one more walk). Each task's thread ids
+ * are listed once per walk and kept (WalkedTask.tids) for the seize and the read.
+ */
+function walkOnce(rootPid: number, allThreads: boolean): WalkedTask[] | null {
+  let tids: number[] = [];
   try {
-    return walkTree(rootPid, { readStat, readChildren });
+    return walkTree(rootPid, {
+      readStat,
+      // walkTree lists a task's threads just before it reads that task's children.
+      readTids: (pid) => (tids = readTids(pid)),
+      readChildren: (pid) => readChildren(pid, allThreads ? tids : [pid]),
+    });
   } catch (err) {
     if (err instanceof TaskVanished) return null; // not frozen yet: the tree may change
     throw err;
@@ -190,7 +203,12 @@ function frozen(tasks: WalkedTask[], seized: Map<number, Seized>): FrozenTree {
   return {
     tasks,
     checkStillFrozen() {
+      // One thread per task: only SIGKILL takes a tracee out of its ptrace-stop, and it
+      // wakes every thread of the thread group in the same kill() (complete_signal).
+      const checked = new Set<number>();
       for (const [tid, s] of seized) {
+        if (checked.has(s.pid)) continue;
+        checked.add(s.pid);
         if (threadState(s.pid, tid) !== 't') {
           throw new PcrError(
             'PCR_ERR_TASK_EXITED',

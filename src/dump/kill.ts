@@ -4,11 +4,13 @@
  * `criu dump`), then the dump waits until every pid and thread id of the image is free,
  * so that `restore --same-pids` can follow.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
 import { PcrError, isErrno } from '../errors.js';
 import { kill, waitpid, __WALL, WNOHANG } from '../../native/index.js';
 import type { Image } from '../model/image.js';
 import { procExists, readComm, readStat } from '../procfs/read.js';
+
+/** Not node:timers/promises: loading it costs a dump ≈ 0.7 ms of CPU. */
+const sleep = (ms: number): Promise<void> => new Promise((done) => setTimeout(done, ms));
 
 const SIGKILL = 9;
 /** Init reaps orphans only every 1–2 s on this machine kind: be generous. */

@@ -6,11 +6,11 @@ import {
   closeQuiet,
   getStatusFlags,
   kcmpFile,
+  pidfdGetfd,
   pidfdGetInfo,
   pidfdOpen,
   pidfsHandleIno,
   PIDFD_INFO,
-  withFdCopy,
 } from '../../native/index.js';
 import { PcrError, SyscallError } from '../errors.js';
 import type { Task, TaskState } from '../model/image.js';
@@ -22,6 +22,7 @@ import {
   readStatus,
   readTids,
   type ProcPidfd,
+  type Stat,
 } from '../procfs/index.js';
 import type { DeadInfo, ExternalInfo, TargetProbes } from './classify.js';
 import type { FileCompare } from '../sys/file-classes.js';
@@ -52,52 +53,101 @@ function whileFrozen<T>(pid: number, read: () => T): T {
   }
 }
 
-/** A task that was live when frozen and is exiting or a zombie now was SIGKILLed meanwhile. */
-function checkStillLive(w: WalkedTask): void {
-  if (w.procState !== 'Z' && !isLive(w.pid)) {
-    throw new PcrError('PCR_ERR_TASK_EXITED', `task ${w.pid} exited while it was being dumped`);
+/**
+ * One task of the frozen tree. Its stat is read last: it gives ppid, comm (the same text
+ * as /proc/P/comm) and a zombie's exit status, and shows that the task was still live
+ * after its fds were read (a zombie shows no fds: the list must be from a live task; a
+ * task killed earlier is not live then either). The thread ids are the freeze's last walk's
+ * (a frozen task cannot clone, and a thread cannot end but by SIGKILL, which
+ * checkStillFrozen sees).
+ */
+export function readTask(w: WalkedTask): TaskRead {
+  try {
+    return readFrozenTask(w);
+  } catch (err) {
+    // A task killed meanwhile may refuse its /proc reads (its mm is gone) before its stat shows it.
+    if (err instanceof PcrError && err.code === 'PCR_ERR_PERMISSION' && !isLive(w.pid)) {
+      throw new PcrError('PCR_ERR_TASK_EXITED', `task ${w.pid} exited while it was being dumped`, {
+        cause: err,
+      });
+    }
+    throw err;
   }
 }
 
-export function readTask(w: WalkedTask): TaskRead {
+function readFrozenTask(w: WalkedTask): TaskRead {
   return whileFrozen(w.pid, () => {
-    checkStillLive(w);
-    const stat = readStat(w.pid);
     const status = readStatus(w.pid);
     const state = stateOf(w.procState);
     const zombie = state === 'zombie';
+    const argv = zombie ? [] : readCmdline(w.pid);
+    const pidfds = zombie ? [] : readPidfds(w.pid);
+    const stat = readStat(w.pid);
+    if (!zombie && !liveStat(stat)) {
+      throw new PcrError('PCR_ERR_TASK_EXITED', `task ${w.pid} exited while it was being dumped`);
+    }
     const task: Omit<Task, 'fds'> = {
       pid: w.pid,
       ppid: stat.ppid,
       tgid: status.tgid,
-      tids: zombie ? [w.pid] : readTids(w.pid),
-      comm: readComm(w.pid),
-      argv: zombie ? [] : readCmdline(w.pid),
+      tids: zombie ? [w.pid] : (w.tids ?? readTids(w.pid)),
+      comm: stat.comm,
+      argv,
       state,
       procState: w.procState,
       nsPids: status.nsPids,
     };
     if (zombie) task.exitStatus = stat.exitCode;
-    const pidfds = zombie ? [] : readPidfds(w.pid);
-    checkStillLive(w); // a zombie shows no fds: the list just read must be from a live task
     return { task, pidfds };
   });
 }
 
-/** pidfs inode of a task (live or zombie): pidfd_open + the pidfs file handle. */
-export function taskIno(pid: number): bigint {
-  const fd = whileFrozen(pid, () => {
-    try {
-      return pidfdOpen(pid);
-    } catch (err) {
-      throw new PcrError('PCR_ERR_NO_SUCH_PROCESS', `no such process: ${pid}`, { cause: err });
-    }
-  });
+/**
+ * pidfds of the frozen tree's tasks, opened once each while `withTaskPidfds` runs (for the
+ * task's ino, and for every pidfd_getfd of its fds) instead of once per use.
+ */
+let taskPidfds: Map<number, number> | undefined;
+
+/** Runs `read` with one pidfd per task, opened on first use and closed when it returns. */
+export function withTaskPidfds<T>(read: () => T): T {
+  const outer = taskPidfds;
+  taskPidfds = new Map();
   try {
-    return pidfsHandleIno(fd);
+    return read();
+  } finally {
+    for (const fd of taskPidfds.values()) closeQuiet(fd);
+    taskPidfds = outer;
+  }
+}
+
+/** `use` a pidfd of `pid` (the held one inside withTaskPidfds, else one of its own). */
+function withTaskPidfd<T>(pid: number, use: (pidfd: number) => T): T {
+  let fd = taskPidfds?.get(pid);
+  if (fd !== undefined) return use(fd);
+  fd = pidfdOpen(pid);
+  if (taskPidfds) {
+    taskPidfds.set(pid, fd);
+    return use(fd);
+  }
+  try {
+    return use(fd);
   } finally {
     closeQuiet(fd);
   }
+}
+
+/** pidfs inode of a task (live or zombie): pidfd_open + the pidfs file handle. */
+export function taskIno(pid: number): bigint {
+  return whileFrozen(pid, () => {
+    try {
+      return withTaskPidfd(pid, pidfsHandleIno);
+    } catch (err) {
+      if (err instanceof SyscallError && err.syscall === 'pidfd_open') {
+        throw new PcrError('PCR_ERR_NO_SUCH_PROCESS', `no such process: ${pid}`, { cause: err });
+      }
+      throw err;
+    }
+  });
 }
 
 /**
@@ -124,17 +174,25 @@ const PF_EXITING = 0x4;
  */
 function isLive(pid: number): boolean {
   try {
-    const st = readStat(pid);
-    return st.state !== 'Z' && (st.flags & PF_EXITING) === 0;
+    return liveStat(readStat(pid));
   } catch {
     return false;
   }
 }
 
+const liveStat = (st: Stat): boolean => st.state !== 'Z' && (st.flags & PF_EXITING) === 0;
+
 /** `use` a pidfd_getfd copy of a frozen task's fd. */
 function holderCopy<T>(holder: number, fd: number, use: (copy: number) => T): T {
   try {
-    return withFdCopy(holder, fd, use);
+    return withTaskPidfd(holder, (pidfd) => {
+      const copy = pidfdGetfd(pidfd, fd);
+      try {
+        return use(copy);
+      } finally {
+        closeQuiet(copy);
+      }
+    });
   } catch (err) {
     throw exitedMeanwhile(err, [holder]);
   }

@@ -10,12 +10,22 @@ export interface WalkedTask {
   ppid: number;
   /** The /proc/P/stat state letter when the walk saw it. */
   procState: string;
+  /**
+   * Thread ids, leader first, as the walk listed them (not for a zombie; absent when the
+   * walk's readers did not list them).
+   */
+  tids?: number[];
 }
 
 /** What the walk reads; injected so the walk can be tested on a fake /proc. */
 export interface WalkReaders {
   readStat(pid: number): Stat;
   readChildren(pid: number): number[];
+  /**
+   * The task's thread ids, when the walk should record them (WalkedTask.tids); called
+   * just before readChildren of the same task.
+   */
+  readTids?(pid: number): number[];
 }
 
 export class TaskVanished extends Error {
@@ -36,8 +46,10 @@ export function walkTree(rootPid: number, r: WalkReaders): WalkedTask[] {
     if (seen.has(pid)) return;
     seen.add(pid);
     const st = readOrVanish(() => r.readStat(pid), pid, isRoot);
-    out.push({ pid, ppid: st.ppid, procState: st.state });
+    const task: WalkedTask = { pid, ppid: st.ppid, procState: st.state };
+    out.push(task);
     if (st.state === 'Z') return; // a zombie's children were reparented already
+    if (r.readTids) task.tids = readOrVanish(() => r.readTids!(pid), pid, isRoot);
     for (const child of readOrVanish(() => r.readChildren(pid), pid, isRoot)) visit(child, false);
   };
   visit(rootPid, true);

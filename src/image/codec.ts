@@ -4,7 +4,7 @@
  * one protobuf `pidfdcr.image.Image` message. Decoding validates everything (validate.ts)
  * and every failure is an ImageError naming the field at fault.
  */
-import { crc32 } from 'node:zlib';
+import { crc32 } from './crc32.js';
 import { pidfdcr } from '../../gen/pb.js';
 import { ImageError } from '../errors.js';
 import { FORMAT_VERSION, type Image } from '../model/image.js';

@@ -1,6 +1,5 @@
 /** Facts about the running kernel that an image records (read-only). */
 import { readFileSync } from 'node:fs';
-import { hostname } from 'node:os';
 
 const firstLine = (path: string): string => readFileSync(path, 'utf8').trim();
 
@@ -9,4 +8,9 @@ export const bootId = (): string => firstLine('/proc/sys/kernel/random/boot_id')
 
 export const kernelRelease = (): string => firstLine('/proc/sys/kernel/osrelease');
 
-export const hostName = (): string => hostname();
+/**
+ * The host name (the UTS namespace's nodename, what os.hostname() gives), from
+ * /proc/sys/kernel/hostname: loading node:os costs a dump ≈ 0.5 ms of CPU.
+ */
+export const hostName = (): string =>
+  readFileSync('/proc/sys/kernel/hostname', 'utf8').replace(/\n$/, '');

@@ -70,12 +70,13 @@ export function readTids(pid: number): number[] {
 
 /**
  * Children of every thread of the process (a child belongs to the thread that forked
- * it, so /proc/P/task/P/children alone misses some). Threads that end between the
- * readdir and the read are skipped. Ascending, no duplicates.
+ * it, so /proc/P/task/P/children alone misses some), or of the threads `tids` only
+ * (default: all, listed now). Threads that end between the readdir and the read are
+ * skipped. Ascending, no duplicates.
  */
-export function readChildren(pid: number): number[] {
+export function readChildren(pid: number, tids: readonly number[] = readTids(pid)): number[] {
   const kids = new Set<number>();
-  for (const tid of readTids(pid)) {
+  for (const tid of tids) {
     let text: string;
     try {
       text = readFileSync(`${PROC}/${pid}/task/${tid}/children`, 'utf8');

@@ -28,10 +28,18 @@ export function openFileClasses(
   const byIno = new Map<bigint, number[]>();
   held.forEach((h, i) => byIno.set(h.ino, [...(byIno.get(h.ino) ?? []), i]));
   const rep = held.map((_, i) => i); // representative entry of each entry's class
+  // Each pair is asked once: the pass over sorted neighbours reuses what the sort learnt.
+  const n = held.length;
+  const known = new Map<number, number>();
   for (const members of byIno.values()) {
     const order = (a: number, b: number): number => {
+      const seen = known.get(a * n + b);
+      if (seen !== undefined) return seen;
       const r = cmp(held[a]!.pid, held[a]!.fd, held[b]!.pid, held[b]!.fd);
-      return r === 0 ? 0 : r === 1 ? -1 : 1;
+      const o = r === 0 ? 0 : r === 1 ? -1 : 1;
+      known.set(a * n + b, o);
+      known.set(b * n + a, -o);
+      return o;
     };
     const sorted = [...members].sort(order);
     for (let k = 1; k < sorted.length; k++) {

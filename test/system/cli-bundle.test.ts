@@ -1,6 +1,6 @@
 /**
  * The package's executable (dist/src/cli/bin.cjs) runs the bundled CLI (cli.cjs, with a
- * code cache per command): it must do exactly what the unbundled main.js does — the same
+ * code cache per command; `dump` from its own bundle, dump.cjs): it must do exactly what the unbundled main.js does — the same
  * image from the same tree, the same one-line failures and exit statuses — and write
  * its code cache only after a successful command, not after a help text.
  */
@@ -18,6 +18,7 @@ import { sharedScm } from '../fixtures/scenarios.js';
 
 const BIN = fileURLToPath(new URL('../../src/cli/bin.cjs', import.meta.url));
 const BUNDLE = fileURLToPath(new URL('../../src/cli/cli.cjs', import.meta.url));
+const DUMP_BUNDLE = fileURLToPath(new URL('../../src/cli/dump.cjs', import.meta.url));
 
 function run(
   entry: string,
@@ -44,12 +45,15 @@ test('the bundled executable dumps the same image as main.js, and fails the same
     a.remove();
     b.remove();
   });
+  rmSync(`${DUMP_BUNDLE}.cache`, { force: true });
   const bundled = run(BIN, ['dump', '-t', String(tree.rootPid), '-D', a.dir]);
   const plain = run(CLI, ['dump', '-t', String(tree.rootPid), '-D', b.dir]);
   assert.equal(bundled.status, 0, bundled.stderr);
   assert.equal(plain.status, 0, plain.stderr);
   assert.equal(bundled.stdout.replace(a.dir, 'DIR'), plain.stdout.replace(b.dir, 'DIR'));
   assert.deepEqual(imageOf(a.dir), imageOf(b.dir));
+  // It ran the dump's own bundle (start.cts), which then wrote its code cache.
+  assert.equal(existsSync(`${DUMP_BUNDLE}.cache`), true, 'dump.cjs wrote no code cache');
 
   // Expected failures: one line, the documented status, the same from both.
   for (const args of [

@@ -11,7 +11,17 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { EXIT_CODES } from '../../src/errors.js';
 import { execFileSync, spawn } from 'node:child_process';
-import { closeSync, constants, mkdtempSync, openSync, readdirSync, rmSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  rmSync,
+} from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { prctl, PR_SET_CHILD_SUBREAPER } from '../../native/index.js';
@@ -62,6 +72,8 @@ const shell = (args: string, tail: string): string[] => [
 ];
 
 const NO_STACK = /^\s+at |internal error|Error:/m;
+/** The package's executable: `dump` runs from its own bundle there (dump.cjs). */
+const BIN = fileURLToPath(new URL('../../src/cli/bin.cjs', import.meta.url));
 
 interface Setup {
   dir: string;
@@ -137,6 +149,39 @@ test('restore > /dev/full: one line naming stdout and ENOSPC, exit 12, nothing l
     closeSync(fd);
   }
   assertNothingLeft(s);
+});
+
+test('dump into a closed pipe: image written, quiet, exit 15; dump > /dev/full: exit 12', async (t) => {
+  // dump writes its one line with write(2) while process.stdout was never made (output.ts).
+  const { tree, dir } = await buildAndDump(t, sharedScm);
+  for (const [i, entry] of [CLI, BIN].entries()) {
+    const img = join(dir, `closed-${i}`);
+    mkdirSync(img);
+    const fd = closedReader(dir);
+    try {
+      const argv = [process.execPath, entry, 'dump', '-t', String(tree.rootPid), '-D', img];
+      const r = await run(argv, ['ignore', fd, 'pipe'], process.env);
+      assert.equal(r.code, EXIT_CODES.PCR_ERR_OUTPUT_CLOSED, `${entry}: ${r.stderr}`);
+      assert.equal(r.stderr, '');
+      assert.ok(existsSync(join(img, 'pidfd-cr.img')), 'the image is written before the line');
+    } finally {
+      closeSync(fd);
+    }
+    const full = join(dir, `full-${i}`);
+    mkdirSync(full);
+    const r = await run(
+      [
+        'bash',
+        '-c',
+        `'${process.execPath}' '${entry}' dump -t ${tree.rootPid} -D '${full}' > /dev/full`,
+      ],
+      ['ignore', 'pipe', 'pipe'],
+      process.env,
+    );
+    assert.equal(r.code, 12, r.stderr);
+    assert.equal(r.stderr, 'pidfd-cr: write (stdout) failed: ENOSPC (28)\n');
+    assert.ok(existsSync(join(full, 'pidfd-cr.img')));
+  }
 });
 
 test('show into a closed pipe: quiet, exit 15; show > /dev/full: exit 12', async (t) => {

@@ -4,6 +4,7 @@ import { intOption, parseCommandArgs } from '../args.js';
 import { dumpToDir } from '../../dump/index.js';
 import { count } from '../../text.js';
 import { LOG_HELP, LOG_OPTIONS, cliLogger } from '../log.js';
+import { writeStdout } from '../output.js';
 
 const HELP = `usage: pidfd-cr dump -t PID -D DIR [--leave-stopped | --kill] [--force] [-v]
                      [--log-level LEVEL] [--log-file F]
@@ -55,12 +56,12 @@ export async function run(argv: string[]): Promise<number> {
   }
   const { image, path } = dumped;
   const fds = image.tasks.reduce((n, t) => n + t.fds.length, 0);
-  process.stdout.write(
+  writeStdout(
     `dumped ${count(image.tasks.length, 'task')}, ${count(fds, 'pidfd')} ` +
       `(${count(image.files.length, 'open file')}, ${count(image.targets.length, 'target')}) to ${path}\n`,
   );
   if (values.kill === true) {
-    process.stdout.write(`killed the dumped tree; its pids are free\n`);
+    writeStdout(`killed the dumped tree; its pids are free\n`);
   }
   return 0;
 }
