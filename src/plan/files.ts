@@ -202,21 +202,18 @@ function planDeadGroups(dead: Map<bigint, PendingDead[]>, files: FilePlan[]): De
   });
 }
 
-/** Refusals for tasks that cannot be recreated as they were. */
 /**
- * Why a zombie's comm cannot be recreated, or undefined if it can. The runtime execs
- * /bin/sh through a symlink named `comm` (the kernel takes comm from the executed path's
- * last component, at most 15 bytes): a name with '/', '.' or '..' (the directory itself),
- * an empty name, or one over 15 bytes cannot be such a link and would come back wrong.
+ * Why a zombie's comm cannot be recreated, or undefined if it can. The runtime names the
+ * zombie with PR_SET_NAME (sys/temp-process.ts spawnZombie), which keeps at most 15 bytes
+ * and stops at a NUL: any other name, '/', '.', '..' and the empty one included, comes back.
  */
 export function unreproducibleComm(comm: string): string | undefined {
-  if (comm.length === 0) return 'an empty comm cannot be a file name';
-  if (comm.includes('/') || comm.includes('\0')) return `comm '${comm}' contains '/' or NUL`;
-  if (comm === '.' || comm === '..') return `comm '${comm}' cannot be a file name`;
+  if (comm.includes('\0')) return `comm '${comm}' contains NUL`;
   if (Buffer.byteLength(comm) > 15) return `comm '${comm}' is longer than 15 bytes`;
   return undefined;
 }
 
+/** Refusals for tasks that cannot be recreated as they were. */
 export function taskRefusals(
   ix: ImageIndex,
   opts: { pidnsNew?: boolean; samePids?: boolean } = {},

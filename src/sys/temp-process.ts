@@ -64,7 +64,7 @@ const unsupported = (w: number, why: string): PcrError =>
  * the /bin/sh zombies of earlier versions had).
  */
 export function spawnZombie(status: number, comm?: string, choosePid?: PidChoice): number {
-  const how = { death: deathFor(status), comm: comm || 'sh' };
+  const how = { death: deathFor(status), comm: comm ?? 'sh' };
   if (choosePid) return spawnAtPid(choosePid, () => spawnTiny({ ...how, pid: choosePid.pid }).pid);
   return spawnTiny(how).pid;
 }

@@ -350,12 +350,9 @@ test('refuses a task in a nested pid namespace, naming it and its NSpid chain', 
   assert.doesNotThrow(() => planRestore(ok));
 });
 
-test('refuses a zombie whose comm cannot be a symlink name', () => {
+test('refuses a zombie whose comm PR_SET_NAME cannot give back, takes any other', () => {
   for (const [comm, why] of [
-    ['a/b', /task 400 \(a\/b\): zombie comm 'a\/b' contains '\/'/],
-    ['.', /task 400 \(\.\): zombie comm '\.' cannot be a file name/],
-    ['..', /task 400 \(\.\.\): zombie comm '\.\.' cannot be a file name/],
-    ['', /task 400 \(\): zombie an empty comm/],
+    ['a\0b', /task 400 \(a\0b\): zombie comm 'a\0b' contains NUL/],
     ['x'.repeat(16), /zombie comm 'x{16}' is longer than 15 bytes/],
   ] as const) {
     const img = sampleImage();
@@ -364,9 +361,11 @@ test('refuses a zombie whose comm cannot be a symlink name', () => {
     assert.equal(e.code, 'PCR_ERR_UNSUPPORTED');
     assert.match(e.message, why);
   }
-  const ok = sampleImage();
-  ok.tasks[3] = { ...ok.tasks[3]!, comm: 'a b.c ..d(é)' };
-  assert.equal(taskPlan(planRestore(ok), 100).zombieChildren[0]!.comm, 'a b.c ..d(é)');
+  for (const comm of ['a b.c ..d(é)', 'a/b', '.', '..', '']) {
+    const ok = sampleImage();
+    ok.tasks[3] = { ...ok.tasks[3]!, comm };
+    assert.equal(taskPlan(planRestore(ok), 100).zombieChildren[0]!.comm, comm);
+  }
 });
 
 test('refuses a thread pidfd without PIDFD_THREAD', () => {
