@@ -138,8 +138,13 @@ export class ZmtpDealer {
 
   private onReady(r: Readiness): void {
     if (this.state === 'done') return;
-    if (r.status < 0)
+    if (r.status < 0) {
+      // libuv reports POLLERR as EBADF and stops watching. What the peer sent is still
+      // delivered, then recv gives the socket's own error (ECONNRESET: the peer closed
+      // with bytes of ours unread).
+      this.receive();
       return this.fail(new SyscallError('poll', -r.status, errnoName(-r.status), this.path));
+    }
     if (r.writable) this.flush();
     if (r.readable || r.disconnect) this.receive();
   }

@@ -253,6 +253,95 @@ test('no listener, or a path too long for sun_path: a SyscallError from connect'
   });
 });
 
+/**
+ * A listener whose backlog is full (listen(0) and one connection nobody accepted): it
+ * checks that a connect now fails with EAGAIN, says "full", accepts after 300 ms, reads
+ * the greeting it gets (printed in hex) and answers with `argv[2]` (hex).
+ */
+const FULL_BACKLOG = `
+import socket, sys, time
+path, reply = sys.argv[1], bytes.fromhex(sys.argv[2])
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); s.bind(path); s.listen(0)
+filler = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); filler.connect(path)
+probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); probe.setblocking(False)
+try:
+    probe.connect(path); print('not full', flush=True); sys.exit(1)
+except BlockingIOError:
+    print('full', flush=True)
+time.sleep(0.3)
+s.accept()
+conn, _ = s.accept()
+got = b''
+while len(got) < 64: got += conn.recv(64 - len(got))
+print(got.hex(), flush=True)
+conn.sendall(reply)
+while conn.recv(4096): pass
+`;
+
+test('a full listen backlog (EAGAIN on connect) is retried until the peer accepts', async (t) => {
+  const path = join(privateDir(t), 'ctl');
+  const reply = Buffer.concat([
+    encodeGreeting(),
+    encodeReady({ 'Socket-Type': 'ROUTER', Identity: '' }),
+    encodeFrame(Buffer.from('accepted')),
+  ]);
+  const py = spawn('/usr/bin/python3', ['-c', FULL_BACKLOG, path, reply.toString('hex')], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  t.after(() => py.kill('SIGKILL'));
+  let out = '';
+  py.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+  for (let i = 0; i < 500 && !out.includes('\n'); i++)
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.equal(out, 'full\n');
+  let dealer!: ZmtpDealer;
+  const got = await new Promise<string>((resolve, reject) => {
+    dealer = new ZmtpDealer(path, '3', {
+      onMessage: ([frame]) => resolve(frame!.toString()),
+      onError: reject,
+    });
+  });
+  assert.equal(got, 'accepted');
+  assert.equal(out.split('\n')[1], encodeGreeting().toString('hex'));
+  await dealer.close();
+  assert.deepEqual(await once(py, 'exit'), [0, null]);
+});
+
+test('the peer closing with our bytes unread: what it sent is delivered, then ECONNRESET', async (t) => {
+  const path = join(privateDir(t), 'ctl');
+  const reply = Buffer.concat([
+    encodeGreeting(),
+    encodeReady({ 'Socket-Type': 'ROUTER', Identity: '' }),
+    encodeFrame(Buffer.from('last words')),
+  ]);
+  // Accepts, sends `reply` without reading anything, waits, closes: a reset for us.
+  const script = `
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); s.bind(sys.argv[1]); s.listen(1)
+print('listening', flush=True)
+conn, _ = s.accept()
+conn.sendall(bytes.fromhex(sys.argv[2]))
+time.sleep(0.2)
+conn.close()
+`;
+  const py = spawn('/usr/bin/python3', ['-c', script, path, reply.toString('hex')], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  t.after(() => py.kill('SIGKILL'));
+  await once(py.stdout, 'data');
+  const messages: string[] = [];
+  const err = await new Promise<Error>((resolve) => {
+    const dealer = new ZmtpDealer(path, '5', {
+      onMessage: ([frame]) => messages.push(frame!.toString()),
+      onError: resolve,
+    });
+    void dealer.send(Buffer.from('unread'));
+  });
+  assert.deepEqual(messages, ['last words']);
+  assert.match(err.message, /^recv \(stream socket \d+\) failed: ECONNRESET \(104\)$/);
+  assert.deepEqual(await once(py, 'exit'), [0, null]);
+});
+
 test('workers load no zeromq: not in the worker bundle, not mapped in a restored worker', async (t) => {
   assert.doesNotMatch(readFileSync(BUNDLE, 'utf8'), /zeromq|libzmq/);
   const { image, dir } = await buildAndDump(t, sharedScm);
