@@ -55,7 +55,7 @@ export interface SkeletonRun {
 
 /**
  * The design's lower bound: `n` skeleton workers (bench/skeleton-worker.ts: Node + koffi
- * + zeromq + xstate + protobuf, code-cached; HELLO, then one GO played through the
+ * + the workers' ZMTP DEALER + xstate + protobuf, code-cached; HELLO, then one GO played through the
  * machine and answered by an empty FD_REPORT, then TEARDOWN) started at once.
  */
 export async function skeleton(n: number): Promise<SkeletonRun> {

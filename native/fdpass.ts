@@ -25,9 +25,10 @@ const MSG_CMSG_CLOEXEC = 0x40000000;
 export const MAX_FDS_PER_MESSAGE = 253;
 const EAGAIN = 11;
 
-function sockaddrUn(path: string): Buffer {
+/** A `struct sockaddr_un` for `path`; ENAMETOOLONG (named `syscall`) past 107 bytes. */
+export function sockaddrUn(path: string, syscall = 'bind'): Buffer {
   const p = Buffer.from(path);
-  if (p.length > 107) throw new SyscallError('bind', 36, 'ENAMETOOLONG', path);
+  if (p.length > 107) throw new SyscallError(syscall, 36, 'ENAMETOOLONG', path);
   const sa = Buffer.alloc(110);
   sa.writeUInt16LE(AF_UNIX, 0);
   p.copy(sa, 2);
@@ -68,7 +69,7 @@ export function acceptSeqpacket(listenFd: number): number | null {
 /** A blocking SEQPACKET connection to `path` (Unix connects complete at once). */
 export function connectSeqpacket(path: string): number {
   const fd = check(libc.socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0), 'socket');
-  const sa = sockaddrUn(path);
+  const sa = sockaddrUn(path, 'connect');
   if (libc.connect(fd, sa, sa.length) === -1) {
     const e = koffi.errno();
     libc.close(fd);

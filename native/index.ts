@@ -2,6 +2,7 @@
 export * from './pidfd.js';
 export * from './fd.js';
 export * from './fdpass.js';
+export * from './stream.js';
 export * from './process.js';
 export * from './random.js';
 export { errnoName, errnoNumber, uvPoll, type UvPollHandle } from './libc.js';

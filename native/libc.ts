@@ -30,6 +30,8 @@ const PROTOTYPES = {
   connect: 'int connect(int fd, void *addr, unsigned int len)',
   getsockopt: 'int getsockopt(int fd, int level, int name, void *val, void *len)',
   sendmsg: 'long sendmsg(int fd, void *msg, int flags)',
+  send: 'long send(int fd, const void *buf, size_t len, int flags)',
+  recv: 'long recv(int fd, void *buf, size_t len, int flags)',
   recvmsg: 'long recvmsg(int fd, void *msg, int flags)',
   posix_spawn:
     'int posix_spawn(void *pid, const char *path, void *fa, void *attr, const char **argv, const char **envp)',

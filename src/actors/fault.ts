@@ -68,7 +68,7 @@ export async function injectFault(
   if (!fault || fault.pid !== pid || fault.phase !== phase) return;
   // What the task sent on entering this step (its STEP: where it is) goes out first, as it
   // would in a real failure later in the step; a crash or a busy loop at once would stop
-  // the queued send (zmq-link.ts sends from a promise chain).
+  // the queued send (zmtp-dealer.ts writes queued sends from a microtask).
   await new Promise((resolve) => setTimeout(resolve, 20));
   switch (fault.kind) {
     case 'bind-taken':

@@ -44,7 +44,8 @@ import {
 } from '../sys/temp-process.js';
 import { helperThreads } from '../sys/threads.js';
 import { parseCapEff, parseFdinfo } from '../procfs/parse.js';
-import { ControlDealer, ControlRouter } from '../protocol/zmq-link.js';
+import { ControlRouter } from '../protocol/zmq-link.js';
+import { ControlDealer } from '../protocol/zmtp-dealer.js';
 
 /** Stable probe ids (docs/cli.md "check"). */
 export const PROBE_IDS = [

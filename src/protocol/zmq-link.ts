@@ -1,15 +1,16 @@
 /**
- * The control link between the coordinator and its workers: one ZeroMQ ROUTER bound at
+ * The coordinator's end of the control link: one ZeroMQ ROUTER bound at
  * `ipc://<rundir>/ctl` (a fresh 0700 directory per restore: a second bind on an ipc path
- * silently takes it over), one DEALER per worker whose routing id is its dumped pid as a
- * decimal string. One frame per message (the protobuf bytes); `linger: 0` everywhere so
- * closing never waits for unsent messages. Sends are chained: zeromq.js allows only one
- * pending send per socket. `sendTimeout: 0`: a send that cannot be queued at once fails
- * at once. Without it, a ROUTER send (mandatory) to a worker that just died can wait for
- * ever (its pipe is not writable and never will be), and so would closing the socket.
+ * silently takes it over). Each worker is one DEALER on it whose routing id is its dumped
+ * pid as a decimal string; workers speak ZMTP themselves (zmtp-dealer.ts) and load no
+ * zeromq. One frame per message (the protobuf bytes); `linger: 0` so closing never waits
+ * for unsent messages. Sends are chained: zeromq.js allows only one pending send per
+ * socket. `sendTimeout: 0`: a send that cannot be queued at once fails at once. Without
+ * it, a ROUTER send (mandatory) to a worker that just died can wait for ever (its pipe is
+ * not writable and never will be), and so would closing the socket.
  */
 import { controlPath } from './paths.js';
-import { Router, Dealer } from 'zeromq';
+import { Router } from 'zeromq';
 import { PcrError } from '../errors.js';
 
 export const controlAddress = (rundir: string): string => `ipc://${controlPath(rundir)}`;
@@ -85,52 +86,6 @@ export class ControlRouter {
     });
   }
 
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    await this.sends.drain();
-    this.socket.close();
-  }
-}
-
-export interface DealerHandlers {
-  onFrame(frame: Buffer): void;
-  onError(err: Error): void;
-}
-
-export class ControlDealer {
-  private readonly sends: SendQueue;
-  private closed = false;
-
-  constructor(
-    rundir: string,
-    routingId: string,
-    private readonly handlers: DealerHandlers,
-  ) {
-    // A short linger: the last TRACEs (tearing-down → done) still leave before exit.
-    this.socket = new Dealer({ linger: 200, routingId, sendTimeout: 0 });
-    this.socket.connect(controlAddress(rundir));
-    this.sends = new SendQueue(handlers.onError);
-    void this.receiveLoop();
-  }
-
-  private readonly socket: Dealer;
-
-  private async receiveLoop(): Promise<void> {
-    try {
-      for await (const [frame] of this.socket) {
-        if (frame !== undefined) this.handlers.onFrame(frame);
-      }
-    } catch (err) {
-      if (!this.closed) this.handlers.onError(err as Error);
-    }
-  }
-
-  send(frame: Uint8Array): Promise<void> {
-    return this.sends.push(() => this.socket.send(frame));
-  }
-
-  /** Waits until every queued send was handed to ZeroMQ, then closes (linger 200 ms). */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;

@@ -7,6 +7,8 @@ import { uvPoll, type UvPollHandle } from '../../native/index.js';
 
 export interface Readiness {
   readable: boolean;
+  /** Only when asked for (watchFd's wantWritable). */
+  writable: boolean;
   disconnect: boolean;
   /** libuv status: negative errno when polling failed. */
   status: number;
@@ -20,7 +22,12 @@ function normalise(args: unknown[]): Readiness {
   const [first, second] = args;
   const status = typeof first === 'number' ? first : 0;
   const ev = (typeof first === 'object' ? first : second) as Partial<Readiness> | undefined;
-  return { status, readable: ev?.readable === true, disconnect: ev?.disconnect === true };
+  return {
+    status,
+    readable: ev?.readable === true,
+    writable: ev?.writable === true,
+    disconnect: ev?.disconnect === true,
+  };
 }
 
 /** Calls `onReady` each time `fd` becomes readable (or its peer hangs up) until stopped. */
@@ -29,6 +36,32 @@ export function watchReadable(fd: number, onReady: (r: Readiness) => void): Watc
     ...args: unknown[]
   ) => onReady(normalise(args))) as never);
   return {
+    stop() {
+      handle?.close();
+      handle = undefined;
+    },
+  };
+}
+
+export interface FdWatch extends Watch {
+  /** Wake also (or no longer) when `fd` is writable: only while output waits for room. */
+  wantWritable(on: boolean): void;
+}
+
+/**
+ * watchReadable that can also wait for room to write: one poll handle per fd (libuv
+ * takes only one), its events changed in place.
+ */
+export function watchFd(fd: number, onReady: (r: Readiness) => void): FdWatch {
+  const callback = ((...args: unknown[]) => onReady(normalise(args))) as never;
+  let handle: UvPollHandle | undefined = uvPoll(fd, { readable: true, disconnect: true }, callback);
+  let writable = false;
+  return {
+    wantWritable(on) {
+      if (on === writable || !handle) return;
+      writable = on;
+      handle.start({ readable: true, disconnect: true, writable: on }, callback);
+    },
     stop() {
       handle?.close();
       handle = undefined;

@@ -3,7 +3,7 @@
  * first (early.ts), placeholders close-on-exec (children never inherit them), child
  * subreaper, then the child workers are spawned at once from the spawn plan the
  * coordinator left in the run directory — before this worker loads its heavy modules
- * (xstate, zeromq, protobuf: ≈100 ms), so the tree starts in parallel instead of one
+ * (xstate, protobuf, the control link), so the tree starts in parallel instead of one
  * level after the other. Then run.ts is loaded and does the rest. startup-guard.ts comes
  * first: any failure from here until ASSIGN ends as a typed start-up failure.
  */

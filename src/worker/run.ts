@@ -11,7 +11,7 @@ import { prespawned } from './startup/prespawn.js';
 import { writeFileSync } from 'node:fs';
 import { createActor, type Actor } from 'xstate';
 import { taskMachine } from '../machines/task.js';
-import { ControlDealer } from '../protocol/zmq-link.js';
+import { ControlDealer } from '../protocol/zmtp-dealer.js';
 import { encodeToCoordinator, decodeToWorker } from '../protocol/wire.js';
 import type { CoordinatorMessage, WorkerMessage } from '../protocol/messages.js';
 import { traceInspector, type TraceEvent, type WorkerNote } from '../protocol/trace.js';
@@ -47,8 +47,9 @@ const dealer = new ControlDealer(identity.rundir, String(pid), {
   onFrame: (frame) => onMessage(decodeToWorker(frame)),
   onError: (err) => die(`control link: ${err.message}`),
 });
-// ZeroMQ connects in its own thread meanwhile. The proof is queued on the coordinator's
-// side before the HELLO below is even sent (docs/protocol.md "Authentication").
+// The HELLO below waits for the ZMTP handshake, which the coordinator's ROUTER answers
+// meanwhile. The proof is queued on the coordinator's side before the HELLO is even sent
+// (docs/protocol.md "Authentication").
 const nonce = proveIdentity(identity.rundir, pid);
 
 function send(message: WorkerMessage): void {
