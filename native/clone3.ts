@@ -22,6 +22,7 @@
  */
 import koffi from 'koffi';
 import { libc, check } from './libc.js';
+import { SYS } from './sysno.js';
 import { SyscallError } from '../src/errors.js';
 import { errnoName } from './libc.js';
 import { waitpid } from './process.js';
@@ -54,16 +55,6 @@ function code(): unknown {
 }
 
 const SPAWN_AT = koffi.proto('long pcr_spawn_at(void *req)');
-
-const SYS = {
-  close: 3,
-  rt_sigaction: 13,
-  rt_sigprocmask: 14,
-  dup2: 33,
-  execve: 59,
-  setsid: 112,
-  close_range: 436,
-} as const;
 
 const CLONE_VM = 0x100n;
 const CLONE_NEWNS = 0x20000n;

@@ -1,6 +1,7 @@
 /** pidfd system calls: open, signal, getfd, PIDFD_GET_INFO, kcmp, pidfs file handles. */
 import { PcrError } from '../src/errors.js';
 import { libc, check, fail } from './libc.js';
+import { SYS } from './sysno.js';
 
 export const PIDFD_NONBLOCK = 0o4000; // = O_NONBLOCK
 export const PIDFD_THREAD = 0o200; // = O_EXCL
@@ -8,7 +9,6 @@ export const FD_PIDFS_ROOT = -10002;
 const PIDFD_GET_INFO = 0xc040ff0bn;
 const PIDFS_HANDLE_TYPE = 0xfe;
 const AT_EMPTY_PATH = 0x1000;
-const SYS_KCMP = 312;
 const KCMP_FILE = 0;
 
 export const PIDFD_INFO = { PID: 1n, CREDS: 2n, CGROUPID: 4n, EXIT: 8n, COREDUMP: 16n } as const;
@@ -95,7 +95,7 @@ export function pidfdGetInfo(
  */
 export function kcmpFile(pid1: number, fd1: number, pid2: number, fd2: number): 0 | 1 | 2 {
   const r = Number(
-    libc.syscall(SYS_KCMP, 'int', pid1, 'int', pid2, 'int', KCMP_FILE, 'ulong', fd1, 'ulong', fd2),
+    libc.syscall(SYS.kcmp, 'int', pid1, 'int', pid2, 'int', KCMP_FILE, 'ulong', fd1, 'ulong', fd2),
   );
   if (r < 0) fail('kcmp', `pid ${pid1} fd ${fd1} / pid ${pid2} fd ${fd2}`);
   if (r > 2) throw new PcrError('PCR_ERR_SYSCALL', `kcmp returned ${r} (0, 1 or 2 expected)`);

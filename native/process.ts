@@ -1,5 +1,6 @@
 /** Processes: posix_spawn, waitid(P_PIDFD), prctl, ptrace seize/interrupt/detach, kill. */
 import { libc, check, checkReturned, fail, addressOf } from './libc.js';
+import { SYS } from './sysno.js';
 import { SyscallError } from '../src/errors.js';
 import koffi from 'koffi';
 
@@ -132,13 +133,12 @@ export function kill(pid: number, sig: number): void {
   check(libc.kill(pid, sig), 'kill', `pid ${pid}`);
 }
 
-const SYS_PTRACE = 101;
 const PTRACE_DETACH = 17;
 const PTRACE_SEIZE = 0x4206;
 const PTRACE_INTERRUPT = 0x4207;
 
 function ptrace(req: number, pid: number, data: number, what: string): void {
-  const r = Number(libc.syscall(SYS_PTRACE, 'long', req, 'long', pid, 'long', 0, 'long', data));
+  const r = Number(libc.syscall(SYS.ptrace, 'long', req, 'long', pid, 'long', 0, 'long', data));
   if (r === -1) fail(what, `task ${pid}`);
 }
 
@@ -153,7 +153,7 @@ export const ptraceDetach = (tid: number, sig = 0): void =>
   ptrace(PTRACE_DETACH, tid, sig, 'ptrace(PTRACE_DETACH)');
 
 export function gettid(): number {
-  return Number(libc.syscall(186));
+  return Number(libc.syscall(SYS.gettid));
 }
 
 export function getpid(): number {
@@ -185,8 +185,6 @@ export function getChildSubreaper(): boolean {
   return out.readInt32LE(0) !== 0;
 }
 
-const SYS_CLONE3 = 435;
-const SYS_EXIT_GROUP = 231;
 const SIGCHLD = 17;
 /** struct clone_args up to set_tid_size (CLONE_ARGS_SIZE_VER1). */
 const CLONE_ARGS_SIZE_VER1 = 80;
@@ -206,8 +204,8 @@ export function clone3SetTidProbe(tid: number): never {
   args.writeBigUInt64LE(BigInt(SIGCHLD), 32); // exit_signal
   args.writeBigUInt64LE(addressOf(setTid), 64); // set_tid
   args.writeBigUInt64LE(1n, 72); // set_tid_size
-  const r = Number(libc.syscall(SYS_CLONE3, 'void *', args, 'ulong', CLONE_ARGS_SIZE_VER1));
-  if (r === 0) libc.syscall(SYS_EXIT_GROUP, 'int', 0); // the child: never runs JavaScript
+  const r = Number(libc.syscall(SYS.clone3, 'void *', args, 'ulong', CLONE_ARGS_SIZE_VER1));
+  if (r === 0) libc.syscall(SYS.exit_group, 'int', 0); // the child: never runs JavaScript
   if (r > 0) {
     waitpid(r, 0);
     throw new SyscallError('clone3', 17, 'EEXIST', `set_tid ${tid}: a process was created`);

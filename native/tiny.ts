@@ -42,6 +42,7 @@
  */
 import koffi from 'koffi';
 import { libc, check, errnoName } from './libc.js';
+import { SYS } from './sysno.js';
 import { PcrError, SyscallError } from '../src/errors.js';
 
 const CODE = Buffer.from(
@@ -66,19 +67,6 @@ const PAGE = 4096;
 const MAP_FAILED = 0xffffffffffffffffn;
 
 const TINY_START = koffi.proto('long pcr_tiny_start(void *req)');
-
-const SYS = {
-  read: 0,
-  rt_sigaction: 13,
-  rt_sigprocmask: 14,
-  dup2: 33,
-  getpid: 39,
-  kill: 62,
-  prctl: 157,
-  exit_group: 231,
-  prlimit64: 302,
-  close_range: 436,
-} as const;
 
 const MUST = 1;
 const REPEAT = 2;
