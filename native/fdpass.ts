@@ -8,18 +8,18 @@ import { libc, check, addressOf, errnoName, fail } from './libc.js';
 import koffi from 'koffi';
 import { PcrError, SyscallError } from '../src/errors.js';
 
-const AF_UNIX = 1;
+export const AF_UNIX = 1;
 const SOCK_SEQPACKET = 5;
-const SOCK_NONBLOCK = 0o4000;
-const SOCK_CLOEXEC = 0o2000000;
+export const SOCK_NONBLOCK = 0o4000;
+export const SOCK_CLOEXEC = 0o2000000;
 const SOL_SOCKET = 1;
 const SO_PEERCRED = 17;
 const SO_PEERPIDFD = 77;
 const SCM_RIGHTS = 1;
-const MSG_DONTWAIT = 0x40;
+export const MSG_DONTWAIT = 0x40;
 const MSG_CTRUNC = 0x8;
 const MSG_TRUNC = 0x20;
-const MSG_NOSIGNAL = 0x4000;
+export const MSG_NOSIGNAL = 0x4000;
 const MSG_CMSG_CLOEXEC = 0x40000000;
 /** The kernel refuses more than 253 fds in one SCM_RIGHTS message (SCM_MAX_FD). */
 export const MAX_FDS_PER_MESSAGE = 253;

@@ -5,16 +5,18 @@
  * Never wrap these fds in net.Socket: node:net alone costs a worker ≈ 2.3 ms to load.
  */
 import { libc, check, errnoName } from './libc.js';
-import { sockaddrUn } from './fdpass.js';
+import {
+  sockaddrUn,
+  AF_UNIX,
+  SOCK_NONBLOCK,
+  SOCK_CLOEXEC,
+  MSG_DONTWAIT,
+  MSG_NOSIGNAL,
+} from './fdpass.js';
 import koffi from 'koffi';
 import { SyscallError } from '../src/errors.js';
 
-const AF_UNIX = 1;
 const SOCK_STREAM = 1;
-const SOCK_NONBLOCK = 0o4000;
-const SOCK_CLOEXEC = 0o2000000;
-const MSG_DONTWAIT = 0x40;
-const MSG_NOSIGNAL = 0x4000;
 const EAGAIN = 11;
 const EINTR = 4;
 
