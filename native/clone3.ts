@@ -21,8 +21,8 @@
  *     parent: rt_sigprocmask(SIG_SETMASK, req+16, NULL, 8); return r (pid or -errno)
  */
 import koffi from 'koffi';
-import { libc, check } from './libc.js';
 import { SYS } from './sysno.js';
+import { codePage } from './pages.js';
 import { SyscallError } from '../src/errors.js';
 import { errnoName } from './libc.js';
 import { waitpid } from './process.js';
@@ -35,24 +35,9 @@ const CODE = Buffer.from(
   'hex',
 );
 
-const PROT_READ = 1;
-const PROT_WRITE = 2;
-const PROT_EXEC = 4;
-const MAP_PRIVATE = 0x02;
-const MAP_ANONYMOUS = 0x20;
-const PAGE = 4096;
-
 let spawnAtCode: unknown;
 
-function code(): unknown {
-  if (spawnAtCode !== undefined) return spawnAtCode;
-  const ptr = libc.mmap(null, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (koffi.address(ptr) === 0xffffffffffffffffn) check(-1, 'mmap', 'spawn_at code');
-  Buffer.from(koffi.view(ptr, PAGE)).set(CODE);
-  check(libc.mprotect(ptr, PAGE, PROT_READ | PROT_EXEC), 'mprotect', 'spawn_at code');
-  spawnAtCode = ptr;
-  return ptr;
-}
+const code = (): unknown => (spawnAtCode ??= codePage(CODE, 'spawn_at code'));
 
 const SPAWN_AT = koffi.proto('long pcr_spawn_at(void *req)');
 

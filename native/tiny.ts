@@ -41,8 +41,9 @@
  *       then exit_group(127) forever (after the last entry, or a failed one)
  */
 import koffi from 'koffi';
-import { libc, check, errnoName } from './libc.js';
+import { errnoName } from './libc.js';
 import { SYS } from './sysno.js';
+import { codePage, mapPage, PAGE } from './pages.js';
 import { PcrError, SyscallError } from '../src/errors.js';
 
 const CODE = Buffer.from(
@@ -57,14 +58,6 @@ const CODE = Buffer.from(
 
 /** The machine code, as hex (test/system/tiny-children.test.ts assembles native/tiny.S). */
 export const tinyStartHex = (): string => CODE.toString('hex');
-
-const PROT_READ = 1;
-const PROT_WRITE = 2;
-const PROT_EXEC = 4;
-const MAP_PRIVATE = 0x02;
-const MAP_ANONYMOUS = 0x20;
-const PAGE = 4096;
-const MAP_FAILED = 0xffffffffffffffffn;
 
 const TINY_START = koffi.proto('long pcr_tiny_start(void *req)');
 
@@ -131,20 +124,7 @@ let code: unknown;
 const busy = new Set<Region>();
 const free: Region[] = [];
 
-function mapPage(prot: number): unknown {
-  const ptr = libc.mmap(null, PAGE, prot, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (koffi.address(ptr) === MAP_FAILED) check(-1, 'mmap', 'tiny child');
-  return ptr;
-}
-
-function tinyStart(): unknown {
-  if (code !== undefined) return code;
-  const ptr = mapPage(PROT_READ | PROT_WRITE);
-  Buffer.from(koffi.view(ptr, PAGE)).set(CODE);
-  check(libc.mprotect(ptr, PAGE, PROT_READ | PROT_EXEC), 'mprotect', 'tiny_start code');
-  code = ptr;
-  return ptr;
-}
+const tinyStart = (): unknown => (code ??= codePage(CODE, 'tiny_start code'));
 
 /** Regions whose child released our memory (tid word 0) go back to the pool. */
 export function sweepTinyRegions(): void {
@@ -166,7 +146,7 @@ function takeRegion(): Region {
   sweepTinyRegions();
   let r = free.pop();
   if (!r) {
-    const ptr = mapPage(PROT_READ | PROT_WRITE);
+    const ptr = mapPage('tiny child');
     const page = koffi.view(ptr, PAGE);
     const address = Number(koffi.address(ptr));
     r = { ptr, address, view: Buffer.from(page), words: new Uint32Array(page) };
