@@ -2,9 +2,10 @@
  * The temporary process x: pidfds opened to it (plain, nonblocking, thread) become
  * pidfds to a reaped process with exactly the recorded wait status, all of one ino; x is
  * dead (a zombie) before kill-temp and its pidfds still open, showing it until
- * finishTemp reaps it; abortTemp reaps it with its recorded status; a worker starts its x in
- * spawnChildren, before it reports (so before GO), and spawnTemp takes them; a late
- * prestartTemps starts none once the dead phase took over.
+ * finishTemp reaps it; abortTemp reaps it with its recorded status; a worker starts its
+ * x in spawnChildren, before it reports (so before GO), and spawnTemp takes them; a late
+ * prestartTemps starts none once the dead phase took over; a creator whose temp died
+ * wrong sends no notice.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -181,6 +182,43 @@ test('a late prestartTemps after spawnTemp and finishTemp starts no x', async ()
     assert.deepEqual(pidfdsAndChildren(), before, 'no x and no pidfd of one left');
   } finally {
     await effects.tearDown({ pid: 4242, reason: 'test' });
+    rmSync(rundir, { recursive: true, force: true });
+  }
+});
+
+// kill-temp reaps, checks, and only then sends its notices: a receiver must not report
+// a dead target whose x died otherwise than recorded. The notice would go to task 4300's
+// fd socket, which does not exist: a send fails the call (the positive control below).
+test('finishTemp sends no notice when a temp died otherwise than planned', async () => {
+  const rundir = mkdtempSync(join(tmpdir(), 'pcr-temp-test-'));
+  const effects = new WorkerEffects({ dumpedPid: 4244, rundir, stderrFd: null, trace: false });
+  try {
+    const steps: TempStep[] = [0, 6 << 8].map((exitStatus, groupId) => ({
+      groupId,
+      ino: String(groupId),
+      exitStatus,
+      statusSource: 'recorded',
+    }));
+    const { temps } = await effects.spawnTemp({ pid: 4244, temps: steps });
+    const expected = temps.map((t, i) => (i === 1 ? { ...t, exitStatus: 9 } : t));
+    const { reaped } = await effects.finishTemp({
+      pid: 4244,
+      temps: expected,
+      notify: [4300],
+      pidMap: EMPTY_PID_MAP,
+    });
+    assert.deepEqual(
+      reaped.map((r) => r.status),
+      [0, 6 << 8],
+      'both reaped, no notice tried',
+    );
+    const more = await effects.spawnTemp({ pid: 4244, temps: [{ ...steps[0]!, groupId: 7 }] });
+    await assert.rejects(
+      effects.finishTemp({ pid: 4244, temps: more.temps, notify: [4300], pidMap: EMPTY_PID_MAP }),
+      'all right: the notice is sent (and fails here, no socket)',
+    );
+  } finally {
+    await effects.tearDown({ pid: 4244, reason: 'test' });
     rmSync(rundir, { recursive: true, force: true });
   }
 });
