@@ -1,16 +1,17 @@
 /**
  * Tiny children: a process that never execs, made by clone3 from this (Node) process
  * and running only a short list of system calls, then dying with a chosen wait status.
- * They are restore's temporary processes x (wait for EOF on fd 0, then die) and its
- * zombie children (die at once, never reaped before teardown); docs/restore.md
- * "Temporary process x".
+ * They are restore's temporary processes x (die at once, reaped by their creator in
+ * kill-temp) and its zombie children (die at once, never reaped before teardown);
+ * docs/restore.md "Temporary process x". The wait for EOF on fd 0 (`waitOn`) is what x
+ * did until "Session 7c"; only bench/tiny.ts uses it now.
  *
  * The child shares our memory (CLONE_VM, no CLONE_THREAD: a process of its own, with
  * its own fd table, signal handlers, rlimits and thread group) but touches none of it
  * but one page, its **region**: the request it reads, the buffers its system calls use
  * and its stack (which it never writes: it makes no call and takes no signal frame).
  * Unlike posix_spawn's vfork (native/clone3.ts `spawn_at`) our thread is not suspended:
- * x must outlive the call. So the region is not reused while the child may still read it:
+ * the child may outlive the call. So the region is not reused while the child may still read it:
  * CLONE_CHILD_CLEARTID has the kernel write 0 into the region's tid word when the child
  * releases our memory (at its exit, as for a pthread), and only then does the region go
  * back to the pool. If we die first the memory stays mapped for the child (the kernel
@@ -19,15 +20,15 @@
  * What the child cannot do to us: it runs no JavaScript and no libc (so no lock, TLS,
  * malloc or rseq of ours is touched); it has none of Node's signal handlers
  * (CLONE_CLEAR_SIGHAND), starts with every signal blocked (we block them around clone3,
- * as posix_spawn does) and never unblocks any but the one it dies of, after EOF; the
+ * as posix_spawn does) and never unblocks any but the one it dies of, last; the
  * kernel gives a CLONE_VM child no robust futex list, no rseq and no alternate signal
  * stack of ours.
  *
  * Unlike a posix_spawn child, which has exec'd (dropping every close-on-exec fd) by the
  * time the call returns, a tiny child holds a copy of our fd table from the clone until
- * it first runs and closes all but its fd 0 (close_range, its first step): microseconds,
- * or a scheduler tick on a loaded machine. Nothing of ours depends on that window (a
- * copy of another x's control end only delays that x's EOF until then).
+ * it first runs and closes them (close_range, its first step): microseconds, or a
+ * scheduler tick on a loaded machine. Nothing of ours depends on that window (with
+ * `waitOn`, a copy of another child's control end only delays that child's EOF).
  *
  *   tiny_start(req):            ; rbx = req (218 bytes of x86-64, source: native/tiny.S)
  *     rt_sigprocmask(SIG_SETMASK, req+8 (all), req+16 (old), 8)
@@ -161,9 +162,9 @@ export type TinyDeath = { exitCode: number } | { signal: number };
 export interface TinyOptions {
   death: TinyDeath;
   /**
-   * Temporary process x: this fd of ours becomes the child's fd 0 (its only fd) and the
-   * child dies only once read(0) gives EOF (or an error). Without it (a zombie) the
-   * child closes every fd and dies at once.
+   * (bench/tiny.ts; the temporary process x until "Session 7c"): this fd of ours becomes
+   * the child's fd 0 (its only fd) and the child dies only once read(0) gives EOF (or an
+   * error). Without it (x, a zombie) the child closes every fd and dies at once.
    */
   waitOn?: number;
   /** The child's comm (PR_SET_NAME, at most 15 bytes kept); none: it keeps ours. */

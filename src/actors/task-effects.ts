@@ -159,9 +159,10 @@ export class WorkerEffects {
 
   /**
    * Starts the temporary processes of the dead phase as soon as the plan is known, so
-   * that become-creator only opens pidfds to an x that is already there. x waits on its
-   * stdin and nothing in the restored tree can see it. A failure here is left to
-   * spawnTemp, which starts what is missing and reports the error in its phase.
+   * that become-creator only opens pidfds to an x that is already there. x dies at once
+   * and stays our zombie child until finishTemp reaps it; nothing in the restored tree
+   * can see it. A failure here is left to spawnTemp, which starts what is missing and
+   * reports the error in its phase.
    *
    * Only until spawnTemp ran (tempsClaimed): a prestart that came after finishTemp had
    * reaped and removed some groups would start a new x for each of them that nobody
@@ -381,7 +382,9 @@ export class WorkerEffects {
         return { groupId: t.groupId, status };
       }),
     );
-    // Every temp is reaped: the tasks holding pidfds of them may report now.
+    // A temp died wrong: no notice, the machine fails the task (tempDiedWrong).
+    if (reaped.some((r, i) => r.status !== input.temps[i]!.exitStatus)) return { reaped };
+    // Every temp is reaped and checked: the tasks holding pidfds of them may report now.
     const notice = Buffer.from(
       encodeFdTransfer({ from: input.pid, phase: 'kill-temp', fileIds: [] }),
     );

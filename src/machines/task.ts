@@ -334,8 +334,9 @@ export const taskMachine = setup({
       },
     },
     /**
-     * Its pidfds to the temps are sent: the temps die with their recorded status, are
-     * reaped and checked; then every task it sent them to gets its notice.
+     * Its pidfds to the temps are sent: the temps, dead at once with their recorded
+     * status (zombies until now), are reaped and checked; then every task it sent them
+     * to gets its notice.
      */
     'kill-temp': {
       entry: enterStep('kill-temp'),

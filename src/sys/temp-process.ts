@@ -1,13 +1,14 @@
 /**
  * The temporary process x of a dead-target group (CRIU's design, docs/restore.md), and
  * the zombie children: tiny children (native/tiny.ts) that never exec, made by clone3
- * and running a few system calls, then dying with exactly the recorded wait status. x's
- * only fd is its fd 0, one end of a socket pair whose other end only we hold: closing it
- * is the "die now" order, and if we die first x sees EOF and dies too, so it is never
- * left behind. After it died we reap it and CHECK how it died; it is never assumed.
+ * and running a few system calls, then dying with exactly the recorded wait status.
+ * x dies at once, like a zombie child, and holds no fd: what the group needs is only its
+ * pid and its pidfs inode, and an unreaped child keeps both. Its creator opens the
+ * group's pidfds to the zombie (pidfd_open of an exited, unreaped process works), then
+ * reaps it in kill-temp and CHECKs how it died; it is never assumed. If we die first,
+ * x goes to our subreaper like any orphan and is reaped there.
  */
 import {
-  seqpacketPair,
   pidfdOpen,
   pidfdSendSignal,
   spawnTiny,
@@ -25,7 +26,7 @@ const SIGKILL = 9;
 /** Signals whose default action does not kill (CHLD CONT STOP TSTP TTIN TTOU URG WINCH). */
 const NON_FATAL = new Set([17, 18, 19, 20, 21, 22, 23, 28]);
 
-/** x's comm, as ps and /proc/P/comm show it while it waits. */
+/** x's comm, as ps and /proc/P/comm show it (a zombie keeps its comm until reaped). */
 export const TEMP_COMM = 'pcr-temp';
 
 export interface TempProcess {
@@ -34,9 +35,7 @@ export interface TempProcess {
   pidfd: number;
   /** The wait status word x must die with. */
   status: number;
-  /** Our end of x's stdin; closing it makes x die. -1 once closed. */
-  control: number;
-  /** Set while reapTemp waits: stops that wait (abortTemp calls it before closing). */
+  /** Set while reapTemp waits: stops that wait (abortTemp calls it first). */
   stopWaiting?: (reason: Error) => void;
 }
 
@@ -69,40 +68,56 @@ export function spawnZombie(status: number, comm?: string, choosePid?: PidChoice
   return spawnTiny(how).pid;
 }
 
-/** Starts x; it waits until `finishTemp` (or our death). */
+/**
+ * Starts x: it dies at once with `status` and stays our unreaped child (a zombie) until
+ * reapTemp or abortTemp. Normally it is dead before become-creator opens its pidfds.
+ */
 export function startTemp(status: number): TempProcess {
-  const death = deathFor(status);
-  const [ours, theirs] = seqpacketPair();
-  try {
-    const x = spawnTiny({ death, waitOn: theirs, comm: TEMP_COMM, pidfd: true });
-    return { pid: x.pid, pidfd: x.pidfd, status, control: ours };
-  } catch (err) {
-    closeQuiet(ours);
-    throw err;
-  } finally {
-    closeQuiet(theirs);
-  }
+  const x = spawnTiny({ death: deathFor(status), comm: TEMP_COMM, pidfd: true });
+  return { pid: x.pid, pidfd: x.pidfd, status };
 }
 
-/** pidfd_open(x, flags) for one file of the group (flags: PIDFD_NONBLOCK, PIDFD_THREAD). */
+/**
+ * pidfd_open(x, flags) for one file of the group (flags: PIDFD_NONBLOCK, PIDFD_THREAD).
+ * Opening by pid is exact: x is our child and nobody reaps it before kill-temp (only
+ * its parent can; the worker's waitpid(-1) runs only in teardown, after abortTemp, or on
+ * a start-up failure, before any x), so its pid cannot be reused until we reap it, dead
+ * or alive. Before GO nothing else
+ * opens a pidfd of x by pid: its pid is not in the image, only we know it.
+ */
 export function openTempPidfd(temp: TempProcess, flags: number): number {
   return pidfdOpen(temp.pid, flags);
 }
 
-/** Closes an fd field once (a second close could hit a reused number) and marks it -1. */
-function release(temp: TempProcess, field: 'pidfd' | 'control'): void {
-  if (temp[field] >= 0) closeQuiet(temp[field]);
-  temp[field] = -1;
+/** Closes our pidfd of x once (a second close could hit a reused number), marks it -1. */
+function release(temp: TempProcess): void {
+  if (temp.pidfd >= 0) closeQuiet(temp.pidfd);
+  temp.pidfd = -1;
 }
 
 /**
- * Tells x to die, waits (event loop free), reaps it; returns how it died (wait status).
- * The wait ends early if `signal` aborts or abortTemp is called. Without a signal no
- * AbortSignal listener is added: the first one costs a Node process ≈ 1 ms of CPU
- * (measured, docs/restore.md "Performance"), so the worker ends the wait by abortTemp.
+ * Reaps x (waitid through its pidfd) and returns how it died (wait status). x normally
+ * died long before, and this returns at once; if it has not yet (no CPU yet on a loaded
+ * machine) the wait leaves the event loop free until its pidfd is readable. The wait
+ * ends early if `signal` aborts or abortTemp is called. Without a signal no AbortSignal
+ * listener is added: the first one costs a Node process ≈ 1 ms of CPU (measured,
+ * docs/restore.md "Performance"), so the worker ends the wait by abortTemp.
  */
 export function reapTemp(temp: TempProcess, signal?: AbortSignal): Promise<number> {
-  release(temp, 'control');
+  if (signal?.aborted) {
+    abortTemp(temp);
+    return Promise.reject(
+      signal.reason instanceof Error
+        ? signal.reason
+        : new PcrError('PCR_ERR_RESTORE', 'reapTemp aborted'),
+    );
+  }
+  try {
+    const status = reapIfExited(temp);
+    if (status !== undefined) return Promise.resolve(status);
+  } catch (err) {
+    return Promise.reject(err as Error);
+  }
   return new Promise<number>((resolve, reject) => {
     const stop = (reason: Error): void => {
       watch.stop();
@@ -123,26 +138,37 @@ export function reapTemp(temp: TempProcess, signal?: AbortSignal): Promise<numbe
       temp.stopWaiting = undefined;
       signal?.removeEventListener('abort', onAbort);
       try {
-        resolve(reapExited(temp));
+        const status = reapIfExited(temp);
+        if (status === undefined)
+          throw new PcrError('PCR_ERR_INTERNAL', `temp ${temp.pid}: not exited`);
+        resolve(status);
       } catch (err) {
+        release(temp);
         reject(err as Error);
       }
     });
     temp.stopWaiting = stop;
-    if (signal?.aborted) return onAbort();
     signal?.addEventListener('abort', onAbort, { once: true });
   });
 }
 
-/** Reaps x, which its pidfd says has exited; closes our pidfd of it. */
-function reapExited(temp: TempProcess): number {
+/**
+ * Reaps x if it has exited (then closes our pidfd of it) and returns its wait status;
+ * undefined while it still runs. Throws if it cannot be waited for (our pidfd closed,
+ * or x reaped by someone else: then our pidfd is closed too).
+ */
+function reapIfExited(temp: TempProcess): number | undefined {
+  if (temp.pidfd < 0) throw new PcrError('PCR_ERR_INTERNAL', `temp ${temp.pid}: reaped already`);
+  let got;
   try {
-    const got = waitPidfd(temp.pidfd, WEXITED | WNOHANG);
-    if (got === null) throw new PcrError('PCR_ERR_INTERNAL', `temp ${temp.pid}: not exited`);
-    return got.status;
-  } finally {
-    release(temp, 'pidfd');
+    got = waitPidfd(temp.pidfd, WEXITED | WNOHANG);
+  } catch (err) {
+    release(temp);
+    throw err;
   }
+  if (got === null) return undefined;
+  release(temp);
+  return got.status;
 }
 
 /** reapTemp, then CHECK that x died with the recorded status. */
@@ -158,28 +184,25 @@ export async function finishTemp(temp: TempProcess, signal?: AbortSignal): Promi
 }
 
 /**
- * Cleanup path: kill x, reap it (blocking: SIGKILL is prompt), close everything. Returns
- * the wait status if this call reaped x (undefined: it was reaped already).
+ * Cleanup path: reap x and close our pidfd of it. x is normally dead already and the
+ * status returned is the recorded one; only an x still running (it never got a CPU yet)
+ * is SIGKILLed first (blocking wait: SIGKILL is prompt), so that an aborted one is told
+ * apart (status 9) in the trace. Returns the wait status if this call reaped x
+ * (undefined: it was reaped already).
  */
 export function abortTemp(temp: TempProcess): number | undefined {
   temp.stopWaiting?.(new PcrError('PCR_ERR_RESTORE', `temp ${temp.pid} aborted`));
-  // SIGKILL before closing its stdin: x must not die its recorded death on EOF first, so
-  // that an aborted temp is told apart (status 9) in the trace.
-  if (temp.pidfd >= 0) {
-    try {
-      pidfdSendSignal(temp.pidfd, SIGKILL);
-    } catch {
-      // already dead
-    }
-  }
-  release(temp, 'control');
   if (temp.pidfd < 0) return undefined;
   let status: number | undefined;
   try {
-    status = waitPidfd(temp.pidfd, WEXITED)?.status;
+    status = waitPidfd(temp.pidfd, WEXITED | WNOHANG)?.status;
+    if (status === undefined) {
+      pidfdSendSignal(temp.pidfd, SIGKILL);
+      status = waitPidfd(temp.pidfd, WEXITED)?.status;
+    }
   } catch {
-    // already reaped
+    // already reaped (by a subreaper, after our pidfd's process was gone)
   }
-  release(temp, 'pidfd');
+  release(temp);
   return status;
 }

@@ -1,9 +1,11 @@
 /**
  * The temporary process x: pidfds opened to it (plain, nonblocking, thread) become
  * pidfds to a reaped process with exactly the recorded wait status, all of one ino; x is
- * reaped by finishTemp and dies on EOF if its creator goes away; a worker starts its x in
- * spawnChildren, before it reports (so before GO), and spawnTemp takes them; a late
- * prestartTemps starts none once the dead phase took over.
+ * dead (a zombie) before kill-temp and its pidfds still open, showing it until
+ * finishTemp reaps it; abortTemp reaps it with its recorded status; a worker starts its
+ * x in spawnChildren, before it reports (so before GO), and spawnTemp takes them; a late
+ * prestartTemps starts none once the dead phase took over; a creator whose temp died
+ * wrong sends no notice.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -20,11 +22,10 @@ import {
   PIDFD_INFO,
   PIDFD_NONBLOCK,
   PIDFD_THREAD,
-  waitPidfd,
-  WEXITED,
 } from '../../native/index.js';
 import { PcrError } from '../../src/errors.js';
-import { fdinfo, exists, fdNumbers, fdLink, childrenOf } from '../helpers/proc-view.js';
+import { fdinfo, exists, fdNumbers, fdLink, childrenOf, procState } from '../helpers/proc-view.js';
+import { waitUntil } from '../helpers/holder.js';
 import { WorkerEffects } from '../../src/actors/task-effects.js';
 import type { TempStep } from '../../src/plan/types.js';
 import { EMPTY_PID_MAP } from '../../src/protocol/pidmap.js';
@@ -65,14 +66,33 @@ test('statuses no process can die with, or only with a core file, are refused', 
   }
 });
 
-test('x dies when its creator closes the control end (creator death = EOF)', async () => {
-  const temp = startTemp(0);
-  // What the kernel does when the creator dies: our end of x's stdin is closed.
-  closeQuiet(temp.control);
-  temp.control = -1;
-  const got = waitPidfd(temp.pidfd, WEXITED);
-  assert.equal(got?.status, 0);
-  closeQuiet(temp.pidfd);
+test('x is dead before kill-temp and still opens; the reap makes its pidfds say -1', async () => {
+  const temp = startTemp(5 << 8);
+  const fds: number[] = [];
+  try {
+    await waitUntil(`x ${temp.pid} is dead`, () => procState(temp.pid) === 'Z');
+    for (const f of [0, PIDFD_NONBLOCK, PIDFD_THREAD]) fds.push(openTempPidfd(temp, f));
+    for (const fd of fds) {
+      assert.equal(fdinfo(process.pid, fd).pid, temp.pid, 'a zombie: still its pid');
+      assert.equal(pidfdGetInfo(fd, PIDFD_INFO.EXIT).hasExit, false, 'not reaped yet');
+    }
+    await finishTemp(temp);
+    for (const fd of fds) {
+      assert.equal(fdinfo(process.pid, fd).pid, -1, 'reaped');
+      assert.equal(pidfdGetInfo(fd, PIDFD_INFO.EXIT).exitCode, 5 << 8);
+    }
+  } finally {
+    abortTemp(temp);
+    fds.forEach(closeQuiet);
+  }
+});
+
+test('abortTemp reaps a dead x with its recorded status, not 9', async () => {
+  const temp = startTemp(3 << 8);
+  await waitUntil(`x ${temp.pid} is dead`, () => procState(temp.pid) === 'Z');
+  assert.equal(abortTemp(temp), 3 << 8);
+  assert.equal(temp.pidfd, -1);
+  assert.equal(abortTemp(temp), undefined, 'reaped already');
 });
 
 test('a wrong status is reported, not assumed', async () => {
@@ -162,6 +182,43 @@ test('a late prestartTemps after spawnTemp and finishTemp starts no x', async ()
     assert.deepEqual(pidfdsAndChildren(), before, 'no x and no pidfd of one left');
   } finally {
     await effects.tearDown({ pid: 4242, reason: 'test' });
+    rmSync(rundir, { recursive: true, force: true });
+  }
+});
+
+// kill-temp reaps, checks, and only then sends its notices: a receiver must not report
+// a dead target whose x died otherwise than recorded. The notice would go to task 4300's
+// fd socket, which does not exist: a send fails the call (the positive control below).
+test('finishTemp sends no notice when a temp died otherwise than planned', async () => {
+  const rundir = mkdtempSync(join(tmpdir(), 'pcr-temp-test-'));
+  const effects = new WorkerEffects({ dumpedPid: 4244, rundir, stderrFd: null, trace: false });
+  try {
+    const steps: TempStep[] = [0, 6 << 8].map((exitStatus, groupId) => ({
+      groupId,
+      ino: String(groupId),
+      exitStatus,
+      statusSource: 'recorded',
+    }));
+    const { temps } = await effects.spawnTemp({ pid: 4244, temps: steps });
+    const expected = temps.map((t, i) => (i === 1 ? { ...t, exitStatus: 9 } : t));
+    const { reaped } = await effects.finishTemp({
+      pid: 4244,
+      temps: expected,
+      notify: [4300],
+      pidMap: EMPTY_PID_MAP,
+    });
+    assert.deepEqual(
+      reaped.map((r) => r.status),
+      [0, 6 << 8],
+      'both reaped, no notice tried',
+    );
+    const more = await effects.spawnTemp({ pid: 4244, temps: [{ ...steps[0]!, groupId: 7 }] });
+    await assert.rejects(
+      effects.finishTemp({ pid: 4244, temps: more.temps, notify: [4300], pidMap: EMPTY_PID_MAP }),
+      'all right: the notice is sent (and fails here, no socket)',
+    );
+  } finally {
+    await effects.tearDown({ pid: 4244, reason: 'test' });
     rmSync(rundir, { recursive: true, force: true });
   }
 });

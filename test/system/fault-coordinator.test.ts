@@ -1,8 +1,9 @@
 /**
  * The coordinator is SIGKILLed while a creator holds its temporary processes (the root
- * worker hangs in kill-temp through the test hook): the workers die by PR_SET_PDEATHSIG,
- * the temporaries see EOF on their fd 0 and die; nothing is left (we are the subreaper
- * that adopts and reaps the orphans), and the run directory is removed by its guard
+ * worker hangs in kill-temp through the test hook): the temporaries are zombies already
+ * (x dies at once, its creator reaps it in kill-temp), the workers die by
+ * PR_SET_PDEATHSIG; nothing is left (we are the subreaper that adopts and reaps the
+ * orphans, the zombie temporaries among them), and the run directory is removed by its guard
  * (docs/restore.md "Nothing left behind").
  */
 import { test } from 'node:test';
@@ -15,7 +16,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { writeImage } from '../../src/image/store.js';
 import { deadStatuses } from '../fixtures/scenarios.js';
 import { buildAndDump, waitGone } from '../helpers/restore-run.js';
-import { descendantsOf, comm } from '../helpers/proc-view.js';
+import { descendantsOf, comm, procState } from '../helpers/proc-view.js';
 import { CLI } from '../fixtures/dump-helpers.js';
 import { TEMP_COMM } from '../../src/sys/temp-process.js';
 
@@ -37,7 +38,8 @@ test('coordinator SIGKILLed during kill-temp: workers and temps die, nothing lef
   assert.ok(inKillTemp(), 'the root worker reached kill-temp');
   const everyone = descendantsOf(child.pid!);
   const temps = everyone.filter((p) => comm(p) === TEMP_COMM);
-  assert.equal(temps.length, 5, 'five temporary processes wait');
+  assert.equal(temps.length, 5, 'five temporary processes, not reaped yet');
+  for (const p of temps) assert.equal(procState(p), 'Z', `temp ${p} is a zombie`);
   child.kill('SIGKILL');
   await exited;
   assert.deepEqual(await waitGone(everyone), []);

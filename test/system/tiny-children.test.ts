@@ -2,13 +2,14 @@
  * Tiny children (native/tiny.ts): the temporary process x and the zombie children are
  * made by clone3 without exec and run a few system calls. Checked from /proc and waitid:
  * each dies with exactly its wait status (every exit code 0–255, every fatal signal),
- * with its comm; x holds only its fd 0 while it waits, with every signal blocked, is a
- * process of its own (not one of our threads), and dies with its recorded status when
- * its parent is SIGKILLed (EOF); the memory it read is reusable once it is gone.
+ * with its comm; x dies at once too and stays our zombie child, holding no fd, named
+ * pcr-temp, a process of its own (not one of our threads), until finishTemp reaps it
+ * with its exact status; when its parent is SIGKILLed first, the subreaper reaps it with
+ * that status; the memory it read is reusable once it is gone.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -49,13 +50,6 @@ const statusLine = (pid: number, key: string): string => {
     .find((l) => l.startsWith(`${key}:`));
   return line!.slice(key.length + 1).trim();
 };
-
-/**
- * x is blocked in read(0) (/proc/P/syscall: number 0, first argument 0), so past every
- * step before it: until it first runs it holds a copy of our fds (native/tiny.ts).
- */
-const inRead = (pid: number): boolean =>
-  procState(pid) === 'S' && /^0 0x0 /.test(readFileSync(`/proc/${pid}/syscall`, 'utf8'));
 
 /**
  * Zombie `pid` (our child): waits until it died without reaping it, checks /proc, then
@@ -103,37 +97,33 @@ test('the core bit and statuses no process dies with are refused before any clon
 
 const SAMPLE = [0, 1 << 8, 127 << 8, 255 << 8, 1, 2, 6, 9, 11, 13, 15, 31, 32, 34, 64];
 
-test('x waits holding only fd 0, every signal blocked, a process of its own', async () => {
+test('x is a zombie child at once, holding no fd, named pcr-temp, its status exact', async () => {
   const temps = SAMPLE.map((status) => startTemp(status));
   try {
-    assert.equal(tinyRegionsInUse(), temps.length, 'one region per waiting x');
     const ourThreads = readdirSync('/proc/self/task').map(Number);
     for (const x of temps) {
-      await waitUntil(`x ${x.pid} waits in read(0)`, () => inRead(x.pid));
-      assert.deepEqual(readdirSync(`/proc/${x.pid}/fd`), ['0'], `x ${x.pid}: only fd 0`);
-      assert.match(readlinkSync(`/proc/${x.pid}/fd/0`), /^socket:\[\d+\]$/);
-      assert.equal(procState(x.pid), 'S');
+      await waitUntil(`x ${x.pid} is dead`, () => procState(x.pid) === 'Z');
+      assert.equal(waitPidfd(x.pidfd, WEXITED | WNOWAIT)?.status, x.status, 'waitid WNOWAIT');
+      assert.equal(exitCodeField(x.pid), x.status, '/proc/P/stat field 52');
+      assert.deepEqual(readdirSync(`/proc/${x.pid}/fd`), [], `x ${x.pid}: no fd`);
       assert.equal(comm(x.pid), TEMP_COMM);
-      assert.equal(parentOf(x.pid), process.pid);
+      assert.equal(parentOf(x.pid), process.pid, 'our child, not reaped');
       assert.equal(statusLine(x.pid, 'Tgid'), String(x.pid), 'its own thread group');
-      assert.equal(statusLine(x.pid, 'Threads'), '1');
       assert.equal(ourThreads.includes(x.pid), false, 'not one of our threads');
-      // Every signal but SIGKILL and SIGSTOP (which cannot be blocked) while it waits.
-      assert.equal(statusLine(x.pid, 'SigBlk'), 'fffffffffffbfeff');
-      assert.equal(statusLine(x.pid, 'SigCgt'), '0000000000000000', 'no handler of ours');
     }
+    assert.equal(tinyRegionsInUse(), 0, 'every region released once its x died');
     for (const x of temps) {
       const pid = x.pid;
       await finishTemp(x); // throws unless x died with exactly its status
       assert.equal(exists(pid), false, 'reaped');
+      assert.equal(x.pidfd, -1, 'our pidfd of it closed');
     }
-    assert.equal(tinyRegionsInUse(), 0);
   } finally {
     temps.forEach(abortTemp);
   }
 });
 
-test('an x whose parent is SIGKILLed sees EOF and dies with its status', async (t) => {
+test('an x whose parent is SIGKILLed is reaped by the subreaper with its status', async (t) => {
   prctl(PR_SET_CHILD_SUBREAPER, 1); // orphans come to us: we reap x and see its status
   const dist = new URL('../../', import.meta.url).href;
   const dir = mkdtempSync(join(tmpdir(), 'pcr-tiny-test-'));
@@ -156,16 +146,17 @@ test('an x whose parent is SIGKILLed sees EOF and dies with its status', async (
       return false;
     }
   });
+  // By pid is exact here: x is the parent's unreaped child, its pid cannot be reused.
   const fds = xs.map((pid) => pidfdOpen(pid));
   t.after(() => fds.forEach(closeQuiet));
   for (const pid of xs) {
-    await waitUntil(`x ${pid} waits in read(0)`, () => inRead(pid));
+    await waitUntil(`x ${pid} is dead, not reaped`, () => procState(pid) === 'Z');
     assert.equal(parentOf(pid), parent);
-    assert.deepEqual(readdirSync(`/proc/${pid}/fd`), ['0']);
+    assert.equal(comm(pid), TEMP_COMM);
     assert.equal(readdirSync(`/proc/${parent}/task`).map(Number).includes(pid), false);
   }
   process.kill(parent, 'SIGKILL');
-  // Reparented to us (subreaper), alive or dead: waitid works once we are its parent.
+  // Reparented to us (subreaper): waitid works once we are its parent.
   const statuses: number[] = [];
   for (const fd of fds) {
     let got: number | undefined;
@@ -179,7 +170,7 @@ test('an x whose parent is SIGKILLed sees EOF and dies with its status', async (
     });
     statuses.push(got!);
   }
-  assert.deepEqual(statuses, [7 << 8, 15], 'each died on EOF with its status, not killed');
+  assert.deepEqual(statuses, [7 << 8, 15], 'each reaped with its recorded status');
 });
 
 test(
