@@ -1,6 +1,6 @@
 /**
  * `pidfd-cr check`, as `criu check`: real probes of what this kernel and our permissions
- * allow, on real processes (a temporary `sh` child that waits on its stdin and exits 7,
+ * allow, on real processes (a tiny child that waits on its stdin and exits 7,
  * a helper thread of ours). Each probe either works (with what it saw) or fails naming
  * the system call and errno (or what it found instead of what it needed). Nothing is
  * left behind: the child is reaped, every fd closed, the ipc directory removed, the
@@ -36,7 +36,7 @@ import {
   waitpid,
 } from '../../native/index.js';
 import {
-  startTemp,
+  startWaitingTemp,
   openTempPidfd,
   reapTemp,
   abortTemp,
@@ -232,14 +232,16 @@ export async function runProbes(): Promise<ProbeReport> {
     results.push(r);
     return r;
   };
-  // The child: `sh` waiting on its stdin, then exit 7 (the restore's dead-target helper).
+  // The child: a tiny child waiting on its stdin, then exit 7 (the restore's dead-target
+  // helper, kept alive while it is probed).
   let temp: TempProcess | undefined;
+  let control = -1;
   const EXIT_7 = 7 << 8;
   try {
     let pidfd = -1;
     let ino = 0n;
     const start = await add('pidfd-open', () => {
-      temp = startTemp(EXIT_7);
+      ({ temp, control } = startWaitingTemp(EXIT_7));
       fds.add(temp.pidfd);
       pidfd = fds.add(pidfdOpen(temp.pid));
       const link = readlinkSync(`/proc/self/fd/${pidfd}`);
@@ -333,6 +335,8 @@ export async function runProbes(): Promise<ProbeReport> {
       await add('pidfd-exit-info', async () => {
         // As the restore does for a dead target: a pidfd held before the reap.
         const held = fds.add(openTempPidfd(child, 0));
+        closeQuiet(control); // EOF on its stdin: it dies with exit 7
+        control = -1;
         const status = await reapTemp(child);
         if (status !== EXIT_7)
           throw wrong(`the child died with status ${status}, expected ${EXIT_7}`);
@@ -352,6 +356,7 @@ export async function runProbes(): Promise<ProbeReport> {
       });
     }
   } finally {
+    if (control >= 0) closeQuiet(control);
     if (temp && temp.pidfd >= 0) abortTemp(temp);
     fds.closeAll();
   }

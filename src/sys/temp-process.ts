@@ -11,6 +11,7 @@
 import {
   pidfdOpen,
   pidfdSendSignal,
+  seqpacketPair,
   spawnTiny,
   waitPidfd,
   closeQuiet,
@@ -75,6 +76,26 @@ export function spawnZombie(status: number, comm?: string, choosePid?: PidChoice
 export function startTemp(status: number): TempProcess {
   const x = spawnTiny({ death: deathFor(status), comm: TEMP_COMM, pidfd: true });
   return { pid: x.pid, pidfd: x.pidfd, status };
+}
+
+/**
+ * A tiny child like x that stays alive, waiting on its stdin, until `control` (the other
+ * end of that socket pair, ours) is closed, then dies with `status`: `pidfd-cr check`
+ * probes a live child (ptrace, kcmp against its fd 0) before letting it die. Close
+ * `control` before reapTemp; abortTemp kills it if it still waits.
+ */
+export function startWaitingTemp(status: number): { temp: TempProcess; control: number } {
+  const death = deathFor(status);
+  const [ours, theirs] = seqpacketPair();
+  try {
+    const x = spawnTiny({ death, waitOn: theirs, comm: TEMP_COMM, pidfd: true });
+    return { temp: { pid: x.pid, pidfd: x.pidfd, status }, control: ours };
+  } catch (err) {
+    closeQuiet(ours);
+    throw err;
+  } finally {
+    closeQuiet(theirs);
+  }
 }
 
 /**
