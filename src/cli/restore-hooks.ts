@@ -5,19 +5,12 @@
  * the held tree is ready (--hold) or every task exec'd its program (--exec -d), then is
  * closed. Both are checked before anything starts.
  */
-import {
-  accessSync,
-  closeSync,
-  constants,
-  fstatSync,
-  statSync,
-  writeFileSync,
-  writeSync,
-} from 'node:fs';
+import { closeSync, fstatSync, writeFileSync, writeSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { constants as osConstants } from 'node:os';
 import { join, resolve } from 'node:path';
 import { getStatusFlags, setCloexec } from '../../native/index.js';
+import { notExecutable } from '../sys/executable.js';
 import { PcrError, UsageError } from '../errors.js';
 import { pidMapJson } from '../restore/pid-map-file.js';
 import type { HookContext, RestoreHooks } from '../coordinator/settings.js';
@@ -37,16 +30,8 @@ export function checkActionScripts(paths: readonly string[]): string[] {
   return paths.map((p) => {
     if (p === '') throw new UsageError("restore: --action-script needs a file name, got ''");
     const abs = resolve(p);
-    const refuse = (why: string) => new UsageError(`restore: --action-script ${p}: ${why}`);
-    let isFile: boolean;
-    try {
-      isFile = statSync(abs).isFile();
-      accessSync(abs, constants.X_OK);
-    } catch (err) {
-      const e = err as NodeJS.ErrnoException;
-      throw refuse(e.code === 'EACCES' ? 'is not executable' : e.message);
-    }
-    if (!isFile) throw refuse('is not a regular file');
+    const why = notExecutable(abs);
+    if (why !== undefined) throw new UsageError(`restore: --action-script ${p} ${why}`);
     return abs;
   });
 }

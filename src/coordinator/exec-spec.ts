@@ -7,8 +7,8 @@
  * be an absolute path without placeholders. Checked before anything is spawned: every
  * task has a program, and each program is a regular file we may execute (access X_OK).
  */
-import { accessSync, constants, statSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
+import { notExecutable } from '../sys/executable.js';
 import { PcrError } from '../errors.js';
 import type { Image } from '../model/image.js';
 import type { PidMap } from '../protocol/messages.js';
@@ -69,19 +69,9 @@ export function checkExecSpec(spec: unknown, image: Image): ExecSpec {
 }
 
 function checkProgram(task: number, program: string): void {
-  try {
-    if (!statSync(program).isFile())
-      throw new PcrError('PCR_ERR_EXEC', `--exec for task ${task}: ${program} is not a file`);
-    accessSync(program, constants.X_OK);
-  } catch (err) {
-    if (err instanceof PcrError) throw err;
-    const code = (err as NodeJS.ErrnoException).code ?? 'error';
-    throw new PcrError(
-      'PCR_ERR_EXEC',
-      `--exec for task ${task}: ${program} cannot be executed (${code})`,
-      { cause: err },
-    );
-  }
+  const why = notExecutable(program);
+  if (why !== undefined)
+    throw new PcrError('PCR_ERR_EXEC', `--exec for task ${task}: ${program} ${why}`);
 }
 
 /** Task `dumped`'s argv with its placeholders filled in. */

@@ -125,9 +125,12 @@ test('missing, non-executable or empty scripts are refused before anything start
   const notExec = join(dir, 'plain.sh');
   writeFileSync(notExec, '#!/bin/sh\n');
   const cases: Array<[string, RegExp]> = [
-    [join(dir, 'nope.sh'), /^pidfd-cr: restore: --action-script .*nope\.sh: ENOENT/],
-    [notExec, /^pidfd-cr: restore: --action-script .*plain\.sh: is not executable$/],
-    [dir, /^pidfd-cr: restore: --action-script .*: is not a regular file$/],
+    [
+      join(dir, 'nope.sh'),
+      /^pidfd-cr: restore: --action-script .*nope\.sh does not exist \(ENOENT\)$/,
+    ],
+    [notExec, /^pidfd-cr: restore: --action-script .*plain\.sh is not executable \(EACCES\)$/],
+    [dir, /^pidfd-cr: restore: --action-script .* is not a regular file$/],
     ['', /^pidfd-cr: restore: --action-script needs a file name, got ''$/],
   ];
   for (const [path, message] of cases) {

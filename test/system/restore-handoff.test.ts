@@ -308,7 +308,7 @@ test('--exec faults: a missing or non-executable program fails by name before an
   assert.equal(missing.stdout, '', 'nothing restored');
   assert.equal(
     missing.stderr,
-    `pidfd-cr: --exec for task ${image.tasks[1]!.pid}: /no/such/prog cannot be executed (ENOENT)\n`,
+    `pidfd-cr: --exec for task ${image.tasks[1]!.pid}: /no/such/prog does not exist (ENOENT)\n`,
   );
   const notExec = cli([
     'restore',
@@ -318,7 +318,7 @@ test('--exec faults: a missing or non-executable program fails by name before an
     JSON.stringify([join(dir, 'pidfd-cr.img')]),
   ]);
   assert.equal(notExec.status, 27, notExec.stderr);
-  assert.match(notExec.stderr, /cannot be executed \(EACCES\)\n$/);
+  assert.match(notExec.stderr, / is not executable \(EACCES\)\n$/);
   const usage = cli(['restore', '-D', dir, '--exec', '["sleep"]']);
   assert.equal(usage.status, 2);
   assert.match(usage.stderr, /the program sleep is not an absolute path/);

@@ -72,11 +72,11 @@ test('exec spec: a template or a map with "*"; every task must get a program tha
   );
   assert.equal(
     code(() => checkExecSpec({ '*': ['/bin/true'], '300': ['/no/such'] }, img)),
-    'PCR_ERR_EXEC: --exec for task 300: /no/such cannot be executed (ENOENT)',
+    'PCR_ERR_EXEC: --exec for task 300: /no/such does not exist (ENOENT)',
   );
   assert.equal(
     code(() => checkExecSpec(['/etc'], img)),
-    'PCR_ERR_EXEC: --exec for task 100: /etc is not a file',
+    'PCR_ERR_EXEC: --exec for task 100: /etc is not a regular file',
   );
 });
 
