@@ -21,6 +21,11 @@ export function decodeWaitStatus(status: number): WaitStatus {
   return { kind: 'signaled', signal: low, core: (status & 0x80) !== 0 };
 }
 
+/** A wait status word as a shell reports it ($?): the exit code, or 128 + the signal. */
+export function shellStatus(status: number): number {
+  return (status & 0x7f) === 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f);
+}
+
 export function describeWaitStatus(status: number): string {
   const s = decodeWaitStatus(status);
   if (s.kind === 'exited') return `exit ${s.code}`;

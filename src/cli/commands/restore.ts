@@ -9,6 +9,7 @@ import { EXIT_CODES, PcrError, UsageError } from '../../errors.js';
 import { intOption, parseCommandArgs } from '../args.js';
 import { imagePath, readImage } from '../../image/store.js';
 import type { Image } from '../../model/image.js';
+import { shellStatus } from '../../plan/status.js';
 import { restoreImage, removeLiveRundirs } from '../../restore/restore-image.js';
 import { traceOutputs } from '../trace-outputs.js';
 import type { PidMap } from '../../protocol/messages.js';
@@ -329,7 +330,7 @@ export async function run(argv: string[]): Promise<number> {
       process.stdout.write(
         `detached: every task runs its --exec program (root pid ${restoredRoot(result.pidMap, image.rootPid)})\n`,
       );
-    else if (result.rootStatus !== undefined) status = statusOfWait(result.rootStatus);
+    else if (result.rootStatus !== undefined) status = shellStatus(result.rootStatus);
     if (detach && statusFd !== undefined) signalReady(statusFd, result.detached === true);
   } catch (err) {
     // A signal that ended a held tree is not an interruption: restoreImage returned.
@@ -363,11 +364,6 @@ function parseExecOption(text: string): string[] | Record<string, string[]> {
   } catch (err) {
     throw new UsageError(`restore: --exec ${text}: not JSON: ${(err as Error).message}`);
   }
-}
-
-/** A wait status word as a shell reports it: the exit code, or 128 + the signal. */
-export function statusOfWait(status: number): number {
-  return (status & 0x7f) === 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f);
 }
 
 function pidnsOption(value: unknown): 'new' {
