@@ -27,18 +27,23 @@ export function pidfdGetfd(pidfd: number, targetFd: number): number {
 }
 
 /**
- * Runs `use` on a copy (pidfd_getfd) of fd `fd` of process `pid`, then closes the copy
- * and the pidfd it was taken through. Needs ptrace access to `pid`.
+ * Runs `use` on a copy (pidfd_getfd) of fd `fd` of the process `holder` (a pidfd of it)
+ * refers to, then closes the copy. Needs ptrace access to that process.
  */
+export function withFdCopyVia<T>(holder: number, fd: number, use: (copy: number) => T): T {
+  const copy = pidfdGetfd(holder, fd);
+  try {
+    return use(copy);
+  } finally {
+    libc.close(copy);
+  }
+}
+
+/** withFdCopyVia through a pidfd of `pid` opened for it (and closed after). */
 export function withFdCopy<T>(pid: number, fd: number, use: (copy: number) => T): T {
   const holder = pidfdOpen(pid);
   try {
-    const copy = pidfdGetfd(holder, fd);
-    try {
-      return use(copy);
-    } finally {
-      libc.close(copy);
-    }
+    return withFdCopyVia(holder, fd, use);
   } finally {
     libc.close(holder);
   }

@@ -6,11 +6,11 @@ import {
   closeQuiet,
   getStatusFlags,
   kcmpFile,
-  pidfdGetfd,
   pidfdGetInfo,
   pidfdOpen,
   pidfsHandleIno,
   PIDFD_INFO,
+  withFdCopyVia,
 } from '../../native/index.js';
 import { PcrError, SyscallError } from '../errors.js';
 import type { Task, TaskState } from '../model/image.js';
@@ -185,14 +185,7 @@ const liveStat = (st: Stat): boolean => st.state !== 'Z' && (st.flags & PF_EXITI
 /** `use` a pidfd_getfd copy of a frozen task's fd. */
 function holderCopy<T>(holder: number, fd: number, use: (copy: number) => T): T {
   try {
-    return withTaskPidfd(holder, (pidfd) => {
-      const copy = pidfdGetfd(pidfd, fd);
-      try {
-        return use(copy);
-      } finally {
-        closeQuiet(copy);
-      }
-    });
+    return withTaskPidfd(holder, (pidfd) => withFdCopyVia(pidfd, fd, use));
   } catch (err) {
     throw exitedMeanwhile(err, [holder]);
   }
