@@ -56,6 +56,7 @@ import type {
   HandOffInput,
   HandOffOutput,
 } from '../machines/task-actors.js';
+import { wrongTempDeath } from '../machines/task.js';
 import { handOff } from './handoff.js';
 import { FdInbox } from './inbox.js';
 import { Children } from './children.js';
@@ -383,7 +384,7 @@ export class WorkerEffects {
       }),
     );
     // A temp died wrong: no notice, the machine fails the task (tempDiedWrong).
-    if (reaped.some((r, i) => r.status !== input.temps[i]!.exitStatus)) return { reaped };
+    if (wrongTempDeath(input.temps, { reaped }) !== undefined) return { reaped };
     // Every temp is reaped and checked: the tasks holding pidfds of them may report now.
     const notice = Buffer.from(
       encodeFdTransfer({ from: input.pid, phase: 'kill-temp', fileIds: [] }),

@@ -32,15 +32,7 @@ function normalise(args: unknown[]): Readiness {
 
 /** Calls `onReady` each time `fd` becomes readable (or its peer hangs up) until stopped. */
 export function watchReadable(fd: number, onReady: (r: Readiness) => void): Watch {
-  let handle: UvPollHandle | undefined = uvPoll(fd, { readable: true, disconnect: true }, ((
-    ...args: unknown[]
-  ) => onReady(normalise(args))) as never);
-  return {
-    stop() {
-      handle?.close();
-      handle = undefined;
-    },
-  };
+  return watchFd(fd, onReady);
 }
 
 export interface FdWatch extends Watch {

@@ -103,8 +103,8 @@ export function startWaitingTemp(status: number): { temp: TempProcess; control: 
  * Opening by pid is exact: x is our child and nobody reaps it before kill-temp (only
  * its parent can; the worker's waitpid(-1) runs only in teardown, after abortTemp, or on
  * a start-up failure, before any x), so its pid cannot be reused until we reap it, dead
- * or alive. Before GO nothing else
- * opens a pidfd of x by pid: its pid is not in the image, only we know it.
+ * or alive. Before GO nothing else opens a pidfd of x by pid: its pid is not in the
+ * image, only we know it.
  */
 export function openTempPidfd(temp: TempProcess, flags: number): number {
   return pidfdOpen(temp.pid, flags);
