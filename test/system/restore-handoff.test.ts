@@ -405,29 +405,36 @@ function host(path: string) {
   };
 }
 
-test('--handoff-socket --hold: the host gets every pidfd with a correct descriptor, then SIGTERM ends the hold', async (t) => {
-  const { image, dir } = await buildAndDump(t, spec);
-  writeImage(dir, image);
+/**
+ * `pidfd-cr restore -D dir --pid-map … --handoff-socket <dir>/host.sock [extra…]` with a
+ * host() listening there; its stdout and stderr are collected. Killed and closed at the end.
+ */
+function restoreToHost(t: TestContext, dir: string, extra: readonly string[] = []) {
   const sock = join(dir, 'host.sock');
   const h = host(sock);
   t.after(() => h.close());
   const mapPath = join(dir, 'pids.json');
   const child = spawn(
     process.execPath,
-    [CLI, 'restore', '-D', dir, '--hold', '--pid-map', mapPath, '--handoff-socket', sock],
+    [CLI, 'restore', '-D', dir, ...extra, '--pid-map', mapPath, '--handoff-socket', sock],
     { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TMPDIR: dir } },
   );
   t.after(() => child.kill('SIGKILL'));
-  let stderr = '';
-  let stdout = '';
-  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-  child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-  const exited = once(child, 'exit');
+  const out = { stdout: '', stderr: '' };
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (out.stderr += d));
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (out.stdout += d));
+  return { sock, h, mapPath, child, out, exited: once(child, 'exit') };
+}
+
+test('--handoff-socket --hold: the host gets every pidfd with a correct descriptor, then SIGTERM ends the hold', async (t) => {
+  const { image, dir } = await buildAndDump(t, spec);
+  writeImage(dir, image);
+  const { sock, h, mapPath, child, out, exited } = restoreToHost(t, dir, ['--hold']);
   const tasks = liveTasks(image).length;
   // The coordinator's Hello, then one connection per task.
   const end = Date.now() + 30_000;
   while (h.ends < 1 + tasks && Date.now() < end) await sleep(20);
-  assert.equal(h.ends, 1 + tasks, `connections ended: ${stderr}`);
+  assert.equal(h.ends, 1 + tasks, `connections ended: ${out.stderr}`);
   const map = JSON.parse(readFileSync(mapPath, 'utf8')) as Record<string, number>;
 
   const hello = h.got.find((r) => r.message.hello)!;
@@ -485,8 +492,11 @@ test('--handoff-socket --hold: the host gets every pidfd with a correct descript
   }
   child.kill('SIGTERM');
   const [code] = await exited;
-  assert.equal(code, 0, stderr);
-  assert.ok(stdout.endsWith(`handed the pidfds of ${tasks} tasks off to ${sock}\n`), stdout);
+  assert.equal(code, 0, out.stderr);
+  assert.ok(
+    out.stdout.endsWith(`handed the pidfds of ${tasks} tasks off to ${sock}\n`),
+    out.stdout,
+  );
   assert.deepEqual(await waitGone(Object.values(map)), []);
   assertNoRundir(dir);
 });
@@ -509,28 +519,16 @@ test('--handoff-socket faults: nobody listening (ENOENT, ECONNREFUSED) before an
   assert.match(r2.stderr, /nobody takes the hand-off: connect .* failed: ECONNREFUSED \(111\)\n$/);
 
   // The host takes the Hello, then leaves: every task finds nobody (ECONNREFUSED).
-  const sock = join(dir, 'host.sock');
-  const h = host(sock);
-  t.after(() => h.close());
-  const mapPath = join(dir, 'pids.json');
-  const child = spawn(
-    process.execPath,
-    [CLI, 'restore', '-D', dir, '--pid-map', mapPath, '--handoff-socket', sock],
-    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TMPDIR: dir } },
-  );
-  t.after(() => child.kill('SIGKILL'));
-  let stderr = '';
-  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-  const exited = once(child, 'exit');
+  const { h, mapPath, out, exited } = restoreToHost(t, dir);
   // The Hello comes before anything is spawned: the tasks connect far later.
   const helloBy = Date.now() + 30_000;
   while (h.ends < 1 && Date.now() < helloBy) await sleep(5);
   h.closeListener();
-  assert.equal(h.ends, 1, `the Hello came: ${stderr}`);
+  assert.equal(h.ends, 1, `the Hello came: ${out.stderr}`);
   const [code] = await exited;
-  assert.equal(code, 28, stderr);
+  assert.equal(code, 28, out.stderr);
   assert.match(
-    stderr,
+    out.stderr,
     /^pidfd-cr: restore aborted .*--handoff-socket .*host\.sock: task \d+: connect .* failed: (ECONNREFUSED|ENOENT) \(\d+\)\n$/,
   );
   const map = JSON.parse(readFileSync(mapPath, 'utf8')) as Record<string, number>;
@@ -588,22 +586,10 @@ const many: TreeSpec = {
 test('--handoff-socket with 300 pidfds in one task: two batches (253 + 47) that the host gets in order', async (t) => {
   const { image, dir } = await buildAndDump(t, many);
   writeImage(dir, image);
-  const sock = join(dir, 'host.sock');
-  const h = host(sock);
-  t.after(() => h.close());
-  const mapPath = join(dir, 'pids.json');
-  const child = spawn(
-    process.execPath,
-    [CLI, 'restore', '-D', dir, '--hold', '--pid-map', mapPath, '--handoff-socket', sock],
-    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TMPDIR: dir } },
-  );
-  t.after(() => child.kill('SIGKILL'));
-  let stderr = '';
-  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-  const exited = once(child, 'exit');
+  const { h, mapPath, child, out, exited } = restoreToHost(t, dir, ['--hold']);
   const end = Date.now() + 60_000;
   while (h.ends < 3 && Date.now() < end) await sleep(20);
-  assert.equal(h.ends, 3, `Hello + 2 tasks: ${stderr}`);
+  assert.equal(h.ends, 3, `Hello + 2 tasks: ${out.stderr}`);
   const map = JSON.parse(readFileSync(mapPath, 'utf8')) as Record<string, number>;
   const rootBatches = h.got.filter((r) => r.message.batch?.dumpedPid === image.rootPid);
   assert.deepEqual(
@@ -630,7 +616,7 @@ test('--handoff-socket with 300 pidfds in one task: two batches (253 + 47) that 
     });
   child.kill('SIGTERM');
   const [code] = await exited;
-  assert.equal(code, 0, stderr);
+  assert.equal(code, 0, out.stderr);
   assert.deepEqual(await waitGone(Object.values(map)), []);
   assertNoRundir(dir);
 });
