@@ -109,6 +109,15 @@ function pidfdsAndChildren(): { pidfds: number[]; children: number[] } {
   };
 }
 
+/** One dead group per status, group ids (and inos) 0, 1, 2, …. */
+const tempSteps = (statuses: readonly number[]): TempStep[] =>
+  statuses.map((exitStatus, groupId) => ({
+    groupId,
+    ino: String(groupId),
+    exitStatus,
+    statusSource: 'recorded',
+  }));
+
 // x of the dead phase are started by spawnChildren (before CHILDREN_SPAWNED, so before
 // GO): started after it (a setImmediate), the last-registered creators spawned theirs
 // inside become-creator, after GO (docs/restore.md "Session 6").
@@ -117,12 +126,7 @@ test('spawnChildren starts the planned x before it returns; spawnTemp takes them
   const effects = new WorkerEffects({ dumpedPid: 4243, rundir, stderrFd: null, trace: false });
   try {
     const before = pidfdsAndChildren();
-    const steps: TempStep[] = [0, 5 << 8, 15].map((exitStatus, groupId) => ({
-      groupId,
-      ino: String(groupId),
-      exitStatus,
-      statusSource: 'recorded',
-    }));
+    const steps = tempSteps([0, 5 << 8, 15]);
     effects.planTemps(steps);
     await effects.spawnChildren({ pid: 4243, workerChildren: [], zombieChildren: [], threads: [] });
     const after = pidfdsAndChildren();
@@ -161,12 +165,7 @@ test('a late prestartTemps after spawnTemp and finishTemp starts no x', async ()
   const effects = new WorkerEffects({ dumpedPid: 4242, rundir, stderrFd: null, trace: false });
   try {
     const before = pidfdsAndChildren();
-    const steps: TempStep[] = [0, 7 << 8, 15].map((exitStatus, groupId) => ({
-      groupId,
-      ino: String(groupId),
-      exitStatus,
-      statusSource: 'recorded',
-    }));
+    const steps = tempSteps([0, 7 << 8, 15]);
     const { temps } = await effects.spawnTemp({ pid: 4242, temps: steps });
     const { reaped } = await effects.finishTemp({
       pid: 4242,
@@ -193,12 +192,7 @@ test('finishTemp sends no notice when a temp died otherwise than planned', async
   const rundir = mkdtempSync(join(tmpdir(), 'pcr-temp-test-'));
   const effects = new WorkerEffects({ dumpedPid: 4244, rundir, stderrFd: null, trace: false });
   try {
-    const steps: TempStep[] = [0, 6 << 8].map((exitStatus, groupId) => ({
-      groupId,
-      ino: String(groupId),
-      exitStatus,
-      statusSource: 'recorded',
-    }));
+    const steps = tempSteps([0, 6 << 8]);
     const { temps } = await effects.spawnTemp({ pid: 4244, temps: steps });
     const expected = temps.map((t, i) => (i === 1 ? { ...t, exitStatus: 9 } : t));
     const { reaped } = await effects.finishTemp({
